@@ -1,0 +1,25 @@
+//===- Pipelines.cpp - named pass pipelines and registration --------------===//
+
+#include "kiln/Passes/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
+                                    const GraphPipelineOptions &options) {
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  if (options.pruneWeights)
+    pm.addPass(createPruneWeightsPass());
+}
+
+void mlir::kiln::registerKilnPassesAndPipelines() {
+  registerKilnPasses();
+  PassPipelineRegistration<GraphPipelineOptions>(
+      "kiln-graph-pipeline",
+      "The graph stage: fold shape computations, CSE, prune unread weights",
+      buildGraphPipeline);
+}

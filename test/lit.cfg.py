@@ -1,0 +1,33 @@
+# -*- Python -*-
+# lit configuration for the kiln test suite.
+
+import os
+import shutil
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "KILN"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Unit"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%kiln_src_root", config.kiln_src_root))
+config.substitutions.append(("%kiln_obj_root", config.kiln_obj_root))
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
+llvm_config.use_default_substitutions()
+
+# GPU tests say `REQUIRES: cuda`; the feature is set only where a driver is
+# present, so CI without a GPU skips them instead of failing or lying.
+if shutil.which("nvidia-smi") and os.path.exists("/dev/nvidiactl"):
+    config.available_features.add("cuda")
+
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+tool_dirs = [config.kiln_tools_dir, config.llvm_tools_dir]
+tools = [ToolSubst("kiln-opt", unresolved="fatal")]
+llvm_config.add_tool_substitutions(tools, tool_dirs)
