@@ -3,6 +3,7 @@
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
 
 #include "mlir/AsmParser/AsmParser.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "gtest/gtest.h"
 
@@ -85,6 +86,30 @@ TEST_F(KilnTypes, KvCacheScales) {
   ASSERT_TRUE(plain);
   EXPECT_FALSE(plain.isQuantized());
   EXPECT_EQ(plain.getComputeType(), BFloat16Type::get(&ctx));
+}
+
+// Verifier errors the textual syntax cannot express, built through the C++
+// API the importer and passes use.
+TEST_F(KilnTypes, CheckedConstructionReportsErrors) {
+  std::string message;
+  ScopedDiagnosticHandler handler(&ctx, [&](Diagnostic &diag) {
+    message = diag.str();
+    return success();
+  });
+  auto emit = [&] { return mlir::emitError(UnknownLoc::get(&ctx)); };
+  Type bf16 = BFloat16Type::get(&ctx);
+  EXPECT_FALSE(KvCacheType::getChecked(emit, &ctx, KvLayout::contiguous, int64_t{16},
+                                       bf16, int64_t{2}, int64_t{64}, int64_t{64}, QuantAttr()));
+  EXPECT_EQ(message, "contiguous KV cache has no block size, found 16");
+
+  auto quant = QuantAttr::get(&ctx, IntegerType::get(&ctx, 8), bf16, ArrayRef<int64_t>{},
+                              Float32Type::get(&ctx), Type());
+  EXPECT_FALSE(QTensorType::getChecked(emit, &ctx, ArrayRef<int64_t>{}, quant));
+  EXPECT_EQ(message, "qtensor must have rank >= 1");
+  auto quant1 = QuantAttr::get(&ctx, IntegerType::get(&ctx, 8), bf16, ArrayRef<int64_t>{0},
+                               Float32Type::get(&ctx), Type());
+  EXPECT_FALSE(QTensorType::getChecked(emit, &ctx, ArrayRef<int64_t>{-7}, quant1));
+  EXPECT_EQ(message, "qtensor dimensions must be non-negative, found -7");
 }
 
 } // namespace

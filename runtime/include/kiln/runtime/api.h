@@ -1,14 +1,19 @@
-/* The Kiln runtime's C API.
- *
- * Conventions (they hold for every function declared here):
- *  - Fallible calls return a kiln_status_t; NULL means success. A non-NULL
- *    status is owned by the caller, who frees it with kiln_status_free (or
- *    ignores it with kiln_status_ignore).
- *  - Results go through trailing out_* pointers, left untouched on failure.
- *  - No C++ exception ever crosses this boundary.
- *  - Thread-safety is stated per function. Functions in this header keep no
- *    mutable global state and are safe to call from any thread concurrently.
- */
+// The Kiln runtime's C API: the header products include.
+//
+// Conventions that hold for every function declared here:
+//  - A fallible call returns a kiln_status_t; NULL means success. A non-NULL
+//    status is owned by the caller, who must release it with kiln_status_free
+//    (or kiln_status_ignore, which says the drop is deliberate).
+//  - Results come back through trailing out_* pointers. On failure a value
+//    result is reset to its zero value (KILN_DTYPE_INVALID, 0) and a pointer
+//    result to NULL, so a caller never reads a stale or half-written result.
+//  - Borrowed strings (const char* results) are never freed by the caller.
+//  - No C++ exception crosses this boundary: the library is built with
+//    -fno-exceptions and reports every failure as a status.
+//  - Every function states its thread-safety. Nothing in this header touches
+//    mutable global state.
+//
+// The header is plain C99 and may be included from C or C++.
 #ifndef KILN_RUNTIME_API_H_
 #define KILN_RUNTIME_API_H_
 
@@ -21,11 +26,13 @@
 extern "C" {
 #endif
 
-/*===------------------------------------------------------------------===*
- * Status
- *===------------------------------------------------------------------===*/
+//===----------------------------------------------------------------------===//
+// Status
+//===----------------------------------------------------------------------===//
 
-/// Status codes. The values are a stable ABI (they match absl/IREE).
+/// Canonical error codes. The numeric values are a stable ABI and match
+/// absl::StatusCode and IREE's iree_status_code_t, so codes map one to one
+/// when a product bridges them.
 typedef enum kiln_status_code_e {
   KILN_STATUS_OK = 0,
   KILN_STATUS_CANCELLED = 1,
@@ -45,72 +52,112 @@ typedef enum kiln_status_code_e {
   KILN_STATUS_DATA_LOSS = 15,
 } kiln_status_code_t;
 
-/// An error: a code, a message and the source location that raised it.
-/// NULL is success. Opaque; immutable once created, so a status may be read
-/// from several threads, but freed only once.
+/// The result of a fallible call: NULL for success, otherwise an opaque error
+/// carrying a code, a message and the source location that raised it.
+///
+/// Ownership: the caller owns every non-NULL status it receives and releases
+/// it exactly once with kiln_status_free.
+/// Thread-safety: a status is immutable after creation, so any number of
+/// threads may read it concurrently; freeing it must not race with a read.
 typedef struct kiln_status_s* kiln_status_t;
 
-/// Creates a status with a printf-style message. Returns NULL for
-/// KILN_STATUS_OK. If memory runs out, returns a static RESOURCE_EXHAUSTED
-/// status (which kiln_status_free accepts). Thread-safe.
-KILN_API kiln_status_t kiln_status_allocate(kiln_status_code_t code,
-                                            const char* file, int line,
-                                            const char* format, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+/// Creates a status with a printf-style message.
+///
+/// Returns NULL when `code` is KILN_STATUS_OK (the message is then not
+/// formatted). A `code` outside kiln_status_code_t is recorded as
+/// KILN_STATUS_UNKNOWN. `file` (may be NULL, read as "") and the formatted
+/// message are copied, so neither needs to outlive the call; `format` NULL
+/// gives an empty message.
+///
+/// If memory runs out, returns a preallocated static status with code
+/// KILN_STATUS_RESOURCE_EXHAUSTED and message "out of memory" (no source
+/// location) in place of the requested one; kiln_status_free accepts it like
+/// any other, so callers need no special case.
+///
+/// Ownership: the caller owns the result. Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_status_allocate(kiln_status_code_t code, const char* file, int line,
+                     const char* format, ...) KILN_PRINTF_FORMAT(4, 5);
 
-/// Creates a status at the caller's source location.
+/// Creates a status that records the caller's __FILE__ and __LINE__:
+/// `return KILN_MAKE_STATUS(KILN_STATUS_NOT_FOUND, "no weight '%s'", name);`
 #define KILN_MAKE_STATUS(code, ...) \
   kiln_status_allocate((code), __FILE__, __LINE__, __VA_ARGS__)
 
-/// The code of `status`; KILN_STATUS_OK for NULL. Thread-safe.
+/// Releases `status`. NULL (success) is a no-op. Thread-safety: safe to call
+/// concurrently on different statuses; a status is freed once, by one thread.
+KILN_API void kiln_status_free(kiln_status_t status);
+
+/// Releases `status`, saying in the source that dropping the error is
+/// deliberate (for example in cleanup paths that already report an earlier
+/// error).
+#define kiln_status_ignore(status) kiln_status_free(status)
+
+/// The code of `status`; KILN_STATUS_OK for NULL. Always a value of
+/// kiln_status_code_t. Thread-safety: thread-safe.
 KILN_API kiln_status_code_t kiln_status_code(kiln_status_t status);
 
-/// The message of `status`, borrowed until the status is freed; "" for NULL.
-/// Thread-safe.
+/// The message of `status`, without code or location; "" for NULL or an empty
+/// message. Ownership: borrowed from `status`, valid until it is freed (for
+/// NULL, a static string). Thread-safety: thread-safe.
 KILN_API const char* kiln_status_message(kiln_status_t status);
 
-/// The file and line that created `status` (file is borrowed; "" and 0 for
-/// NULL). Either out pointer may be NULL. Thread-safe.
+/// The source location that created `status`. Writes the file name to
+/// `*out_file` and the line to `*out_line`; either pointer may be NULL to skip
+/// that value. For NULL or a status created without a file: "" and 0.
+/// Ownership: the file name is borrowed from `status`, valid until it is
+/// freed. Thread-safety: thread-safe.
 KILN_API void kiln_status_source_location(kiln_status_t status,
-                                          const char** out_file,
-                                          int* out_line);
+                                          const char** out_file, int* out_line);
 
-/// Writes "CODE: message [file:line]" into `buffer` (NUL-terminated and
-/// truncated to `capacity`, as snprintf does) and the untruncated length to
-/// `out_length` (may be NULL). `buffer` may be NULL when `capacity` is 0.
-/// Thread-safe.
+/// Renders `status` as "CODE: message [file:line]" (for example
+/// "NOT_FOUND: no weight 'w0' [loader.cc:42]"); ": message" is left out when
+/// the message is empty and " [file:line]" when there is no file. NULL renders
+/// as "OK".
+///
+/// Follows snprintf: writes at most `capacity` bytes into `buffer`, always
+/// NUL-terminated when `capacity` > 0, truncating the text if it does not
+/// fit; `buffer` may be NULL when `capacity` is 0 (a size query). Writes the
+/// length of the whole text, without the terminator and regardless of
+/// truncation, to `*out_length` unless it is NULL; the text fit iff
+/// `*out_length < capacity`.
+/// Thread-safety: thread-safe.
 KILN_API void kiln_status_format(kiln_status_t status, char* buffer,
                                  size_t capacity, size_t* out_length);
 
-/// Frees `status`; NULL is a no-op. Not thread-safe for the same status.
-KILN_API void kiln_status_free(kiln_status_t status);
-
-/// Frees `status` after deliberately ignoring it.
-#define kiln_status_ignore(status) kiln_status_free(status)
-
-/// The name of a code, such as "INVALID_ARGUMENT"; "UNKNOWN_CODE" for values
-/// outside the enum. Static storage. Thread-safe.
+/// The name of `code` as spelled in the enum without its prefix, such as
+/// "INVALID_ARGUMENT"; "UNKNOWN_CODE" for a value outside kiln_status_code_t.
+/// Ownership: static storage. Thread-safety: thread-safe.
 KILN_API const char* kiln_status_code_string(kiln_status_code_t code);
 
-/*===------------------------------------------------------------------===*
- * Version
- *===------------------------------------------------------------------===*/
+//===----------------------------------------------------------------------===//
+// Version
+//===----------------------------------------------------------------------===//
 
-/// The runtime's version, "MAJOR.MINOR.PATCH". Thread-safe.
+/// The ABI version this header describes. It increases whenever the header
+/// changes incompatibly (a changed signature, enum value or struct layout).
+/// A product can check at startup that the library it loaded matches the
+/// header it was compiled against:
+/// `kiln_runtime_abi_version() == KILN_RUNTIME_ABI_VERSION`.
+#define KILN_RUNTIME_ABI_VERSION 1u
+
+/// The runtime's release version, "MAJOR.MINOR.PATCH". Ownership: static
+/// storage. Thread-safety: thread-safe.
 KILN_API const char* kiln_runtime_version_string(void);
 
-/// Increases whenever this header changes incompatibly. Thread-safe.
+/// The ABI version the loaded library implements (its
+/// KILN_RUNTIME_ABI_VERSION). Thread-safety: thread-safe.
 KILN_API uint32_t kiln_runtime_abi_version(void);
 
-/*===------------------------------------------------------------------===*
- * Element types
- *===------------------------------------------------------------------===*/
+//===----------------------------------------------------------------------===//
+// Element types
+//===----------------------------------------------------------------------===//
 
-/// Element types of tensors in artifacts and at the API. The values are a
-/// stable ABI: the compiler writes them into artifacts.
+/// Element types of tensors in artifacts and at the API.
+///
+/// The numeric values are a stable ABI: the compiler maps MLIR element types
+/// to these codes and writes them into artifacts, so a value is never
+/// renumbered or reused; new types get new values at the end.
 typedef enum kiln_dtype_e {
   KILN_DTYPE_INVALID = 0,
   KILN_DTYPE_F32 = 1,
@@ -119,9 +166,9 @@ typedef enum kiln_dtype_e {
   KILN_DTYPE_F64 = 4,
   KILN_DTYPE_F8E4M3FN = 5,
   KILN_DTYPE_F8E5M2 = 6,
-  KILN_DTYPE_I1 = 7, /* bool, stored one byte per element */
-  KILN_DTYPE_I4 = 8,
-  KILN_DTYPE_U4 = 9,
+  KILN_DTYPE_I1 = 7,  // bool, stored one byte per element (0 or 1)
+  KILN_DTYPE_I4 = 8,  // signed 4-bit, packed two per byte
+  KILN_DTYPE_U4 = 9,  // unsigned 4-bit, packed two per byte
   KILN_DTYPE_I8 = 10,
   KILN_DTYPE_U8 = 11,
   KILN_DTYPE_I16 = 12,
@@ -132,29 +179,49 @@ typedef enum kiln_dtype_e {
   KILN_DTYPE_U64 = 17,
 } kiln_dtype_t;
 
-/// The name of `dtype` in MLIR's spelling ("f32", "bf16", "f8E4M3FN", "i4",
-/// "ui4", ...); "invalid" for anything else. Static storage. Thread-safe.
+/// The name of `dtype` as MLIR spells the element type: f32 f16 bf16 f64
+/// f8E4M3FN f8E5M2 i1 i4 ui4 i8 ui8 i16 ui16 i32 ui32 i64 ui64. "invalid" for
+/// KILN_DTYPE_INVALID and any value outside the enum.
+/// Ownership: static storage. Thread-safety: thread-safe.
 KILN_API const char* kiln_dtype_name(kiln_dtype_t dtype);
 
-/// Parses a name as kiln_dtype_name prints it. NOT_FOUND for an unknown
-/// name, INVALID_ARGUMENT for NULL pointers. Thread-safe.
-KILN_API kiln_status_t kiln_dtype_from_name(const char* name,
-                                            kiln_dtype_t* out_dtype);
+/// Parses a name as kiln_dtype_name prints it (case-sensitive, no aliases)
+/// into `*out_dtype`.
+///
+/// Errors: INVALID_ARGUMENT if `name` or `out_dtype` is NULL; NOT_FOUND if
+/// `name` names no dtype (the message quotes it and lists the valid names).
+/// On failure `*out_dtype` is set to KILN_DTYPE_INVALID.
+/// Ownership: `name` is only read during the call. Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_dtype_from_name(const char* name, kiln_dtype_t* out_dtype);
 
-/// Bits a stored element occupies: 4 for i4/u4, 8 for i1 (one byte per bool),
-/// 0 for invalid values. Thread-safe.
+/// Bits one element occupies in storage: 4 for i4 and ui4, 8 for the 8-bit
+/// floats and integers, and 8 for i1, which is stored as one whole byte per
+/// element rather than bit-packed. 0 for KILN_DTYPE_INVALID and any value
+/// outside the enum. Thread-safety: thread-safe.
 KILN_API uint32_t kiln_dtype_bit_width(kiln_dtype_t dtype);
 
-/// Bytes a dense tensor of `dtype` and `shape` occupies in storage. Sub-byte
-/// types are packed two per byte along the innermost dimension, element 0 in
-/// the low nibble, and each innermost row is padded to a whole byte:
-/// prod(outer dims) * ceil(inner * bits / 8). Rank 0 is one element.
-/// INVALID_ARGUMENT for a negative dimension, an invalid dtype or NULL
-/// pointers; OUT_OF_RANGE when the size overflows 64 bits. Thread-safe.
-KILN_API kiln_status_t kiln_dtype_storage_size(kiln_dtype_t dtype,
-                                               const int64_t* shape,
-                                               size_t rank,
-                                               uint64_t* out_bytes);
+/// Bytes a dense, row-major tensor of `dtype` with `shape[0..rank)` occupies
+/// in storage, written to `*out_bytes`.
+///
+/// The packed storage rule, which the compiler's artifact writer and every
+/// backend share: types of 8 bits or more take bit_width / 8 bytes per
+/// element. Sub-byte types (i4, ui4) are packed two elements per byte along
+/// the innermost dimension, element 2k in the low nibble and element 2k+1 in
+/// the high nibble, and each innermost row is padded to a whole byte, so rows
+/// start on byte boundaries. Hence
+///   size = prod(shape[0..rank-1)) * ceil(shape[rank-1] * bit_width / 8).
+/// Rank 0 is a scalar (one element; `shape` may then be NULL). A zero
+/// dimension anywhere gives 0 bytes.
+///
+/// Errors: INVALID_ARGUMENT for an invalid dtype, a negative dimension (the
+/// message names its index and value), `out_bytes` NULL, or `shape` NULL with
+/// `rank` > 0; OUT_OF_RANGE if the size does not fit in uint64_t. On failure
+/// `*out_bytes` is set to 0.
+/// Ownership: `shape` is only read during the call. Thread-safety:
+/// thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_dtype_storage_size(
+    kiln_dtype_t dtype, const int64_t* shape, size_t rank, uint64_t* out_bytes);
 
 #ifdef __cplusplus
 }  // extern "C"

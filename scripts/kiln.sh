@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The two commands of the README, idempotent on a fresh Debian 12 machine:
+#   scripts/kiln.sh run    install what is missing, build, run the main job
+#   scripts/kiln.sh test   install what is missing, build, run every test
+# A second run installs nothing and rebuilds only what changed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${KILN_BUILD_DIR:-$ROOT/build}"
+JOBS="${KILN_JOBS:-$(nproc)}"
+
+# Debian packages the build and tests use (see docs/ARCHITECTURE.md).
+APT_PACKAGES=(
+  cmake ninja-build ccache g++ pkg-config python3
+  llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
+  libgtest-dev libgmock-dev
+)
+
+log() { printf '\033[1m[kiln]\033[0m %s\n' "$*"; }
+
+install_missing() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "dependencies: all ${#APT_PACKAGES[@]} Debian packages present"
+    return
+  fi
+  log "installing: ${missing[*]}"
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  if [[ ! -f "$BUILD/build.ninja" ]]; then
+    log "configuring $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  log "building with $JOBS jobs"
+  ninja -C "$BUILD" -j "$JOBS"
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  run)
+    install_missing
+    build
+    log "running the default graph pipeline on examples/tiny-llama-block.mlir"
+    "$BUILD/bin/kiln-opt" "$ROOT/examples/tiny-llama-block.mlir" --kiln-graph-pipeline
+    ;;
+  test)
+    install_missing
+    build
+    log "running every test"
+    python3 "$ROOT/scripts/check.py" --build-dir "$BUILD" \
+      --lit /usr/lib/llvm-22/bin/lit -j "$JOBS"
+    ;;
+  *)
+    echo "usage: $0 run|test" >&2
+    exit 2
+    ;;
+esac
