@@ -18,6 +18,11 @@ kiln.weight_decl @w : tensor<3x5xi4> at #kiln.external<"w.bin", offset = 0, leng
 
 // -----
 
+// expected-error @+1 {{cannot size weight of type 'tensor<4294967296x4294967296x16xf32>': the storage size of a rank-3 f32 tensor overflows 64 bits}}
+kiln.weight_decl @huge : tensor<4294967296x4294967296x16xf32>
+
+// -----
+
 func.func @f() {
   // expected-error @+1 {{'kiln.weight_decl' op expects parent op 'builtin.module'}}
   kiln.weight_decl @w : tensor<2xf32>
