@@ -792,11 +792,13 @@ LogicalResult ReshapeOp::verify() {
       return emitOpError() << "shape operand has " << entries
                            << " entries but the result has rank "
                            << result.getRank();
-  } else if (result.getNumDynamicDims() > 1) {
+  } else if (result.getNumDynamicDims() > 1 &&
+             result.getNumDynamicDims() != input.getNumDynamicDims()) {
     return emitOpError() << "result " << result << " has "
                          << result.getNumDynamicDims()
-                         << " dynamic dimensions; a shape operand must give "
-                            "them";
+                         << " dynamic dimensions but the input has "
+                         << input.getNumDynamicDims()
+                         << "; a shape operand must give them";
   }
   if (input.hasStaticShape() && result.hasStaticShape() &&
       input.getNumElements() != result.getNumElements())

@@ -874,9 +874,9 @@ func.func @f(%x: tensor<?x?x256xf32>, %s: tensor<3xi64>) {
 
 // -----
 
-func.func @f(%x: tensor<?x?x256xf32>) {
-  // expected-error @+1 {{result 'tensor<?x?x8x32xf32>' has 2 dynamic dimensions; a shape operand must give them}}
-  %0 = kiln.reshape %x : tensor<?x?x256xf32> -> tensor<?x?x8x32xf32>
+func.func @f(%x: tensor<?x256xf32>) {
+  // expected-error @+1 {{result 'tensor<?x?x8x32xf32>' has 2 dynamic dimensions but the input has 1; a shape operand must give them}}
+  %0 = kiln.reshape %x : tensor<?x256xf32> -> tensor<?x?x8x32xf32>
   return
 }
 

@@ -647,14 +647,21 @@ def Kiln_KvCacheReadOp : Kiln_Op<"kv_cache_read", [Pure]> {
 def Kiln_ReshapeOp : Kiln_Op<"reshape", [Pure]> {
   let summary = "changes the shape, keeping element order";
   let description = [{
-    The result type gives the new shape. Its dynamic dimensions come from
-    the optional 1-D `shape` operand (ONNX Reshape with a computed shape,
-    already resolved: no 0 or -1 entries at run time). Without it the result
-    may have at most one dynamic dimension, which the element count fixes.
+    The result type gives the new shape. Its dynamic dimensions come from:
+
+    * the optional 1-D `shape` operand, read as ONNX Reshape reads it: an
+      entry of 0 copies the input dimension at the same index, one entry of
+      -1 is inferred from the element count;
+    * without it, when the result has one dynamic dimension, the element
+      count;
+    * otherwise the input's dynamic dimensions, in order (their counts must
+      match), as when static dimensions are split, merged, inserted or
+      removed around them.
 
     ```mlir
-    %r = kiln.reshape %x shape(%s : tensor<4xi64>) : tensor<?x?x4096xbf16> -> tensor<?x?x32x128xbf16>
+    %r = kiln.reshape %x : tensor<?x?x4096xbf16> -> tensor<?x?x32x128xbf16>
     %f = kiln.reshape %y : tensor<?x32x128xbf16> -> tensor<?x4096xbf16>
+    %g = kiln.reshape %z shape(%s : tensor<3xi64>) : tensor<?x?x64xf32> -> tensor<?x?x?xf32>
     ```
   }];
   let arguments = (ins Kiln_AnyTensor:$input, Optional<Kiln_ShapeTensor>:$shape);
@@ -727,8 +734,9 @@ def Kiln_SliceOp : Kiln_Op<"slice", [Pure]> {
 def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
   let summary = "broadcasts to a larger shape (ONNX Expand)";
   let description = [{
-    NumPy broadcasting of `input` to the result shape; the optional `shape`
-    operand gives the dynamic target dimensions.
+    NumPy broadcasting of `input` to the result shape. The optional `shape`
+    operand gives the target as ONNX Expand reads it: it is broadcast with the
+    input's shape (an entry of 1 keeps the input's dimension).
 
     ```mlir
     %e = kiln.broadcast %x : tensor<1x1x?x?xf32> -> tensor<?x32x?x?xf32>
