@@ -14,7 +14,10 @@ APT_PACKAGES=(
   cmake ninja-build ccache g++ pkg-config python3
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
   libgtest-dev libgmock-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler
 )
+# Python packages the tests use to generate ONNX models and as the reference.
+PIP_PACKAGES=(onnx numpy)
 
 log() { printf '\033[1m[kiln]\033[0m %s\n' "$*"; }
 
@@ -35,6 +38,19 @@ install_missing() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+install_python() {
+  local missing=()
+  for pkg in "${PIP_PACKAGES[@]}"; do
+    python3 -c "import $pkg" 2>/dev/null || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "python: ${PIP_PACKAGES[*]} present"
+    return
+  fi
+  log "pip installing: ${missing[*]}"
+  python3 -m pip install -q "${missing[@]}"
+}
+
 build() {
   if [[ ! -f "$BUILD/build.ninja" ]]; then
     log "configuring $BUILD"
@@ -48,12 +64,14 @@ cmd="${1:-}"
 case "$cmd" in
   run)
     install_missing
+    install_python
     build
     log "running the default graph pipeline on examples/tiny-llama-block.mlir"
     "$BUILD/bin/kiln-opt" "$ROOT/examples/tiny-llama-block.mlir" --kiln-graph-pipeline
     ;;
   test)
     install_missing
+    install_python
     build
     log "running every test"
     python3 "$ROOT/scripts/check.py" --build-dir "$BUILD" \
