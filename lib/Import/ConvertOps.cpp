@@ -97,6 +97,23 @@ void defineInt(NodeContext &nc, Value value, std::optional<ShapeElems> e) {
   nc.setOutput(0, value);
 }
 
+/// Maps the dynamic dims of `result` to those of `input` in order (ops that
+/// only insert, remove or regroup static dims around them).
+void unifyInOrder(NodeContext &nc, Value result, Value input) {
+  auto rt = cast<RankedTensorType>(result.getType());
+  auto it = cast<RankedTensorType>(input.getType());
+  if (rt.getNumDynamicDims() != it.getNumDynamicDims())
+    return;
+  SmallVector<int64_t> in;
+  for (int64_t d = 0; d < it.getRank(); ++d)
+    if (it.isDynamicDim(d))
+      in.push_back(d);
+  unsigned k = 0;
+  for (int64_t d = 0; d < rt.getRank(); ++d)
+    if (rt.isDynamicDim(d))
+      nc.importer.unifyDims(result, d, input, in[k++]);
+}
+
 /// Tracked elements of a small tensor with rank <= 1.
 std::optional<ShapeElems> trackable(NodeContext &nc, Value v) {
   auto type = cast<RankedTensorType>(v.getType());
@@ -235,6 +252,7 @@ Error convertBinary(NodeContext &nc) {
   }
   TRY(shape, broadcast(nc, {lhs, rhs}));
   Value result = OpTy::create(nc.b, nc.loc, tensorOf(shape, et), lhs, rhs);
+  nc.importer.unifyElementwise(result, {lhs, rhs});
   std::optional<ShapeElems> e;
   auto le = trackable(nc, lhs), re = trackable(nc, rhs);
   if (le && re && shape.size() <= 1)
@@ -253,8 +271,10 @@ Error convertVariadic(NodeContext &nc) {
     if (elementTypeOf(next) != elementTypeOf(result))
       return nc.error("input element types differ");
     TRY(shape, broadcast(nc, {result, next}));
+    Value prev = result;
     result = OpTy::create(nc.b, nc.loc, tensorOf(shape, elementTypeOf(result)),
                           result, next);
+    nc.importer.unifyElementwise(result, {prev, next});
   }
   nc.setOutput(0, result);
   return Error::success();
@@ -269,6 +289,7 @@ Error convertCompare(NodeContext &nc, ComparePredicate pred) {
   Value result = CompareOp::create(nc.b, nc.loc,
                                    tensorOf(shape, nc.b.getI1Type()), pred,
                                    lhs, rhs);
+  nc.importer.unifyElementwise(result, {lhs, rhs});
   nc.setOutput(0, result);
   return Error::success();
 }
@@ -276,7 +297,9 @@ Error convertCompare(NodeContext &nc, ComparePredicate pred) {
 template <typename OpTy>
 Error convertUnary(NodeContext &nc) {
   TRY(x, nc.required(0));
-  nc.setOutput(0, OpTy::create(nc.b, nc.loc, x.getType(), x));
+  Value result = OpTy::create(nc.b, nc.loc, x.getType(), x);
+  nc.importer.unifyElementwise(result, {x});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -284,7 +307,9 @@ Error convertActivation(NodeContext &nc, ActivationKind kind) {
   TRY(x, nc.required(0));
   if (!isa<FloatType>(elementTypeOf(x)))
     return nc.error("input must be a float tensor");
-  nc.setOutput(0, ActivationOp::create(nc.b, nc.loc, x.getType(), kind, x));
+  Value result = ActivationOp::create(nc.b, nc.loc, x.getType(), kind, x);
+  nc.importer.unifyElementwise(result, {x});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -353,6 +378,7 @@ Error convertCast(NodeContext &nc) {
     }
   }
   Value result = CastOp::create(nc.b, nc.loc, type.clone(et), x);
+  nc.importer.unifyElementwise(result, {x});
   std::optional<ShapeElems> e;
   if (isa<IntegerType>(et) && isa<IntegerType>(type.getElementType()))
     e = trackable(nc, x);
@@ -369,9 +395,10 @@ Error convertWhere(NodeContext &nc) {
   if (elementTypeOf(a) != elementTypeOf(b))
     return nc.error("X and Y element types differ");
   TRY(shape, broadcast(nc, {cond, a, b}));
-  nc.setOutput(0, SelectOp::create(nc.b, nc.loc,
-                                   tensorOf(shape, elementTypeOf(a)), cond, a,
-                                   b));
+  Value result = SelectOp::create(nc.b, nc.loc,
+                                 tensorOf(shape, elementTypeOf(a)), cond, a, b);
+  nc.importer.unifyElementwise(result, {cond, a, b});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -399,9 +426,16 @@ Error convertMatMul(NodeContext &nc) {
     return nc.error(llvm::formatv("inner dimensions differ: {0} vs {1}", k, bk));
   batch.push_back(at.getDimSize(at.getRank() - 2));
   batch.push_back(bt.getShape().back());
-  nc.setOutput(0, MatmulOp::create(nc.b, nc.loc,
-                                   tensorOf(batch, at.getElementType()), a, b,
-                                   Value()));
+  Value result = MatmulOp::create(nc.b, nc.loc,
+                                  tensorOf(batch, at.getElementType()), a, b,
+                                  Value());
+  int64_t rank = batch.size();
+  for (int64_t d = 0; d < at.getRank() - 1; ++d)
+    nc.importer.unifyDims(result, d + rank - at.getRank(), a, d);
+  for (int64_t d = 0; d < bt.getRank() - 2; ++d)
+    nc.importer.unifyDims(result, d + rank - bt.getRank(), b, d);
+  nc.importer.unifyDims(result, rank - 1, b, bt.getRank() - 1);
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -467,8 +501,10 @@ Error convertSoftmax(NodeContext &nc) {
   if (nc.opset < 13 && normAxis(axis, rank) != rank - 1)
     return nc.error("opset < 13 Softmax over several dimensions is not "
                     "supported");
-  nc.setOutput(0, SoftmaxOp::create(nc.b, nc.loc, x.getType(), x,
-                                    nc.b.getI64IntegerAttr(axis)));
+  Value result = SoftmaxOp::create(nc.b, nc.loc, x.getType(), x,
+                                  nc.b.getI64IntegerAttr(axis));
+  nc.importer.unifyElementwise(result, {x});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -504,8 +540,15 @@ Error convertReduce(NodeContext &nc, ReduceKind kind) {
     else if (keep)
       shape.push_back(1);
   }
-  auto op = ReduceOp::create(nc.b, nc.loc, tensorOf(shape, type.getElementType()),
-                             kind, x, axes, keep != 0);
+  Value op = ReduceOp::create(nc.b, nc.loc,
+                              tensorOf(shape, type.getElementType()), kind, x,
+                              axes, keep != 0);
+  for (int64_t d = 0, r = 0; d < type.getRank(); ++d) {
+    if (!llvm::is_contained(axes, d))
+      nc.importer.unifyDims(op, r++, x, d);
+    else if (keep)
+      ++r;
+  }
   nc.setOutput(0, op);
   return Error::success();
 }
@@ -522,9 +565,11 @@ Error convertRmsNorm(NodeContext &nc) {
     return err;
   if (nc.hasOutput(1))
     return nc.error("the inv_std_var output is not supported");
-  nc.setOutput(0, RmsNormOp::create(nc.b, nc.loc, x.getType(), x, w,
-                                    nc.b.getF32FloatAttr(eps),
-                                    nc.b.getI64IntegerAttr(axis)));
+  Value result = RmsNormOp::create(nc.b, nc.loc, x.getType(), x, w,
+                                  nc.b.getF32FloatAttr(eps),
+                                  nc.b.getI64IntegerAttr(axis));
+  nc.importer.unifyElementwise(result, {x});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -539,9 +584,11 @@ Error convertLayerNorm(NodeContext &nc) {
     return err;
   if (nc.hasOutput(1) || nc.hasOutput(2))
     return nc.error("the Mean and InvStdDev outputs are not supported");
-  nc.setOutput(0, LayerNormOp::create(nc.b, nc.loc, x.getType(), x, w,
-                                      nc.input(2), nc.b.getF32FloatAttr(eps),
-                                      nc.b.getI64IntegerAttr(axis)));
+  Value result = LayerNormOp::create(nc.b, nc.loc, x.getType(), x, w,
+                                    nc.input(2), nc.b.getF32FloatAttr(eps),
+                                    nc.b.getI64IntegerAttr(axis));
+  nc.importer.unifyElementwise(result, {x});
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -561,6 +608,7 @@ Error convertSkipNorm(NodeContext &nc, bool simplified) {
   TRY(shape, broadcast(nc, {x, skip}));
   Type et = elementTypeOf(x);
   Value sum = AddOp::create(nc.b, nc.loc, tensorOf(shape, et), x, skip);
+  nc.importer.unifyElementwise(sum, {x, skip});
   if (bias)
     sum = AddOp::create(nc.b, nc.loc, sum.getType(), sum, bias);
   Value y;
@@ -571,6 +619,7 @@ Error convertSkipNorm(NodeContext &nc, bool simplified) {
     y = LayerNormOp::create(nc.b, nc.loc, sum.getType(), sum, gamma, beta,
                             nc.b.getF32FloatAttr(eps),
                             nc.b.getI64IntegerAttr(-1));
+  nc.importer.unifyElementwise(y, {sum});
   nc.setOutput(0, y);
   nc.setOutput(3, sum);
   return Error::success();
@@ -668,15 +717,26 @@ Expected<SmallVector<int64_t>> reshapeDims(NodeContext &nc,
 
 /// True when the result's dynamic dims are exactly the input's, in order
 /// (so kiln.reshape needs no shape operand).
-bool dynamicDimsInOrder(Value input, const ShapeElems &target,
+bool dynamicDimsInOrder(Importer &imp, Value input, const ShapeElems &target,
                         ArrayRef<int64_t> dims, bool allowZero) {
+  auto importer = [&](const ShapeElem &e, Value v, int64_t d) {
+    return imp.sameDim(e.source, e.dim, v, d);
+  };
   auto inType = cast<RankedTensorType>(input.getType());
   SmallVector<int64_t> sources;
   for (auto [i, e] : llvm::enumerate(target)) {
     if (!ShapedType::isDynamic(dims[i]))
       continue;
-    if (e.kind == ShapeElem::Dim && e.source == input)
-      sources.push_back(e.dim);
+    if (e.kind == ShapeElem::Dim) {
+      // The element names some tensor's dim; find which input dim it equals.
+      int64_t match = -1;
+      for (int64_t d = 0; d < inType.getRank(); ++d)
+        if (inType.isDynamicDim(d) && e.source && importer(e, input, d))
+          match = d;
+      if (match < 0)
+        return false;
+      sources.push_back(match);
+    }
     else if (e.isConst() && e.value == 0 && !allowZero)
       sources.push_back(i);
     else
@@ -695,11 +755,22 @@ Value buildReshape(NodeContext &nc, Value x, ArrayRef<int64_t> dims,
                    const ShapeElems &target, Value shapeValue, bool allowZero) {
   auto resultType = tensorOf(dims, elementTypeOf(x));
   int64_t dynamic = resultType.getNumDynamicDims();
-  bool needShape = dynamic > 1 && !dynamicDimsInOrder(x, target, dims, allowZero);
+  bool inOrder = dynamicDimsInOrder(nc.importer, x, target, dims, allowZero);
+  bool needShape = dynamic > 1 && !inOrder;
   if (needShape && !shapeValue)
     shapeValue = nc.importer.materializeShape(nc.b, nc.loc, target);
-  return ReshapeOp::create(nc.b, nc.loc, resultType, x,
-                           needShape ? shapeValue : Value());
+  Value result = ReshapeOp::create(nc.b, nc.loc, resultType, x,
+                                   needShape ? shapeValue : Value());
+  for (auto [i, e] : llvm::enumerate(target)) {
+    if (e.kind == ShapeElem::Dim)
+      nc.importer.unifyDims(result, i, e.source, e.dim);
+    else if (e.isConst() && e.value == 0 && !allowZero &&
+             static_cast<int64_t>(i) < cast<RankedTensorType>(x.getType()).getRank())
+      nc.importer.unifyDims(result, i, x, i);
+  }
+  if (inOrder)
+    unifyInOrder(nc, result, x);
+  return result;
 }
 
 Error convertReshape(NodeContext &nc) {
@@ -814,6 +885,7 @@ Error convertSqueezeUnsqueeze(NodeContext &nc, bool unsqueeze) {
       resultType.getNumDynamicDims() != type.getNumDynamicDims())
     return nc.error("squeezing a dynamic dimension is not supported");
   Value result = ReshapeOp::create(nc.b, nc.loc, resultType, x, Value());
+  unifyInOrder(nc, result, x);
   std::optional<ShapeElems> e;
   if (auto xe = trackable(nc, x); xe && dims.size() <= 1)
     e = xe;
@@ -841,9 +913,12 @@ Error convertTranspose(NodeContext &nc) {
       return nc.error("perm entry out of range");
     dims.push_back(type.getDimSize(p));
   }
-  nc.setOutput(0, TransposeOp::create(nc.b, nc.loc,
-                                      tensorOf(dims, type.getElementType()), x,
-                                      nc.b.getDenseI64ArrayAttr(perm)));
+  Value result = TransposeOp::create(nc.b, nc.loc,
+                                    tensorOf(dims, type.getElementType()), x,
+                                    nc.b.getDenseI64ArrayAttr(perm));
+  for (auto [i, p] : llvm::enumerate(perm))
+    nc.importer.unifyDims(result, i, x, p);
+  nc.setOutput(0, result);
   return Error::success();
 }
 
@@ -885,6 +960,10 @@ Error convertConcat(NodeContext &nc) {
   Value result = ConcatOp::create(nc.b, nc.loc,
                                   tensorOf(dims, first.getElementType()),
                                   inputs, nc.b.getI64IntegerAttr(axis));
+  for (Value v : inputs)
+    for (int64_t k = 0; k < first.getRank(); ++k)
+      if (k != a)
+        nc.importer.unifyDims(result, k, v, k);
   defineInt(nc, result, e);
   return Error::success();
 }
@@ -950,6 +1029,11 @@ Error convertSlice(NodeContext &nc) {
                                  nc.b.getDenseI64ArrayAttr(starts),
                                  nc.b.getDenseI64ArrayAttr(ends),
                                  nc.b.getDenseI64ArrayAttr(steps));
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (llvm::none_of(axes, [&](int64_t ax) {
+          return normAxis(ax, type.getRank()) == d;
+        }))
+      nc.importer.unifyDims(result, d, x, d);
   std::optional<ShapeElems> e;
   if (auto xe = trackable(nc, x); xe && type.getRank() == 1) {
     int64_t n = xe->size(), start;
@@ -997,6 +1081,9 @@ Error convertSplit(NodeContext &nc) {
                                  nc.b.getDenseI64ArrayAttr({start}),
                                  nc.b.getDenseI64ArrayAttr({start + size}),
                                  nc.b.getDenseI64ArrayAttr({1}));
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      if (d != a)
+        nc.importer.unifyDims(part, d, x, d);
     nc.setOutput(i, part);
     start += size;
   }
@@ -1037,9 +1124,35 @@ Error convertExpand(NodeContext &nc) {
                                     i, a, b));
   }
   auto resultType = tensorOf(dims, type.getElementType());
-  Value result = BroadcastOp::create(
-      nc.b, nc.loc, resultType, x,
-      resultType.hasStaticShape() ? Value() : shape);
+  // Without a shape operand each dynamic result dim is the input's aligned
+  // dim; that holds when the target keeps it (1) or names the same dim.
+  bool needShape = false;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!resultType.isDynamicDim(i))
+      continue;
+    int64_t in = i - (rank - type.getRank());
+    int64_t tg = i - (rank - static_cast<int64_t>(targetDims.size()));
+    bool fromInput = in >= 0 && type.isDynamicDim(in);
+    if (fromInput && tg >= 0 && target) {
+      const ShapeElem &e = (*target)[tg];
+      fromInput = (e.isConst() && e.value == 1) ||
+                  (e.kind == ShapeElem::Dim &&
+                   nc.importer.sameDim(e.source, e.dim, x, in));
+    } else if (tg >= 0) {
+      fromInput = false;
+    }
+    needShape |= !fromInput;
+  }
+  Value result = BroadcastOp::create(nc.b, nc.loc, resultType, x,
+                                     needShape ? shape : Value());
+  for (int64_t i = 0; i < rank; ++i) {
+    int64_t in = i - (rank - type.getRank());
+    int64_t tg = i - (rank - static_cast<int64_t>(targetDims.size()));
+    if (in >= 0 && type.getDimSize(in) != 1)
+      nc.importer.unifyDims(result, i, x, in);
+    if (tg >= 0 && target && (*target)[tg].kind == ShapeElem::Dim)
+      nc.importer.unifyDims(result, i, (*target)[tg].source, (*target)[tg].dim);
+  }
   nc.setOutput(0, result);
   return Error::success();
 }
@@ -1064,6 +1177,12 @@ Error convertGather(NodeContext &nc) {
   Value result = GatherOp::create(nc.b, nc.loc,
                                   tensorOf(dims, type.getElementType()), x,
                                   indices, nc.b.getI64IntegerAttr(axis));
+  for (int64_t d = 0; d < a; ++d)
+    nc.importer.unifyDims(result, d, x, d);
+  for (int64_t d = 0; d < itype.getRank(); ++d)
+    nc.importer.unifyDims(result, a + d, indices, d);
+  for (int64_t d = a + 1; d < type.getRank(); ++d)
+    nc.importer.unifyDims(result, d - 1 + itype.getRank(), x, d);
   std::optional<ShapeElems> e;
   auto xe = trackable(nc, x);
   auto ie = trackable(nc, indices);

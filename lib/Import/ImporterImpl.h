@@ -144,6 +144,14 @@ public:
   /// The shape a tracked shape tensor describes, `?` where not constant.
   SmallVector<int64_t> staticDims(const ShapeElems &elems);
 
+  /// Dynamic dimensions known to be equal at run time (same ONNX dim_param,
+  /// or carried through an op), kept as a union-find over (value, dim).
+  void unifyDims(Value a, int64_t da, Value b, int64_t db);
+  bool sameDim(Value a, int64_t da, Value b, int64_t db);
+  /// Result dims of an elementwise op equal the operands' aligned dynamic
+  /// dims (NumPy broadcasting assumes a dynamic dim is not a stretched 1).
+  void unifyElementwise(Value result, llvm::ArrayRef<Value> operands);
+
   llvm::Expected<Type> elementType(int32_t dtype, const llvm::Twine &what);
   llvm::Error fileError(const llvm::Twine &message) const;
   /// The values of a tensor (raw, typed fields or external) as an attribute.
@@ -183,6 +191,9 @@ private:
   llvm::StringMap<Initializer> initializers;
   llvm::StringMap<Value> values;
   DenseMap<Value, ShapeElems> tracked;
+  using DimKey = std::pair<void *, int64_t>;
+  DenseMap<DimKey, DimKey> dimParent;
+  DimKey findDim(DimKey key);
 };
 
 /// A type as MLIR prints it, for messages.

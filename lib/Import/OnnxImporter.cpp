@@ -289,6 +289,46 @@ Value Importer::materializeShape(OpBuilder &b, Location loc,
   return result;
 }
 
+Importer::DimKey Importer::findDim(DimKey key) {
+  auto it = dimParent.find(key);
+  if (it == dimParent.end() || it->second == key)
+    return key;
+  DimKey root = findDim(it->second);
+  dimParent[key] = root;
+  return root;
+}
+
+void Importer::unifyDims(Value a, int64_t da, Value b, int64_t db) {
+  auto ta = cast<RankedTensorType>(a.getType());
+  auto tb = cast<RankedTensorType>(b.getType());
+  if (!ta.isDynamicDim(da) || !tb.isDynamicDim(db))
+    return;
+  DimKey ra = findDim({a.getAsOpaquePointer(), da});
+  DimKey rb = findDim({b.getAsOpaquePointer(), db});
+  if (ra != rb)
+    dimParent[ra] = rb;
+}
+
+bool Importer::sameDim(Value a, int64_t da, Value b, int64_t db) {
+  if (a == b && da == db)
+    return true;
+  return findDim({a.getAsOpaquePointer(), da}) ==
+         findDim({b.getAsOpaquePointer(), db});
+}
+
+void Importer::unifyElementwise(Value result, llvm::ArrayRef<Value> operands) {
+  auto rt = cast<RankedTensorType>(result.getType());
+  for (Value operand : operands) {
+    if (!operand)
+      continue;
+    auto ot = cast<RankedTensorType>(operand.getType());
+    int64_t offset = rt.getRank() - ot.getRank();
+    for (int64_t d = 0; d < ot.getRank(); ++d)
+      if (d + offset >= 0)
+        unifyDims(result, d + offset, operand, d);
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Types
 //===----------------------------------------------------------------------===//
@@ -759,6 +799,22 @@ llvm::Error Importer::importGraph() {
     func.setArgAttrs(i, attrs);
   for (auto [i, input] : llvm::enumerate(args))
     define(input->name(), entry->getArgument(i));
+  // Inputs that name a dimension alike (batch_size, sequence_length) share it.
+  llvm::StringMap<std::pair<Value, int64_t>> namedDims;
+  for (auto [i, attrs] : llvm::enumerate(argAttrs)) {
+    auto names = attrs.getAs<ArrayAttr>("kiln.dims");
+    if (!names)
+      continue;
+    for (auto [d, name] : llvm::enumerate(names.getAsValueRange<StringAttr>())) {
+      if (name.empty())
+        continue;
+      auto [it, inserted] = namedDims.try_emplace(
+          name, std::make_pair(entry->getArgument(i), static_cast<int64_t>(d)));
+      if (!inserted)
+        unifyDims(entry->getArgument(i), d, it->second.first,
+                  it->second.second);
+    }
+  }
   builder.setInsertionPointToEnd(entry);
 
   for (auto [index, node] : llvm::enumerate(graph.node()))

@@ -1054,7 +1054,18 @@ LogicalResult BroadcastOp::verify() {
     return emitOpError() << "input shape " << shapeStr(input.getShape())
                          << " does not broadcast to "
                          << shapeStr(result.getShape());
-  return verifyShapeOperand(*this, getShape(), result);
+  if (getShape())
+    return verifyShapeOperand(*this, getShape(), result);
+  // Without a shape operand a dynamic result dim is the input's aligned one.
+  int64_t offset = result.getRank() - input.getRank();
+  for (int64_t d = 0; d < result.getRank(); ++d) {
+    if (!result.isDynamicDim(d) || (d >= offset && input.isDynamicDim(d - offset)))
+      continue;
+    return emitOpError() << "result dimension " << d
+                         << " is dynamic but the input's aligned dimension is "
+                            "not; a shape operand must give it";
+  }
+  return success();
 }
 
 OpFoldResult BroadcastOp::fold(FoldAdaptor) {

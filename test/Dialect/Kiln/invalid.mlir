@@ -1036,7 +1036,7 @@ func.func @f(%x: tensor<3x8xf32>) {
 // -----
 
 func.func @f(%x: tensor<1x8xf32>) {
-  // expected-error @+1 {{dynamic result 'tensor<?x8xf32>' needs a shape operand}}
+  // expected-error @+1 {{result dimension 0 is dynamic but the input's aligned dimension is not; a shape operand must give it}}
   %0 = kiln.broadcast %x : tensor<1x8xf32> -> tensor<?x8xf32>
   return
 }

@@ -736,7 +736,9 @@ def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
   let description = [{
     NumPy broadcasting of `input` to the result shape. The optional `shape`
     operand gives the target as ONNX Expand reads it: it is broadcast with the
-    input's shape (an entry of 1 keeps the input's dimension).
+    input's shape (an entry of 1 keeps the input's dimension). Without it,
+    each dynamic result dimension is the input's dynamic dimension aligned
+    with it (from the right).
 
     ```mlir
     %e = kiln.broadcast %x : tensor<1x1x?x?xf32> -> tensor<?x32x?x?xf32>
