@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "ImporterImpl.h"
+#include "ConvertUtils.h"
 
 #include "mlir/Dialect/Traits.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -21,47 +21,6 @@ using llvm::Error;
 using llvm::Expected;
 
 namespace {
-
-#define TRY(var, expr)                                                         \
-  auto var##OrErr = (expr);                                                    \
-  if (!var##OrErr)                                                             \
-    return var##OrErr.takeError();                                             \
-  auto &var = *var##OrErr;
-
-RankedTensorType tensorOf(ArrayRef<int64_t> shape, Type et) {
-  return RankedTensorType::get(shape, et);
-}
-
-int64_t normAxis(int64_t axis, int64_t rank) {
-  return axis < 0 ? axis + rank : axis;
-}
-
-Error checkAxis(NodeContext &nc, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= rank)
-    return nc.error(llvm::formatv("axis {0} is out of range for rank {1}", axis,
-                                  rank));
-  return Error::success();
-}
-
-Expected<SmallVector<int64_t>> broadcast(NodeContext &nc, ArrayRef<Value> vs) {
-  SmallVector<int64_t> shape;
-  for (auto [i, v] : llvm::enumerate(vs)) {
-    ArrayRef<int64_t> next = cast<RankedTensorType>(v.getType()).getShape();
-    if (i == 0) {
-      shape.assign(next.begin(), next.end());
-      continue;
-    }
-    SmallVector<int64_t> merged;
-    if (!OpTrait::util::getBroadcastedShape(shape, next, merged))
-      return nc.error("input shapes are not broadcast-compatible");
-    shape = std::move(merged);
-  }
-  return shape;
-}
-
-Type elementTypeOf(Value v) {
-  return cast<RankedTensorType>(v.getType()).getElementType();
-}
 
 bool allConst(const ShapeElems &e) {
   return llvm::all_of(e, [](const ShapeElem &x) { return x.isConst(); });
@@ -1360,4 +1319,5 @@ void mlir::kiln::onnx_import::registerConverters(
   add("", "Gather", convertGather);
   add("", "ConstantOfShape", convertConstantOfShape);
   add("", "Range", convertRange);
+  registerLlmConverters(t);
 }

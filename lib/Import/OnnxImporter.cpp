@@ -639,8 +639,11 @@ llvm::Error Importer::importInitializers() {
     Initializer init{&tensor, type, {}, "", {}};
     int64_t n = type.getNumElements();
     bool isInt = isa<IntegerType>(*et);
+    // Scalars, and 1-D integer tables (shapes, axes, indices) so that shape
+    // computations fold; everything else is a weight.
     bool inlined = n <= options.maxInlineElements ||
-                   (isInt && n <= options.maxInlineIntegerElements);
+                   (isInt && type.getRank() <= 1 &&
+                    n <= options.maxInlineIntegerElements);
     if (inlined) {
       auto attr = decodeTensor(tensor, type, what);
       if (!attr)

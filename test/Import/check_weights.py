@@ -20,7 +20,11 @@ DECL = re.compile(r'kiln\.weight_decl @("(?:[^"\\]|\\.)*"|[\w.$-]+) : tensor<([^
 
 def main(mlir_path, model_path):
     model = onnx.load(model_path, load_external_data=True)
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    # raw_data holds exactly the stored layout (4-bit types packed); typed
+    # fields are converted through numpy.
+    inits = {t.name: (t.raw_data if t.HasField("raw_data")
+                      else numpy_helper.to_array(t).tobytes())
+             for t in model.graph.initializer}
     folder = os.path.dirname(model_path)
     checked = 0
     with open(mlir_path) as f:
@@ -28,7 +32,7 @@ def main(mlir_path, model_path):
     for m in DECL.finditer(text):
         name = m.group(1).strip('"')
         location, offset, length = m.group(3), int(m.group(4)), int(m.group(5))
-        expected = inits[name].tobytes()
+        expected = inits[name]
         with open(os.path.join(folder, location), "rb") as data:
             data.seek(offset)
             got = data.read(length)

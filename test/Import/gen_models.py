@@ -271,6 +271,169 @@ def genai_norms(outdir):
 
 
 # --------------------------------------------------------------------------
+# A decoder layer as onnxruntime-genai's model builder writes it (int4):
+# SimplifiedLayerNormalization, packed QKV MatMulNBits, GroupQueryAttention
+# with fused rotary and seqlens_k / total_sequence_length subgraphs,
+# SkipSimplifiedLayerNormalization, MatMulNBits MLP.
+# --------------------------------------------------------------------------
+def _nbits(name, w, block=32, zero_points=False):
+    """MatMulNBits initializers for a [K, N] weight: B uint8 [N, kb, bs/2],
+    scales [N, kb] (and packed uint8 zero points)."""
+    k, n = w.shape
+    kb = (k + block - 1) // block
+    wt = np.zeros((n, kb * block), np.float32)
+    wt[:, :k] = w.T
+    blocks = wt.reshape(n, kb, block)
+    if zero_points:
+        lo, hi = blocks.min(-1), blocks.max(-1)
+        scale = np.maximum(hi - lo, 1e-6) / 15.0
+        zp = np.clip(np.round(-lo / scale), 0, 15).astype(np.uint8)
+    else:
+        scale = np.maximum(np.abs(blocks).max(-1), 1e-6) / 7.0
+        zp = np.full((n, kb), 8, np.uint8)
+    q = np.clip(np.round(blocks / scale[..., None]) + zp[..., None], 0, 15).astype(np.uint8)
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    out = [init(name + "_Q4", packed), init(name + "_scales", scale.astype(np.float32))]
+    if zero_points:
+        zpad = np.zeros((n, (kb + 1) // 2 * 2), np.uint8)
+        zpad[:, :kb] = zp
+        out.append(init(name + "_zero_points", (zpad[:, 0::2] | (zpad[:, 1::2] << 4)).astype(np.uint8)))
+    return out
+
+
+def genai_gqa_int4(outdir):
+    r = rng()
+    hidden, heads, kv_heads, head_dim, ffn = 64, 4, 2, 16, 128
+    inits, nodes = [], []
+    L = "/model/layers.0"
+
+    def node(op, inputs, outputs, name, domain="", **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain, **attrs))
+        return outputs[0]
+
+    def nbits(name, k, n, zp=False, inp=None, out=None):
+        w = (r.standard_normal((k, n)) * 0.05).astype(np.float32)
+        ts = _nbits(name, w, zero_points=zp)
+        inits.extend(ts)
+        ins = [inp, ts[0].name, ts[1].name] + ([ts[2].name] if zp else [])
+        return node("MatMulNBits", ins, [out], name.replace(".", "/") + "/MatMul",
+                    domain="com.microsoft", K=k, N=n, bits=4, block_size=32, accuracy_level=4)
+
+    inits.append(init("model.layers.0.input_layernorm.weight",
+                      (1 + 0.1 * r.standard_normal(hidden)).astype(np.float32)))
+    inits.append(init("model.layers.0.post_attention_layernorm.weight",
+                      (1 + 0.1 * r.standard_normal(hidden)).astype(np.float32)))
+    inv = 1.0 / (10000 ** (np.arange(0, head_dim, 2) / head_dim))
+    freqs = np.outer(np.arange(128), inv)
+    inits.append(init("cos_cache", np.cos(freqs).astype(np.float32)))
+    inits.append(init("sin_cache", np.sin(freqs).astype(np.float32)))
+    inits.append(init("one", np.array(1, np.int64)))
+    inits.append(init("one_1d", np.array([1], np.int64)))
+
+    # seqlens_k = ReduceSum(attention_mask, 1) - 1; total = Shape(mask)[1].
+    node("ReduceSum", ["attention_mask", "one_1d"], ["/model/attn_mask_reformat/ReduceSum_output_0"],
+         "/model/attn_mask_reformat/attn_mask_subgraph/ReduceSum", keepdims=0)
+    node("Sub", ["/model/attn_mask_reformat/ReduceSum_output_0", "one"],
+         ["/model/attn_mask_reformat/Sub_output_0"], "/model/attn_mask_reformat/attn_mask_subgraph/Sub")
+    node("Cast", ["/model/attn_mask_reformat/Sub_output_0"], ["seqlens_k"],
+         "/model/attn_mask_reformat/attn_mask_subgraph/Sub/Cast", to=TensorProto.INT32)
+    node("Shape", ["attention_mask"], ["/model/attn_mask_reformat/Shape_output_0"],
+         "/model/attn_mask_reformat/attn_mask_subgraph/Shape")
+    node("Gather", ["/model/attn_mask_reformat/Shape_output_0", "one"], ["total_len64"],
+         "/model/attn_mask_reformat/attn_mask_subgraph/Gather", axis=0)
+    node("Cast", ["total_len64"], ["total_seq_len"],
+         "/model/attn_mask_reformat/attn_mask_subgraph/Gather/Cast", to=TensorProto.INT32)
+
+    inits.append(init("model.embed_tokens.weight",
+                      (r.standard_normal((256, hidden)) * 0.05).astype(np.float32)))
+    node("Gather", ["model.embed_tokens.weight", "input_ids"], ["h0"], "/model/embed_tokens/Gather")
+    node("SimplifiedLayerNormalization", ["h0", "model.layers.0.input_layernorm.weight"], ["x"],
+         L + "/input_layernorm/LayerNorm", axis=-1, epsilon=1e-5, stash_type=1)
+    nbits("model.layers.0.attn.qkv_proj", hidden, (heads + 2 * kv_heads) * head_dim,
+          inp="x", out="qkv")
+    node("GroupQueryAttention",
+         ["qkv", "", "", "past_key_values.0.key", "past_key_values.0.value", "seqlens_k",
+          "total_seq_len", "cos_cache", "sin_cache"],
+         ["attn", "present.0.key", "present.0.value"], L + "/attn/GroupQueryAttention",
+         domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads, do_rotary=1,
+         rotary_interleaved=0, scale=1.0 / np.sqrt(head_dim), local_window_size=-1)
+    nbits("model.layers.0.attn.o_proj", heads * head_dim, hidden, inp="attn", out="o")
+    node("SkipSimplifiedLayerNormalization",
+         ["h0", "o", "model.layers.0.post_attention_layernorm.weight"], ["x2", "", "", "h1"],
+         L + "/post_attention_layernorm/SkipLayerNorm", domain="com.microsoft", epsilon=1e-5)
+    nbits("model.layers.0.mlp.gate_proj", hidden, ffn, zp=True, inp="x2", out="gate")
+    node("Sigmoid", ["gate"], ["gate_sig"], L + "/mlp/act_fn/Sigmoid")
+    node("Mul", ["gate", "gate_sig"], ["gate_act"], L + "/mlp/act_fn/Mul")
+    nbits("model.layers.0.mlp.up_proj", hidden, ffn, inp="x2", out="up")
+    node("Mul", ["gate_act", "up"], ["mlp_h"], L + "/mlp/Mul")
+    nbits("model.layers.0.mlp.down_proj", ffn, hidden, inp="mlp_h", out="down")
+    node("Add", ["h1", "down"], ["hidden_states"], L + "/residual_add/Add")
+
+    kv = ["batch_size", kv_heads, "past_sequence_length", head_dim]
+    kvo = ["batch_size", kv_heads, "total_sequence_length", head_dim]
+    inputs = [helper.make_tensor_value_info("input_ids", I64, ["batch_size", "sequence_length"]),
+              helper.make_tensor_value_info("attention_mask", I64,
+                                            ["batch_size", "total_sequence_length"]),
+              helper.make_tensor_value_info("past_key_values.0.key", F, kv),
+              helper.make_tensor_value_info("past_key_values.0.value", F, kv)]
+    outputs = [helper.make_tensor_value_info("hidden_states", F,
+                                             ["batch_size", "sequence_length", hidden]),
+               helper.make_tensor_value_info("present.0.key", F, kvo),
+               helper.make_tensor_value_info("present.0.value", F, kvo)]
+    graph = helper.make_graph(nodes, "main_graph", inputs, outputs, inits)
+    model = make_model(graph, opsets=(("", 21), ("com.microsoft", 1)), ir_version=10)
+    save(model, outdir, external=True)
+
+
+# --------------------------------------------------------------------------
+# Opset-23 Attention (GQA, causal, with past), RMSNormalization,
+# RotaryEmbedding, and block-wise int4 DequantizeLinear -> MatMul.
+# --------------------------------------------------------------------------
+def opset23_ops(outdir):
+    r = rng()
+    hidden, heads, kv_heads, head_dim = 32, 4, 2, 8
+    inits = [
+        init("norm.weight", (1 + 0.1 * r.standard_normal(hidden)).astype(np.float32)),
+        init("cos_cache", np.cos(np.outer(np.arange(64), np.arange(head_dim // 2))).astype(np.float32)),
+        init("sin_cache", np.sin(np.outer(np.arange(64), np.arange(head_dim // 2))).astype(np.float32)),
+    ]
+    q4 = r.integers(-8, 8, size=(hidden, heads * head_dim)).astype(np.int8)
+    nib = (q4.flatten() & 0xF).astype(np.uint8)
+    packed = helper.make_tensor("wq_q4", TensorProto.INT4, q4.shape,
+                                vals=(nib[0::2] | (nib[1::2] << 4)).tobytes(), raw=True)
+    inits.append(packed)
+    inits.append(init("wq_scale", (r.random((hidden // 16, heads * head_dim)) * 0.01 + 0.001)
+                      .astype(np.float32)))
+    nodes = [
+        helper.make_node("RMSNormalization", ["x", "norm.weight"], ["xn"], name="/norm",
+                         axis=-1, epsilon=1e-6),
+        helper.make_node("DequantizeLinear", ["wq_q4", "wq_scale"], ["wq"], name="/wq/DQ",
+                         axis=0, block_size=16),
+        helper.make_node("MatMul", ["xn", "wq"], ["q3"], name="/q_proj/MatMul"),
+        helper.make_node("Reshape", ["q3", "qshape"], ["q4"], name="/q/Reshape"),
+        helper.make_node("Transpose", ["q4"], ["q"], name="/q/Transpose", perm=[0, 2, 1, 3]),
+        helper.make_node("RotaryEmbedding", ["q", "cos_cache", "sin_cache", "position_ids"],
+                         ["qr"], name="/rope"),
+        helper.make_node("Attention", ["qr", "k", "v", "", "past_key", "past_value"],
+                         ["y", "present_key", "present_value"], name="/attn", is_causal=1),
+    ]
+    inits.append(init("qshape", np.array([0, 0, heads, head_dim], np.int64)))
+    kvs = ["batch", kv_heads, "seq", head_dim]
+    inputs = [helper.make_tensor_value_info("x", F, ["batch", "seq", hidden]),
+              helper.make_tensor_value_info("position_ids", I64, ["batch", "seq"]),
+              helper.make_tensor_value_info("k", F, kvs),
+              helper.make_tensor_value_info("v", F, kvs),
+              helper.make_tensor_value_info("past_key", F, ["batch", kv_heads, "past", head_dim]),
+              helper.make_tensor_value_info("past_value", F, ["batch", kv_heads, "past", head_dim])]
+    outputs = [helper.make_tensor_value_info("y", F, ["batch", heads, "seq", head_dim]),
+               helper.make_tensor_value_info("present_key", F, ["batch", kv_heads, "total", head_dim]),
+               helper.make_tensor_value_info("present_value", F,
+                                             ["batch", kv_heads, "total", head_dim])]
+    graph = helper.make_graph(nodes, "opset23", inputs, outputs, inits)
+    save(make_model(graph, opsets=(("", 23),), ir_version=11), outdir)
+
+
+# --------------------------------------------------------------------------
 # Shape computations that fold at import, and Gemm/Split/ConstantOfShape.
 # --------------------------------------------------------------------------
 def shape_ops(outdir):
@@ -430,6 +593,8 @@ def bad_dynamic_slice(outdir):
 MODELS = {
     "llama-torch-style": llama_torch_style,
     "genai-norms": genai_norms,
+    "genai-gqa-int4": genai_gqa_int4,
+    "opset23-ops": opset23_ops,
     "shape-ops": shape_ops,
     "bad-unsupported-op": bad_unsupported_op,
     "bad-unknown-domain": bad_unknown_domain,

@@ -1074,6 +1074,30 @@ OpFoldResult BroadcastOp::fold(FoldAdaptor) {
   return {};
 }
 
+LogicalResult BitcastOp::verify() {
+  RankedTensorType input = getInput().getType(), result = getType();
+  if (!input.hasStaticShape() || !result.hasStaticShape())
+    return emitOpError() << "needs static shapes, found " << input << " and "
+                         << result;
+  FailureOr<uint64_t> from = getStorageSizeInBytes(input);
+  FailureOr<uint64_t> to = getStorageSizeInBytes(result);
+  if (failed(from) || failed(to) || *from != *to)
+    return emitOpError() << input << " and " << result
+                         << " occupy different numbers of bytes ("
+                         << (succeeded(from) ? *from : 0) << " vs "
+                         << (succeeded(to) ? *to : 0) << ")";
+  return success();
+}
+
+OpFoldResult BitcastOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  if (auto producer = getInput().getDefiningOp<BitcastOp>();
+      producer && producer.getInput().getType() == getType())
+    return producer.getInput();
+  return {};
+}
+
 LogicalResult ShapeOfOp::verify() {
   int64_t entries = getType().getDimSize(0);
   int64_t rank = getInput().getType().getRank();

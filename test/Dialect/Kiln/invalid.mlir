@@ -1051,6 +1051,22 @@ func.func @f(%x: tensor<1x8xf32>, %s: tensor<3xi64>) {
 
 // -----
 
+func.func @f(%x: tensor<?x8xui8>) {
+  // expected-error @+1 {{needs static shapes, found 'tensor<?x8xui8>' and 'tensor<4x16xui4>'}}
+  %0 = kiln.bitcast %x : tensor<?x8xui8> -> tensor<4x16xui4>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xui8>) {
+  // expected-error @+1 {{'tensor<4x8xui8>' and 'tensor<4x17xui4>' occupy different numbers of bytes (32 vs 36)}}
+  %0 = kiln.bitcast %x : tensor<4x8xui8> -> tensor<4x17xui4>
+  return
+}
+
+// -----
+
 func.func @f(%x: tensor<?x8xf32>) {
   // expected-error @+1 {{result has 3 entries but the input has rank 2}}
   %0 = kiln.shape_of %x : tensor<?x8xf32> -> tensor<3xi64>

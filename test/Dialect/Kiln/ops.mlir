@@ -242,7 +242,8 @@ func.func @kv_cache(%c: !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim 
 
 // CHECK-LABEL: func.func @shapes
 func.func @shapes(%x: tensor<?x?x256xbf16>, %s: tensor<4xi64>, %y: tensor<?x8x32xbf16>, %a: tensor<?x64xf32>,
-                  %st: tensor<i64>, %b: tensor<1x1x?x?xf32>, %bs: tensor<4xi64>, %ds: tensor<2xi64>) {
+                  %st: tensor<i64>, %b: tensor<1x1x?x?xf32>, %bs: tensor<4xi64>, %ds: tensor<2xi64>,
+                  %packed: tensor<4x2x8xui8>) {
   // CHECK: kiln.reshape %{{.+}} shape(%{{.+}} : tensor<4xi64>) : tensor<?x?x256xbf16> -> tensor<?x?x8x32xbf16>
   %0 = kiln.reshape %x shape(%s : tensor<4xi64>) : tensor<?x?x256xbf16> -> tensor<?x?x8x32xbf16>
   // CHECK: kiln.reshape %{{.+}} : tensor<?x8x32xbf16> -> tensor<?x256xbf16>
@@ -257,6 +258,8 @@ func.func @shapes(%x: tensor<?x?x256xbf16>, %s: tensor<4xi64>, %y: tensor<?x8x32
   %5 = kiln.slice %a {axes = array<i64: -1>, starts = array<i64: -1>, ends = array<i64: -65>, steps = array<i64: -2>} : tensor<?x64xf32> -> tensor<?x32xf32>
   // CHECK: kiln.broadcast %{{.+}} shape(%{{.+}} : tensor<4xi64>) : tensor<1x1x?x?xf32> -> tensor<?x8x?x?xf32>
   %6 = kiln.broadcast %b shape(%bs : tensor<4xi64>) : tensor<1x1x?x?xf32> -> tensor<?x8x?x?xf32>
+  // CHECK: kiln.bitcast %{{.+}} : tensor<4x2x8xui8> -> tensor<4x32xui4>
+  %bc = kiln.bitcast %packed : tensor<4x2x8xui8> -> tensor<4x32xui4>
   // CHECK: kiln.shape_of %{{.+}} : tensor<?x?x256xbf16> -> tensor<3xi64>
   %7 = kiln.shape_of %x : tensor<?x?x256xbf16> -> tensor<3xi64>
   // CHECK: kiln.range %{{.+}}, %{{.+}}, %{{.+}} : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>

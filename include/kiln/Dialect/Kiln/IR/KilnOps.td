@@ -754,6 +754,26 @@ def Kiln_BroadcastOp : Kiln_Op<"broadcast", [Pure]> {
   let hasFolder = 1;
 }
 
+def Kiln_BitcastOp : Kiln_Op<"bitcast", [Pure]> {
+  let summary = "reinterprets a tensor's stored bytes with another type";
+  let description = [{
+    The same bytes read with another static shape and element type, under
+    the packed storage rule (sub-byte types two per byte along the innermost
+    dimension, low nibble first). Both types must occupy the same number of
+    bytes. Importers use it to view packed weights (MatMulNBits' uint8 blobs)
+    as the 4-bit tensors they hold, without copying.
+
+    ```mlir
+    %q = kiln.bitcast %b : tensor<4096x32x64xui8> -> tensor<4096x4096xui4>
+    ```
+  }];
+  let arguments = (ins Kiln_AnyTensor:$input);
+  let results = (outs Kiln_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
 def Kiln_ShapeOfOp : Kiln_Op<"shape_of", [Pure]> {
   let summary = "the shape of a tensor as a 1-D i64 tensor";
   let description = [{

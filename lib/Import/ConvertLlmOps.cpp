@@ -1,0 +1,562 @@
+//===- ConvertLlmOps.cpp - attention-era ONNX ops -------------------------===//
+//
+// onnxruntime contrib ops (GroupQueryAttention, RotaryEmbedding,
+// MatMulNBits), the opset-23 Attention and RotaryEmbedding, and block-wise
+// DequantizeLinear. Activations are moved to kiln's BSHD layout around the
+// kiln op; packed weights stay packed (bitcast, never dequantized copies).
+//
+//===----------------------------------------------------------------------===//
+
+#include "ConvertUtils.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+using namespace mlir::kiln::onnx_import;
+
+using llvm::Error;
+using llvm::Expected;
+
+namespace {
+
+Value transposeBNSH(NodeContext &nc, Value x) {
+  auto t = cast<RankedTensorType>(x.getType());
+  SmallVector<int64_t> perm = {0, 2, 1, 3};
+  SmallVector<int64_t> dims;
+  for (int64_t p : perm)
+    dims.push_back(t.getDimSize(p));
+  Value r = TransposeOp::create(nc.b, nc.loc, tensorOf(dims, t.getElementType()),
+                                x, nc.b.getDenseI64ArrayAttr(perm));
+  for (auto [i, p] : llvm::enumerate(perm))
+    nc.importer.unifyDims(r, i, x, p);
+  return r;
+}
+
+/// A reshape whose dynamic dims are the input's, in order.
+Value reshapeInOrder(NodeContext &nc, Value x, ArrayRef<int64_t> dims) {
+  Value r = ReshapeOp::create(nc.b, nc.loc, tensorOf(dims, elementTypeOf(x)), x,
+                              Value());
+  auto rt = cast<RankedTensorType>(r.getType());
+  auto it = cast<RankedTensorType>(x.getType());
+  SmallVector<int64_t> in;
+  for (int64_t d = 0; d < it.getRank(); ++d)
+    if (it.isDynamicDim(d))
+      in.push_back(d);
+  unsigned k = 0;
+  for (int64_t d = 0; d < rt.getRank() && k < in.size(); ++d)
+    if (rt.isDynamicDim(d))
+      nc.importer.unifyDims(r, d, x, in[k++]);
+  return r;
+}
+
+/// [B, S, H*D] -> [B, S, H, D].
+Expected<Value> splitHeads(NodeContext &nc, Value x, int64_t heads,
+                           StringRef what) {
+  auto t = cast<RankedTensorType>(x.getType());
+  if (t.getRank() != 3)
+    return nc.error(what + " must be [batch, seq, hidden] or 4-D");
+  int64_t hidden = t.getDimSize(2);
+  if (heads <= 0 || ShapedType::isDynamic(hidden) || hidden % heads)
+    return nc.error(llvm::formatv("{0} width {1} is not a multiple of {2} "
+                                  "heads",
+                                  what, hidden, heads));
+  return reshapeInOrder(nc, x,
+                        {t.getDimSize(0), t.getDimSize(1), heads,
+                         hidden / heads});
+}
+
+/// [B, S, H, D] -> [B, S, H*D].
+Value mergeHeads(NodeContext &nc, Value x) {
+  auto t = cast<RankedTensorType>(x.getType());
+  int64_t h = t.getDimSize(2), d = t.getDimSize(3);
+  int64_t hd = ShapedType::isDynamic(h) || ShapedType::isDynamic(d)
+                   ? ShapedType::kDynamic
+                   : h * d;
+  return reshapeInOrder(nc, x, {t.getDimSize(0), t.getDimSize(1), hd});
+}
+
+Value concatSeq(NodeContext &nc, Value past, Value now) {
+  auto pt = cast<RankedTensorType>(past.getType());
+  auto nt = cast<RankedTensorType>(now.getType());
+  SmallVector<int64_t> dims(nt.getShape());
+  dims[2] = pt.isDynamicDim(2) || nt.isDynamicDim(2)
+                ? ShapedType::kDynamic
+                : pt.getDimSize(2) + nt.getDimSize(2);
+  for (int64_t d : {0, 1, 3})
+    if (ShapedType::isDynamic(dims[d]))
+      dims[d] = pt.getDimSize(d);
+  Value r = ConcatOp::create(nc.b, nc.loc, tensorOf(dims, nt.getElementType()),
+                             ValueRange{past, now}, nc.b.getI64IntegerAttr(2));
+  for (int64_t d : {0, 1, 3}) {
+    nc.importer.unifyDims(r, d, past, d);
+    nc.importer.unifyDims(r, d, now, d);
+  }
+  return r;
+}
+
+Value scalarI64(NodeContext &nc, int64_t v) {
+  return nc.importer.constI64(nc.b, nc.loc, {v}, /*scalar=*/true);
+}
+
+/// Size of dim `d` of `x` as a rank-0 i64 tensor.
+Value dimSize(NodeContext &nc, Value x, int64_t d) {
+  auto t = cast<RankedTensorType>(x.getType());
+  if (!t.isDynamicDim(d))
+    return scalarI64(nc, t.getDimSize(d));
+  auto i64 = nc.b.getI64Type();
+  Value shape = ShapeOfOp::create(nc.b, nc.loc, tensorOf({t.getRank()}, i64), x);
+  Value one = SliceOp::create(nc.b, nc.loc, tensorOf({1}, i64), shape,
+                              nc.b.getDenseI64ArrayAttr({0}),
+                              nc.b.getDenseI64ArrayAttr({d}),
+                              nc.b.getDenseI64ArrayAttr({d + 1}),
+                              nc.b.getDenseI64ArrayAttr({1}));
+  return ReshapeOp::create(nc.b, nc.loc, tensorOf({}, i64), one, Value());
+}
+
+//===----------------------------------------------------------------------===//
+// RotaryEmbedding (com.microsoft and opset 23)
+//===----------------------------------------------------------------------===//
+
+Error convertRotary(NodeContext &nc, bool contrib) {
+  if (Error err = nc.checkAttributes({"interleaved", "num_heads",
+                                      "rotary_embedding_dim", "scale",
+                                      "is_packed_batching"}))
+    return err;
+  TRY(x, nc.required(0));
+  // Contrib: (input, position_ids, cos, sin); opset 23: (X, cos, sin, pos?).
+  TRY(cos, nc.required(contrib ? 2 : 1));
+  TRY(sin, nc.required(contrib ? 3 : 2));
+  Value positions = nc.input(contrib ? 1 : 3);
+  if (contrib && !positions)
+    return nc.error("position_ids is required");
+  TRY(interleaved, nc.intAttr("interleaved", 0));
+  TRY(numHeads, nc.intAttr("num_heads", 0));
+  TRY(rotaryDim, nc.intAttr("rotary_embedding_dim", 0));
+  TRY(scale, nc.floatAttr("scale", 1.0f));
+  TRY(packed, nc.intAttr("is_packed_batching", 0));
+  if (scale != 1.0f)
+    return nc.error("scale other than 1 is not supported");
+  if (packed)
+    return nc.error("is_packed_batching is not supported");
+  if (positions && cast<RankedTensorType>(positions.getType()).getRank() != 2)
+    return nc.error("position_ids must be [batch, seq] (the 1-element offset "
+                    "form is not supported)");
+  auto type = cast<RankedTensorType>(x.getType());
+  Value bshd;
+  if (type.getRank() == 4) {
+    bshd = transposeBNSH(nc, x);
+  } else {
+    int64_t heads = numHeads;
+    if (!heads) {
+      // Full rotation: head_dim = 2 * cos width.
+      int64_t half = cast<RankedTensorType>(cos.getType()).getShape().back();
+      if (rotaryDim || ShapedType::isDynamic(half) || type.isDynamicDim(2))
+        return nc.error("num_heads is required for 3-D input");
+      heads = type.getDimSize(2) / (2 * half);
+    }
+    TRY(split, splitHeads(nc, x, heads, "input"));
+    bshd = split;
+  }
+  auto ropeType = cast<RankedTensorType>(bshd.getType());
+  auto op = RopeOp::create(nc.b, nc.loc, ropeType, bshd, cos, sin, positions);
+  if (interleaved)
+    op.setInterleaved(true);
+  if (rotaryDim)
+    op.setRotaryDim(rotaryDim);
+  nc.importer.unifyElementwise(op, {bshd});
+  Value result = type.getRank() == 4 ? transposeBNSH(nc, op) : mergeHeads(nc, op);
+  nc.setOutput(0, result);
+  return Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+/// Runs kiln.attention on BNSH keys/values (as ONNX caches hold them) and a
+/// BSHD query; returns the BSHD output.
+Value attend(NodeContext &nc, Value qBSHD, Value kBNSH, Value vBNSH,
+             Value mask, MaskKind kind, float scale, float softcap) {
+  Value k = transposeBNSH(nc, kBNSH), v = transposeBNSH(nc, vBNSH);
+  auto qt = cast<RankedTensorType>(qBSHD.getType());
+  auto vt = cast<RankedTensorType>(v.getType());
+  auto resultType = tensorOf({qt.getDimSize(0), qt.getDimSize(1),
+                              qt.getDimSize(2), vt.getDimSize(3)},
+                             qt.getElementType());
+  auto op = AttentionOp::create(
+      nc.b, nc.loc, resultType, qBSHD, k, v, Value(), mask, Value(),
+      ValueRange(), MaskAttr::get(nc.b.getContext(), kind, 0, 0),
+      scale > 0 ? nc.b.getF32FloatAttr(scale) : FloatAttr(),
+      softcap > 0 ? nc.b.getF32FloatAttr(softcap) : FloatAttr(),
+      SparsityAttr());
+  for (int64_t d : {0, 1, 2})
+    nc.importer.unifyDims(op, d, qBSHD, d);
+  return op;
+}
+
+Error convertAttention23(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"is_causal", "kv_num_heads",
+                                      "q_num_heads", "qk_matmul_output_mode",
+                                      "scale", "softcap", "softmax_precision"}))
+    return err;
+  TRY(q, nc.required(0));
+  TRY(k, nc.required(1));
+  TRY(v, nc.required(2));
+  TRY(causal, nc.intAttr("is_causal", 0));
+  TRY(qHeads, nc.intAttr("q_num_heads", 0));
+  TRY(kvHeads, nc.intAttr("kv_num_heads", 0));
+  TRY(scale, nc.floatAttr("scale", 0.0f));
+  TRY(softcap, nc.floatAttr("softcap", 0.0f));
+  if (nc.hasInput(6))
+    return nc.error("nonpad_kv_seqlen is not supported");
+  if (nc.hasOutput(3))
+    return nc.error("the qk_matmul_output output is not supported");
+  if (nc.hasInput(4) != nc.hasInput(5))
+    return nc.error("past_key and past_value must be given together");
+  bool is3D = cast<RankedTensorType>(q.getType()).getRank() == 3;
+  Value qb, kn, vn; // query BSHD, keys/values BNSH
+  if (is3D) {
+    TRY(qs, splitHeads(nc, q, qHeads, "Q"));
+    TRY(ks, splitHeads(nc, k, kvHeads, "K"));
+    TRY(vs, splitHeads(nc, v, kvHeads, "V"));
+    qb = qs;
+    kn = transposeBNSH(nc, ks);
+    vn = transposeBNSH(nc, vs);
+  } else {
+    qb = transposeBNSH(nc, q);
+    kn = k;
+    vn = v;
+  }
+  if (nc.hasInput(4)) {
+    kn = concatSeq(nc, nc.input(4), kn);
+    vn = concatSeq(nc, nc.input(5), vn);
+  }
+  Value mask = nc.input(3);
+  Value out = attend(nc, qb, kn, vn, mask,
+                     causal ? MaskKind::causal : MaskKind::none, scale,
+                     softcap);
+  nc.setOutput(0, is3D ? mergeHeads(nc, out) : transposeBNSH(nc, out));
+  nc.setOutput(1, kn);
+  nc.setOutput(2, vn);
+  return Error::success();
+}
+
+/// com.microsoft GroupQueryAttention as onnxruntime-genai's builder emits it:
+/// packed or separate Q/K/V [B, S, H*D], past/present BNSH, per-batch
+/// `seqlens_k` (= total length - 1), optional fused rotary.
+Error convertGroupQueryAttention(NodeContext &nc) {
+  if (Error err = nc.checkAttributes(
+          {"num_heads", "kv_num_heads", "scale", "softcap",
+           "local_window_size", "do_rotary", "rotary_interleaved",
+           "smooth_softmax", "qk_output"}))
+    return err;
+  TRY(q, nc.required(0));
+  TRY(seqlens, nc.required(5));
+  TRY(heads, nc.intAttr("num_heads"));
+  TRY(kvHeads, nc.intAttr("kv_num_heads"));
+  TRY(scale, nc.floatAttr("scale", 0.0f));
+  TRY(softcap, nc.floatAttr("softcap", 0.0f));
+  TRY(window, nc.intAttr("local_window_size", -1));
+  TRY(rotary, nc.intAttr("do_rotary", 0));
+  TRY(interleaved, nc.intAttr("rotary_interleaved", 0));
+  TRY(smooth, nc.intAttr("smooth_softmax", 0));
+  TRY(qkOut, nc.intAttr("qk_output", 0));
+  if (smooth)
+    return nc.error("smooth_softmax is not supported");
+  if (qkOut || nc.hasOutput(3))
+    return nc.error("the output_qk output is not supported");
+  for (unsigned i = 9; i < nc.numInputs(); ++i)
+    if (nc.hasInput(i))
+      return nc.error(llvm::formatv("input #{0} is not supported", i));
+  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads)
+    return nc.error(llvm::formatv("num_heads {0} must be a positive multiple "
+                                  "of kv_num_heads {1}",
+                                  heads, kvHeads));
+  auto qt = cast<RankedTensorType>(q.getType());
+  if (qt.getRank() != 3)
+    return nc.error("query must be [batch, seq, hidden]");
+  Type et = qt.getElementType();
+  Value qs = q, ks = nc.input(1), vs = nc.input(2);
+  if (!ks) {
+    // Packed QKV: [q | k | v] along the last dim.
+    int64_t width = qt.getDimSize(2);
+    int64_t total = heads + 2 * kvHeads;
+    if (ShapedType::isDynamic(width) || width % total)
+      return nc.error("packed QKV width does not split into heads");
+    int64_t d = width / total;
+    auto part = [&](int64_t start, int64_t n) -> Value {
+      Value r = SliceOp::create(
+          nc.b, nc.loc, tensorOf({qt.getDimSize(0), qt.getDimSize(1), n}, et), q,
+          nc.b.getDenseI64ArrayAttr({2}), nc.b.getDenseI64ArrayAttr({start}),
+          nc.b.getDenseI64ArrayAttr({start + n}), nc.b.getDenseI64ArrayAttr({1}));
+      nc.importer.unifyDims(r, 0, q, 0);
+      nc.importer.unifyDims(r, 1, q, 1);
+      return r;
+    };
+    qs = part(0, heads * d);
+    ks = part(heads * d, kvHeads * d);
+    vs = part((heads + kvHeads) * d, kvHeads * d);
+  } else if (!nc.hasInput(2)) {
+    return nc.error("key given without value");
+  }
+  TRY(qb, splitHeads(nc, qs, heads, "query"));
+  TRY(kb, splitHeads(nc, ks, kvHeads, "key"));
+  TRY(vb, splitHeads(nc, vs, kvHeads, "value"));
+
+  // Absolute position of each new token: seqlens_k + 1 - S + i.
+  auto i64 = nc.b.getI64Type();
+  int64_t b = qt.getDimSize(0), s = qt.getDimSize(1);
+  Value sk = CastOp::create(nc.b, nc.loc,
+                            tensorOf(cast<RankedTensorType>(seqlens.getType())
+                                         .getShape(),
+                                     i64),
+                            seqlens);
+  sk = reshapeInOrder(nc, sk, {b, 1});
+  Value seqLen = dimSize(nc, q, 1);
+  Value firstPos = SubOp::create(
+      nc.b, nc.loc, tensorOf({b, 1}, i64),
+      AddOp::create(nc.b, nc.loc, tensorOf({b, 1}, i64), sk, scalarI64(nc, 1)),
+      seqLen);
+  Value steps = RangeOp::create(nc.b, nc.loc, tensorOf({s}, i64),
+                                scalarI64(nc, 0), seqLen, scalarI64(nc, 1));
+  Value positions = AddOp::create(nc.b, nc.loc, tensorOf({b, s}, i64), firstPos,
+                                  steps);
+  nc.importer.unifyDims(positions, 0, q, 0);
+  nc.importer.unifyDims(positions, 1, q, 1);
+  if (rotary) {
+    TRY(cos, nc.required(7));
+    TRY(sin, nc.required(8));
+    auto rope = [&](Value x) -> Value {
+      auto op = RopeOp::create(nc.b, nc.loc, x.getType(), x, cos, sin,
+                               positions);
+      if (interleaved)
+        op.setInterleaved(true);
+      nc.importer.unifyElementwise(op, {x});
+      return op;
+    };
+    qb = rope(qb);
+    kb = rope(kb);
+  }
+  Value kn = transposeBNSH(nc, kb), vn = transposeBNSH(nc, vb);
+  if (nc.hasInput(3) != nc.hasInput(4))
+    return nc.error("past_key and past_value must be given together");
+  if (nc.hasInput(3)) {
+    kn = concatSeq(nc, nc.input(3), kn);
+    vn = concatSeq(nc, nc.input(4), vn);
+  }
+  // Key j is visible to the token at position p iff j <= p (causal, which
+  // also hides the padding past seqlens_k) and, with a local window,
+  // p - j <= local_window_size.
+  Value total = dimSize(nc, kn, 2);
+  int64_t t = cast<RankedTensorType>(kn.getType()).getDimSize(2);
+  Value keys = RangeOp::create(nc.b, nc.loc, tensorOf({t}, i64),
+                               scalarI64(nc, 0), total, scalarI64(nc, 1));
+  keys = reshapeInOrder(nc, keys, {1, 1, 1, t});
+  Value pos4 = reshapeInOrder(nc, positions, {b, 1, s, 1});
+  auto maskType = tensorOf({b, 1, s, t}, nc.b.getI1Type());
+  Value mask = CompareOp::create(nc.b, nc.loc, maskType, ComparePredicate::le,
+                                 keys, pos4);
+  if (window >= 0) {
+    Value lowest = SubOp::create(nc.b, nc.loc, tensorOf({b, 1, s, 1}, i64),
+                                 pos4, scalarI64(nc, window));
+    Value inWindow = CompareOp::create(nc.b, nc.loc, maskType,
+                                       ComparePredicate::ge, keys, lowest);
+    mask = AndOp::create(nc.b, nc.loc, maskType, mask, inWindow);
+  }
+  Value out = attend(nc, qb, kn, vn, mask, MaskKind::none, scale, softcap);
+  nc.setOutput(0, mergeHeads(nc, out));
+  nc.setOutput(1, kn);
+  nc.setOutput(2, vn);
+  return Error::success();
+}
+
+//===----------------------------------------------------------------------===//
+// Quantized weights
+//===----------------------------------------------------------------------===//
+
+/// com.microsoft MatMulNBits: Y = A @ dequant(B)^T with B packed
+/// [N, k_blocks, blob] uint8, scales [N, k_blocks] (or flat), optional packed
+/// zero points (default 2^(bits-1)).
+Error convertMatMulNBits(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"K", "N", "bits", "block_size",
+                                      "accuracy_level", "weight_prepacked"}))
+    return err;
+  TRY(a, nc.required(0));
+  TRY(packed, nc.required(1));
+  TRY(scales, nc.required(2));
+  TRY(k, nc.intAttr("K"));
+  TRY(n, nc.intAttr("N"));
+  TRY(bits, nc.intAttr("bits", 4));
+  TRY(bs, nc.intAttr("block_size"));
+  TRY(prepacked, nc.intAttr("weight_prepacked", 0));
+  if (prepacked)
+    return nc.error("prepacked (CUDA layout) weights are not supported");
+  if (bits != 4 && bits != 8)
+    return nc.error(llvm::formatv("bits = {0} is not supported (4 or 8)", bits));
+  if (bs < 16 || (bs & (bs - 1)))
+    return nc.error(llvm::formatv("block_size {0} must be a power of two >= 16",
+                                  bs));
+  if (nc.hasInput(4))
+    return nc.error("g_idx is not supported");
+  auto at = cast<RankedTensorType>(a.getType());
+  Type et = at.getElementType();
+  if (at.getRank() < 2 || at.getShape().back() != k)
+    return nc.error(llvm::formatv("A must be [..., {0}]", k));
+  int64_t blocks = (k + bs - 1) / bs, blob = bs * bits / 8;
+  auto bt = cast<RankedTensorType>(packed.getType());
+  if (bt != tensorOf({n, blocks, blob}, IntegerType::get(nc.b.getContext(), 8,
+                                                         IntegerType::Unsigned)))
+    return nc.error(llvm::formatv("B must be uint8 [{0}, {1}, {2}], found {3}",
+                                  n, blocks, blob, mlirTypeStr(bt)));
+  Type storage =
+      IntegerType::get(nc.b.getContext(), bits, IntegerType::Unsigned);
+  Value data = BitcastOp::create(nc.b, nc.loc,
+                                 tensorOf({n, blocks * bs}, storage), packed);
+  if (blocks * bs != k)
+    data = SliceOp::create(nc.b, nc.loc, tensorOf({n, k}, storage), data,
+                           nc.b.getDenseI64ArrayAttr({1}),
+                           nc.b.getDenseI64ArrayAttr({0}),
+                           nc.b.getDenseI64ArrayAttr({k}),
+                           nc.b.getDenseI64ArrayAttr({1}));
+  auto st = cast<RankedTensorType>(scales.getType());
+  if (st.getElementType() != et || st.getNumElements() != n * blocks)
+    return nc.error(llvm::formatv("scales must hold {0} x {1} values of A's "
+                                  "type, found {2}",
+                                  n, blocks, mlirTypeStr(st)));
+  if (st.getRank() != 2)
+    scales = ReshapeOp::create(nc.b, nc.loc, tensorOf({n, blocks}, et), scales,
+                               Value());
+  Value zp;
+  auto zpType = tensorOf({n, blocks}, storage);
+  if (Value given = nc.input(3)) {
+    auto zt = cast<RankedTensorType>(given.getType());
+    if (!zt.getElementType().isUnsignedInteger(8))
+      return nc.error("zero points in A's float type are not supported");
+    int64_t perRow = (blocks * bits + 7) / 8;
+    if (zt.getNumElements() != n * perRow)
+      return nc.error(llvm::formatv("packed zero points must hold {0} x {1} "
+                                    "bytes",
+                                    n, perRow));
+    if (zt.getRank() != 2)
+      given = ReshapeOp::create(nc.b, nc.loc, tensorOf({n, perRow}, zt.getElementType()),
+                                given, Value());
+    int64_t stored = perRow * 8 / bits;
+    zp = BitcastOp::create(nc.b, nc.loc, tensorOf({n, stored}, storage), given);
+    if (stored != blocks)
+      zp = SliceOp::create(nc.b, nc.loc, zpType, zp,
+                           nc.b.getDenseI64ArrayAttr({1}),
+                           nc.b.getDenseI64ArrayAttr({0}),
+                           nc.b.getDenseI64ArrayAttr({blocks}),
+                           nc.b.getDenseI64ArrayAttr({1}));
+  } else {
+    zp = arith::ConstantOp::create(
+        nc.b, nc.loc, zpType,
+        DenseElementsAttr::get(zpType, APInt(bits, 1ull << (bits - 1))));
+  }
+  SmallVector<int64_t> block = {1, bs};
+  auto quant = QuantAttr::get(nc.b.getContext(), storage, et,
+                              ArrayRef<int64_t>(block), et, storage);
+  SmallVector<int64_t> qshape = {n, k};
+  auto qtype = QTensorType::get(nc.b.getContext(), ArrayRef<int64_t>(qshape),
+                                quant);
+  Value q = MakeQTensorOp::create(nc.b, nc.loc, qtype, data, scales, zp);
+  SmallVector<int64_t> dims(at.getShape().drop_back());
+  dims.push_back(n);
+  auto mm = MatmulOp::create(nc.b, nc.loc, tensorOf(dims, et), a, q,
+                             nc.input(5));
+  mm.setTransposeB(true);
+  for (int64_t d = 0; d + 1 < at.getRank(); ++d)
+    nc.importer.unifyDims(mm, d, a, d);
+  nc.setOutput(0, mm);
+  return Error::success();
+}
+
+/// DequantizeLinear: per-tensor, per-axis and (opset 21+) block-wise.
+Error convertDequantizeLinear(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"axis", "block_size", "output_dtype"}))
+    return err;
+  TRY(x, nc.required(0));
+  TRY(scale, nc.required(1));
+  TRY(axis, nc.intAttr("axis", 1));
+  TRY(blockSize, nc.intAttr("block_size", 0));
+  auto xt = cast<RankedTensorType>(x.getType());
+  auto st = cast<RankedTensorType>(scale.getType());
+  Type storage = xt.getElementType();
+  Type et = st.getElementType();
+  if (!xt.hasStaticShape())
+    return nc.error("the quantized input must have a static shape");
+  if (!et.isF32() && !et.isF16() && !et.isBF16())
+    return nc.error("scale must be f32, f16 or bf16, found " + mlirTypeStr(et));
+  if (nc.attr("output_dtype")) {
+    TRY(outCode, nc.intAttr("output_dtype"));
+    TRY(outType, nc.importer.elementType(outCode, "output_dtype"));
+    if (outType != et)
+      return nc.error("output_dtype different from the scale type is not "
+                      "supported");
+  }
+  int64_t rank = xt.getRank();
+  SmallVector<int64_t> block(rank, 0);
+  if (st.getRank() == 0 || st.getNumElements() == 1) {
+    // per tensor: every block is the whole dim
+  } else {
+    if (Error err = checkAxis(nc, axis, rank))
+      return err;
+    int64_t a = normAxis(axis, rank);
+    if (blockSize > 0) {
+      for (int64_t d = 0; d < rank; ++d)
+        block[d] = d == a ? blockSize : 1;
+    } else {
+      if (st.getRank() != 1 || st.getDimSize(0) != xt.getDimSize(a))
+        return nc.error("a per-axis scale must be 1-D along the axis");
+      block[a] = 1;
+    }
+  }
+  bool intStorage = isa<IntegerType>(storage) &&
+                    (storage.getIntOrFloatBitWidth() == 4 ||
+                     storage.getIntOrFloatBitWidth() == 8);
+  bool floatStorage = isa<Float8E4M3FNType, Float8E5M2Type>(storage);
+  if (!intStorage && !floatStorage)
+    return nc.error("input element type " + mlirTypeStr(storage) +
+                    " cannot be dequantized by kiln");
+  if (floatStorage && nc.hasInput(2))
+    return nc.error("float8 inputs take no zero point");
+  auto checked = QuantAttr::get(nc.b.getContext(), storage, et,
+                                ArrayRef<int64_t>(block), et,
+                                nc.hasInput(2) ? storage : Type());
+  auto qtype = QTensorType::get(nc.b.getContext(), xt.getShape(), checked);
+  RankedTensorType scalesType = qtype.getScalesType();
+  auto fit = [&](Value v, Type elem) -> Expected<Value> {
+    auto t = cast<RankedTensorType>(v.getType());
+    auto want = tensorOf(scalesType.getShape(), elem);
+    if (t == want)
+      return v;
+    if (t.getNumElements() != want.getNumElements())
+      return nc.error(llvm::formatv("scale/zero point shape {0} does not "
+                                    "match {1}",
+                                    mlirTypeStr(t), mlirTypeStr(want)));
+    return Value(ReshapeOp::create(nc.b, nc.loc, want, v, Value()));
+  };
+  TRY(scales, fit(scale, et));
+  Value zp;
+  if (nc.hasInput(2)) {
+    TRY(z, fit(nc.input(2), storage));
+    zp = z;
+  }
+  Value q = MakeQTensorOp::create(nc.b, nc.loc, qtype, x, scales, zp);
+  nc.setOutput(0, DequantizeOp::create(nc.b, nc.loc,
+                                       qtype.getExpressedTensorType(), q));
+  return Error::success();
+}
+
+} // namespace
+
+void mlir::kiln::onnx_import::registerLlmConverters(
+    llvm::StringMap<ConverterEntry> &t) {
+  t["com.microsoft::RotaryEmbedding"] = {
+      [](NodeContext &nc) { return convertRotary(nc, true); }, 1};
+  t["::RotaryEmbedding"] = {
+      [](NodeContext &nc) { return convertRotary(nc, false); }, 23};
+  t["::Attention"] = {convertAttention23, 23};
+  t["com.microsoft::GroupQueryAttention"] = {convertGroupQueryAttention, 1};
+  t["com.microsoft::MatMulNBits"] = {convertMatMulNBits, 1};
+  t["::DequantizeLinear"] = {convertDequantizeLinear, 13};
+}
