@@ -17,7 +17,8 @@ APT_PACKAGES=(
   libonnx-dev libprotobuf-dev protobuf-compiler
 )
 # Python packages the tests use to generate ONNX models and as the reference.
-PIP_PACKAGES=(onnx numpy)
+# onnx 1.22.0 is the last release that ships the backend node-test data.
+PIP_PACKAGES=("onnx==1.22.0" "numpy")
 
 log() { printf '\033[1m[kiln]\033[0m %s\n' "$*"; }
 
@@ -40,8 +41,13 @@ install_missing() {
 
 install_python() {
   local missing=()
-  for pkg in "${PIP_PACKAGES[@]}"; do
-    python3 -c "import $pkg" 2>/dev/null || missing+=("$pkg")
+  for req in "${PIP_PACKAGES[@]}"; do
+    python3 - "$req" <<'PY' 2>/dev/null || missing+=("$req")
+import sys
+from importlib.metadata import version
+name, _, wanted = sys.argv[1].partition("==")
+sys.exit(0 if not wanted or version(name) == wanted else 1)
+PY
   done
   if ((${#missing[@]} == 0)); then
     log "python: ${PIP_PACKAGES[*]} present"

@@ -370,10 +370,19 @@ Error convertMatMul(NodeContext &nc) {
   TRY(b, nc.required(1));
   auto at = cast<RankedTensorType>(a.getType());
   auto bt = cast<RankedTensorType>(b.getType());
-  if (at.getRank() < 2 || bt.getRank() < 2)
-    return nc.error("1-D operands are not supported (ranks " +
-                    llvm::Twine(at.getRank()) + " and " +
-                    llvm::Twine(bt.getRank()) + ")");
+  if (at.getRank() == 0 || bt.getRank() == 0)
+    return nc.error("MatMul operands must have rank >= 1");
+  // NumPy matmul: a 1-D a is a row [1, K], a 1-D b a column [K, 1]; the
+  // added dimension is dropped from the result.
+  bool vecA = at.getRank() == 1, vecB = bt.getRank() == 1;
+  if (vecA) {
+    at = tensorOf({1, at.getDimSize(0)}, at.getElementType());
+    a = ReshapeOp::create(nc.b, nc.loc, at, a, Value());
+  }
+  if (vecB) {
+    bt = tensorOf({bt.getDimSize(0), 1}, bt.getElementType());
+    b = ReshapeOp::create(nc.b, nc.loc, bt, b, Value());
+  }
   if (at.getElementType() != bt.getElementType())
     return nc.error("operand element types differ");
   SmallVector<int64_t> batch;
@@ -394,6 +403,18 @@ Error convertMatMul(NodeContext &nc) {
   for (int64_t d = 0; d < bt.getRank() - 2; ++d)
     nc.importer.unifyDims(result, d + rank - bt.getRank(), b, d);
   nc.importer.unifyDims(result, rank - 1, b, bt.getRank() - 1);
+  if (vecA || vecB) {
+    SmallVector<int64_t> dims(batch);
+    if (vecB)
+      dims.erase(dims.end() - 1);
+    if (vecA)
+      dims.erase(dims.end() - (vecB ? 1 : 2));
+    Value squeezed = ReshapeOp::create(nc.b, nc.loc,
+                                       tensorOf(dims, at.getElementType()),
+                                       result, Value());
+    unifyInOrder(nc, squeezed, result);
+    result = squeezed;
+  }
   nc.setOutput(0, result);
   return Error::success();
 }
@@ -541,13 +562,41 @@ Error convertLayerNorm(NodeContext &nc) {
   TRY(eps, nc.floatAttr("epsilon", 1e-5f));
   if (Error err = checkAxis(nc, axis, cast<RankedTensorType>(x.getType()).getRank()))
     return err;
-  if (nc.hasOutput(1) || nc.hasOutput(2))
-    return nc.error("the Mean and InvStdDev outputs are not supported");
   Value result = LayerNormOp::create(nc.b, nc.loc, x.getType(), x, w,
                                     nc.input(2), nc.b.getF32FloatAttr(eps),
                                     nc.b.getI64IntegerAttr(axis));
   nc.importer.unifyElementwise(result, {x});
   nc.setOutput(0, result);
+  if (nc.hasOutput(1) || nc.hasOutput(2)) {
+    // Mean and 1/sqrt(var + eps) over [axis, rank), in the stash type.
+    TRY(stash, nc.intAttr("stash_type", 1));
+    TRY(st, nc.importer.elementType(stash, "stash_type"));
+    auto xt = cast<RankedTensorType>(x.getType());
+    int64_t a = normAxis(axis, xt.getRank());
+    SmallVector<int64_t> axes, reduced(xt.getShape());
+    for (int64_t d = a; d < xt.getRank(); ++d) {
+      axes.push_back(d);
+      reduced[d] = 1;
+    }
+    auto full = xt.clone(st), red = tensorOf(reduced, st);
+    Value xs = xt.getElementType() == st
+                   ? x
+                   : Value(CastOp::create(nc.b, nc.loc, full, x));
+    Value mean = ReduceOp::create(nc.b, nc.loc, red, ReduceKind::mean, xs,
+                                  axes, true);
+    Value centered = SubOp::create(nc.b, nc.loc, full, xs, mean);
+    Value sq = MulOp::create(nc.b, nc.loc, full, centered, centered);
+    Value var = ReduceOp::create(nc.b, nc.loc, red, ReduceKind::mean, sq, axes,
+                                 true);
+    auto scalarType = tensorOf({}, st);
+    Value epsC = arith::ConstantOp::create(
+        nc.b, nc.loc, scalarType,
+        DenseElementsAttr::get(scalarType, FloatAttr::get(st, eps)));
+    Value inv = RsqrtOp::create(nc.b, nc.loc, red,
+                                AddOp::create(nc.b, nc.loc, red, var, epsC));
+    nc.setOutput(1, mean);
+    nc.setOutput(2, inv);
+  }
   return Error::success();
 }
 

@@ -25,7 +25,9 @@ using namespace mlir::kiln::onnx_import;
 
 namespace {
 /// The ai.onnx opsets the converters are written against.
-constexpr int64_t kMinOnnxOpset = 11;
+/// Opset 7 brought NumPy broadcasting; converters check the ops whose
+/// inputs or attributes changed later (Slice, Squeeze, Reduce*, Softmax).
+constexpr int64_t kMinOnnxOpset = 7;
 constexpr int64_t kMaxOnnxOpset = 25;
 /// Newest IR version whose fields we know (onnx 1.20+).
 constexpr int64_t kMaxIrVersion = 13;
@@ -916,6 +918,16 @@ mlir::kiln::importOnnxModel(MLIRContext *context, llvm::StringRef path,
   context->loadDialect<KilnDialect, arith::ArithDialect, func::FuncDialect>();
   Importer importer(context, path, options);
   return importer.run();
+}
+
+std::vector<std::pair<std::string, int64_t>> mlir::kiln::supportedOnnxOps() {
+  llvm::StringMap<ConverterEntry> table;
+  registerConverters(table);
+  std::vector<std::pair<std::string, int64_t>> ops;
+  for (auto &entry : table)
+    ops.emplace_back(entry.first().str(), entry.second.minOpset);
+  llvm::sort(ops);
+  return ops;
 }
 
 void mlir::kiln::registerOnnxImportDialects(DialectRegistry &registry) {

@@ -499,7 +499,7 @@ def bad_missing_domain_opset(outdir):
 
 
 def bad_old_opset(outdir):
-    save(_single("Relu", opsets=(("", 9),)), outdir)
+    save(_single("Relu", opsets=(("", 6),)), outdir)
 
 
 def bad_attribute(outdir):

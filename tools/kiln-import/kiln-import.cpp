@@ -20,7 +20,7 @@
 using namespace llvm;
 
 static cl::OptionCategory category("kiln-import options");
-static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+static cl::opt<std::string> inputPath(cl::Positional,
                                       cl::desc("<model.onnx>"),
                                       cl::cat(category));
 static cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"),
@@ -33,6 +33,10 @@ static cl::opt<std::string>
 static cl::opt<bool> emitBytecode("emit-bytecode",
                                   cl::desc("Write MLIR bytecode, not text"),
                                   cl::cat(category));
+static cl::opt<bool> listOps("list-ops",
+                             cl::desc("Print the supported ONNX ops "
+                                      "(domain::OpType min-opset) and exit"),
+                             cl::cat(category));
 static cl::opt<bool> debugInfo("mlir-print-debuginfo",
                                cl::desc("Print each op's location (its ONNX "
                                         "node and file)"),
@@ -47,6 +51,16 @@ int main(int argc, char **argv) {
       "  kiln-import model.onnx -o model.mlir\n\n"
       "External data is read relative to the model's folder. Errors name the\n"
       "file, node, op type, domain and opset; nothing is written on error.\n");
+
+  if (listOps) {
+    for (const auto &[op, minOpset] : mlir::kiln::supportedOnnxOps())
+      outs() << op << " " << minOpset << "\n";
+    return 0;
+  }
+  if (inputPath.empty()) {
+    WithColor::error(errs(), "kiln-import") << "no input model given\n";
+    return 1;
+  }
 
   mlir::MLIRContext context;
   mlir::kiln::OnnxImportOptions options;

@@ -14,6 +14,7 @@
 #include "llvm/Support/Error.h"
 
 #include <string>
+#include <vector>
 
 namespace mlir::kiln {
 
@@ -33,6 +34,10 @@ struct OnnxImportOptions {
 llvm::Expected<OwningOpRef<ModuleOp>>
 importOnnxModel(MLIRContext *context, llvm::StringRef path,
                 const OnnxImportOptions &options = {});
+
+/// The ops the importer converts, as "domain::OpType" ("" = ai.onnx) with
+/// the oldest opset each accepts, sorted.
+std::vector<std::pair<std::string, int64_t>> supportedOnnxOps();
 
 /// Registers the dialects imported IR uses.
 void registerOnnxImportDialects(DialectRegistry &registry);

@@ -74,8 +74,9 @@ def Kiln_BoolTensor : RankedTensorOf<[I1]>;
 def Kiln_ShapeTensor : 1DTensorOf<[I64]>;
 /// Any element type a kiln tensor may hold.
 def Kiln_AnyTensor : RankedTensorOf<[F32, F16, BF16, F64, F8E4M3FN, F8E5M2,
-                                     I1, I<4>, UI<4>, I8, UI8, I16, I32, I64]>;
+                                     I1, I<4>, UI<4>, I8, UI8, I16, UI16, I32,
+                                     UI32, I64, UI64]>;
 def Kiln_NumericTensor : RankedTensorOf<[F32, F16, BF16, F64, I8, UI8, I16,
-                                         I32, I64]>;
+                                         UI16, I32, UI32, I64, UI64]>;
 
 #endif // KILN_DIALECT_KILN_IR_KILNBASE_TD
