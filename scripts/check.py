@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--lit", required=True)
     ap.add_argument("-j", "--jobs", default=str(os.cpu_count() or 2))
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND",
+                    help="another check, run with the shell; counts as one test")
     args = ap.parse_args()
 
     totals = [0, 0, 0]
@@ -63,6 +65,13 @@ def main():
             problems.append(f"ctest wrote no results (exit {rc})")
         if rc != 0 and os.path.exists(ctest_xml) and junit_counts(ctest_xml)[1] == 0:
             problems.append(f"ctest exited with {rc}")
+
+    for extra in args.extra:
+        name, _, command = extra.partition("=")
+        print(f"+ {command}", flush=True)
+        rc = subprocess.call(command, shell=True)
+        print(f"{name}: {'passed' if rc == 0 else f'FAILED (exit {rc})'}")
+        totals[0 if rc == 0 else 1] += 1
 
     for p in problems:
         print(f"error: {p}")

@@ -11,7 +11,7 @@ JOBS="${KILN_JOBS:-$(nproc)}"
 
 # Debian packages the build and tests use (see docs/ARCHITECTURE.md).
 APT_PACKAGES=(
-  cmake ninja-build ccache g++ pkg-config python3
+  cmake ninja-build ccache g++ clang-14 libclang-rt-14-dev pkg-config python3
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
   libgtest-dev libgmock-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
@@ -81,7 +81,8 @@ case "$cmd" in
     build
     log "running every test"
     python3 "$ROOT/scripts/check.py" --build-dir "$BUILD" \
-      --lit /usr/lib/llvm-22/bin/lit -j "$JOBS"
+      --lit /usr/lib/llvm-22/bin/lit -j "$JOBS" \
+      --extra "fuzz-import=$ROOT/scripts/run-fuzzers.sh ${KILN_FUZZ_SECONDS:-60}"
     ;;
   *)
     echo "usage: $0 run|test" >&2

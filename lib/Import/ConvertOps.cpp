@@ -104,8 +104,17 @@ Error convertConstant(NodeContext &nc) {
     const onnx::TensorProto &t = a->t();
     TRY(et, nc.importer.elementType(t.data_type(), "Constant value"));
     SmallVector<int64_t> dims(t.dims().begin(), t.dims().end());
+    int64_t count = 1;
+    for (int64_t d : dims) {
+      if (d < 0 || d > 65536)
+        return nc.error("the value tensor has an invalid dimension " +
+                        llvm::Twine(d));
+      count *= d;
+      if (count > 65536)
+        break;
+    }
     auto type = tensorOf(dims, et);
-    if (type.getNumElements() > 65536)
+    if (count > 65536)
       return nc.error(llvm::formatv(
           "a Constant node holds {0} elements; kiln keeps weights out of the "
           "IR, so store it as an initializer",
@@ -1110,6 +1119,9 @@ Error convertExpand(NodeContext &nc) {
       target ? nc.importer.staticDims(*target)
              : SmallVector<int64_t>(shapeType.getDimSize(0),
                                     ShapedType::kDynamic);
+  for (int64_t d : targetDims)
+    if (!ShapedType::isDynamic(d) && (d < 0 || d >= (int64_t{1} << 40)))
+      return nc.error("invalid target dimension " + llvm::Twine(d));
   // Entries of 1 keep the input's dim (bidirectional broadcast).
   SmallVector<int64_t> dims;
   int64_t rank = std::max<int64_t>(type.getRank(), targetDims.size());
@@ -1221,6 +1233,9 @@ Error convertConstantOfShape(NodeContext &nc) {
       target ? nc.importer.staticDims(*target)
              : SmallVector<int64_t>(shapeType.getDimSize(0),
                                     ShapedType::kDynamic);
+  for (int64_t d : dims)
+    if (!ShapedType::isDynamic(d) && (d < 0 || d >= (int64_t{1} << 40)))
+      return nc.error("invalid target dimension " + llvm::Twine(d));
   TypedAttr value = nc.b.getF32FloatAttr(0.0f);
   if (const onnx::AttributeProto *a = nc.attr("value")) {
     TRY(et, nc.importer.elementType(a->t().data_type(), "value"));
@@ -1252,8 +1267,15 @@ Error convertRange(NodeContext &nc) {
     int64_t a = (*s)[0].value, b = (*l)[0].value, step = (*d)[0].value;
     if (step == 0)
       return nc.error("delta must be non-zero");
-    int64_t n = std::max<int64_t>(0, (b - a + step + (step > 0 ? -1 : 1)) /
-                                         step);
+    int64_t span, n;
+    if (__builtin_sub_overflow(b, a, &span) ||
+        __builtin_add_overflow(span, step + (step > 0 ? -1 : 1), &span))
+      return nc.error("range bounds overflow");
+    n = std::max<int64_t>(0, span / step);
+    if (n > 65536)
+      return nc.error(llvm::formatv("a constant range of {0} elements is too "
+                                    "large to fold",
+                                    n));
     ShapeElems e;
     for (int64_t i = 0; i < n; ++i)
       e.push_back(ShapeElem::constant(a + i * step));

@@ -121,7 +121,11 @@ class Importer {
 public:
   Importer(MLIRContext *context, llvm::StringRef path,
            const OnnxImportOptions &options);
+  /// Imports the model at `path`.
   llvm::Expected<OwningOpRef<ModuleOp>> run();
+  /// Imports serialized `model` bytes (the file name and directory set by the
+  /// constructor's `path` are used for messages and external data).
+  llvm::Expected<OwningOpRef<ModuleOp>> runOnBytes(std::string model);
 
   // --- used by converters ---------------------------------------------------
   MLIRContext *ctx;
@@ -161,6 +165,8 @@ public:
 
 private:
   llvm::Error load();
+  llvm::Error parse();
+  llvm::Expected<OwningOpRef<ModuleOp>> build();
   llvm::Error checkOpsets();
   llvm::Error importInitializers();
   llvm::Error importGraph();

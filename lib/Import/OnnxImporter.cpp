@@ -380,8 +380,8 @@ Importer::tensorType(const onnx::TypeProto &type, const llvm::Twine &what,
   SmallVector<int64_t> dims;
   for (const onnx::TensorShapeProto_Dimension &d : tensor.shape().dim()) {
     if (d.has_dim_value()) {
-      if (d.dim_value() < 0)
-        return fileError(what + " has a negative dimension " +
+      if (d.dim_value() < 0 || d.dim_value() >= (int64_t{1} << 48))
+        return fileError(what + " has an invalid dimension " +
                          llvm::Twine(d.dim_value()));
       dims.push_back(d.dim_value());
       if (dimNames)
@@ -406,6 +406,10 @@ llvm::Error Importer::load() {
     return llvm::createStringError(path + ": cannot read the model: " +
                                    buffer.getError().message());
   bytes = (*buffer)->getBuffer().str();
+  return parse();
+}
+
+llvm::Error Importer::parse() {
   if (bytes.size() > static_cast<size_t>(INT32_MAX))
     return fileError("the model file is over 2 GiB; protobuf cannot parse it "
                      "(store the weights as external data)");
@@ -637,6 +641,14 @@ llvm::Error Importer::importInitializers() {
     SmallVector<int64_t> dims(tensor.dims().begin(), tensor.dims().end());
     if (llvm::any_of(dims, [](int64_t d) { return d < 0; }))
       return fileError(what + " has a negative dimension");
+    uint64_t count = 1;
+    for (int64_t d : dims)
+      if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count))
+        count = UINT64_MAX;
+    if (llvm::is_contained(dims, 0))
+      count = 0;
+    if (count > (uint64_t{1} << 48))
+      return fileError(what + " has too many elements");
     auto type = RankedTensorType::get(dims, *et);
     Initializer init{&tensor, type, {}, "", {}};
     int64_t n = type.getNumElements();
@@ -876,6 +888,17 @@ llvm::Error Importer::importGraph() {
 llvm::Expected<OwningOpRef<ModuleOp>> Importer::run() {
   if (llvm::Error err = load())
     return std::move(err);
+  return build();
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> Importer::runOnBytes(std::string model) {
+  bytes = std::move(model);
+  if (llvm::Error err = parse())
+    return std::move(err);
+  return build();
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> Importer::build() {
   if (llvm::Error err = checkOpsets())
     return std::move(err);
   module = ModuleOp::create(FileLineColLoc::get(ctx, fileName, 0, 0));
@@ -928,6 +951,16 @@ std::vector<std::pair<std::string, int64_t>> mlir::kiln::supportedOnnxOps() {
     ops.emplace_back(entry.first().str(), entry.second.minOpset);
   llvm::sort(ops);
   return ops;
+}
+
+llvm::Expected<OwningOpRef<ModuleOp>> mlir::kiln::importOnnxModelFromBuffer(
+    MLIRContext *context, llvm::StringRef bytes, llvm::StringRef name,
+    llvm::StringRef directory, const OnnxImportOptions &options) {
+  context->loadDialect<KilnDialect, arith::ArithDialect, func::FuncDialect>();
+  SmallString<256> path(directory);
+  llvm::sys::path::append(path, name);
+  Importer importer(context, path, options);
+  return importer.runOnBytes(bytes.str());
 }
 
 void mlir::kiln::registerOnnxImportDialects(DialectRegistry &registry) {

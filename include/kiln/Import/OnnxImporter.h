@@ -35,6 +35,14 @@ llvm::Expected<OwningOpRef<ModuleOp>>
 importOnnxModel(MLIRContext *context, llvm::StringRef path,
                 const OnnxImportOptions &options = {});
 
+/// Imports a serialized model held in memory. `name` stands for the file in
+/// messages and storage attributes; external data is looked up in
+/// `directory`.
+llvm::Expected<OwningOpRef<ModuleOp>>
+importOnnxModelFromBuffer(MLIRContext *context, llvm::StringRef bytes,
+                          llvm::StringRef name, llvm::StringRef directory,
+                          const OnnxImportOptions &options = {});
+
 /// The ops the importer converts, as "domain::OpType" ("" = ai.onnx) with
 /// the oldest opset each accepts, sorted.
 std::vector<std::pair<std::string, int64_t>> supportedOnnxOps();
