@@ -247,8 +247,12 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   if (Error err = nc.checkAttributes(
           {"num_heads", "kv_num_heads", "scale", "softcap",
            "local_window_size", "do_rotary", "rotary_interleaved",
-           "smooth_softmax", "qk_output"}))
+           "smooth_softmax", "qk_output", "sliding_window_cache"}))
     return err;
+  TRY(ringCache, nc.intAttr("sliding_window_cache", 0));
+  if (ringCache)
+    return nc.error("sliding_window_cache (a fixed-size ring-buffer KV cache "
+                    "of local_window_size tokens) is not supported yet");
   TRY(q, nc.required(0));
   TRY(seqlens, nc.required(5));
   TRY(heads, nc.intAttr("num_heads"));
@@ -470,6 +474,96 @@ Error convertMatMulNBits(NodeContext &nc) {
   return Error::success();
 }
 
+/// com.microsoft GatherBlockQuantized: an embedding lookup in a block-wise
+/// quantized table (tied embeddings share the lm_head's MatMulNBits blobs).
+Error convertGatherBlockQuantized(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"bits", "block_size", "gather_axis",
+                                      "quantize_axis"}))
+    return err;
+  TRY(data, nc.required(0));
+  TRY(ids, nc.required(1));
+  TRY(scales, nc.required(2));
+  TRY(bits, nc.intAttr("bits", 4));
+  TRY(bs, nc.intAttr("block_size", 128));
+  TRY(gatherAxis, nc.intAttr("gather_axis", 0));
+  TRY(quantAxis, nc.intAttr("quantize_axis", 1));
+  auto dt = cast<RankedTensorType>(data.getType());
+  if (bits != 4 || gatherAxis != 0 || dt.getRank() != 2 ||
+      normAxis(quantAxis, 2) != 1 || !dt.hasStaticShape())
+    return nc.error("only 4-bit [vocab, hidden] tables gathered along axis 0 "
+                    "and quantized along axis 1 are supported");
+  MLIRContext *ctx = nc.b.getContext();
+  int64_t vocab = dt.getDimSize(0), hidden = dt.getDimSize(1);
+  Type elem = dt.getElementType();
+  Type storage;
+  Value table = data;
+  if (elem.isUnsignedInteger(8)) {
+    // Two uint4 values per byte, low nibble first; default zero point 8.
+    hidden *= 2;
+    storage = IntegerType::get(ctx, 4, IntegerType::Unsigned);
+    table = BitcastOp::create(nc.b, nc.loc, tensorOf({vocab, hidden}, storage),
+                              data);
+  } else if (elem.isInteger(4) || elem.isUnsignedInteger(4)) {
+    storage = elem;
+  } else {
+    return nc.error("data must be uint8 (packed uint4) or int4/uint4, found " +
+                    mlirTypeStr(elem));
+  }
+  auto st = cast<RankedTensorType>(scales.getType());
+  Type et = st.getElementType();
+  int64_t blocks = (hidden + bs - 1) / bs;
+  if (st.getNumElements() != vocab * blocks)
+    return nc.error(llvm::formatv("scales must hold {0} x {1} values", vocab,
+                                  blocks));
+  if (st.getShape() != ArrayRef<int64_t>{vocab, blocks})
+    scales = ReshapeOp::create(nc.b, nc.loc, tensorOf({vocab, blocks}, et),
+                               scales, Value());
+  Value zp;
+  Type zpType;
+  if (storage.isUnsignedInteger(4)) {
+    zpType = storage;
+    if (Value given = nc.input(3)) {
+      auto zt = cast<RankedTensorType>(given.getType());
+      if (!zt.getElementType().isUnsignedInteger(8) ||
+          zt.getNumElements() * 2 < vocab * blocks)
+        return nc.error("zero points must be packed uint8");
+      given = ReshapeOp::create(nc.b, nc.loc,
+                                tensorOf({vocab, zt.getNumElements() / vocab},
+                                         zt.getElementType()),
+                                given, Value());
+      zp = BitcastOp::create(nc.b, nc.loc,
+                             tensorOf({vocab, 2 * (zt.getNumElements() / vocab)},
+                                      storage),
+                             given);
+      if (2 * (zt.getNumElements() / vocab) != blocks)
+        zp = SliceOp::create(nc.b, nc.loc, tensorOf({vocab, blocks}, storage),
+                             zp, nc.b.getDenseI64ArrayAttr({1}),
+                             nc.b.getDenseI64ArrayAttr({0}),
+                             nc.b.getDenseI64ArrayAttr({blocks}),
+                             nc.b.getDenseI64ArrayAttr({1}));
+    } else {
+      auto type = tensorOf({vocab, blocks}, storage);
+      zp = arith::ConstantOp::create(nc.b, nc.loc, type,
+                                     DenseElementsAttr::get(type, APInt(4, 8)));
+    }
+  } else if (nc.hasInput(3)) {
+    return nc.error("zero points with int4 data are not supported");
+  }
+  SmallVector<int64_t> block = {1, bs}, shape = {vocab, hidden};
+  auto quant = QuantAttr::get(ctx, storage, et, ArrayRef<int64_t>(block), et,
+                              zpType);
+  auto qtype = QTensorType::get(ctx, ArrayRef<int64_t>(shape), quant);
+  Value q = MakeQTensorOp::create(nc.b, nc.loc, qtype, table, scales, zp);
+  auto it = cast<RankedTensorType>(ids.getType());
+  SmallVector<int64_t> dims(it.getShape());
+  dims.push_back(hidden);
+  Value result = EmbeddingOp::create(nc.b, nc.loc, tensorOf(dims, et), q, ids);
+  for (int64_t d = 0; d < it.getRank(); ++d)
+    nc.importer.unifyDims(result, d, ids, d);
+  nc.setOutput(0, result);
+  return Error::success();
+}
+
 /// DequantizeLinear: per-tensor, per-axis and (opset 21+) block-wise.
 Error convertDequantizeLinear(NodeContext &nc) {
   if (Error err = nc.checkAttributes({"axis", "block_size", "output_dtype"}))
@@ -559,4 +653,5 @@ void mlir::kiln::onnx_import::registerLlmConverters(
   t["com.microsoft::GroupQueryAttention"] = {convertGroupQueryAttention, 1};
   t["com.microsoft::MatMulNBits"] = {convertMatMulNBits, 1};
   t["::DequantizeLinear"] = {convertDequantizeLinear, 13};
+  t["com.microsoft::GatherBlockQuantized"] = {convertGatherBlockQuantized, 1};
 }

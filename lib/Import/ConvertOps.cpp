@@ -44,10 +44,9 @@ Value constFromElems(NodeContext &nc, RankedTensorType type,
 void defineInt(NodeContext &nc, Value value, std::optional<ShapeElems> e) {
   if (e && allConst(*e) && isa<IntegerType>(elementTypeOf(value)) &&
       cast<RankedTensorType>(value.getType()).hasStaticShape()) {
+    // The original op stays until the end of import (maps are keyed by
+    // values, so nothing is erased mid-import); dead ops are swept then.
     Value c = constFromElems(nc, cast<RankedTensorType>(value.getType()), *e);
-    if (value.use_empty() && value.getDefiningOp() &&
-        isOpTriviallyDead(value.getDefiningOp()))
-      value.getDefiningOp()->erase();
     nc.setOutput(0, c);
     return;
   }
@@ -351,6 +350,19 @@ Error convertCast(NodeContext &nc) {
   if (isa<IntegerType>(et) && isa<IntegerType>(type.getElementType()))
     e = trackable(nc, x);
   defineInt(nc, result, e);
+  return Error::success();
+}
+
+/// IsNaN(x) is x != x (only NaN compares unequal to itself).
+Error convertIsNaN(NodeContext &nc) {
+  TRY(x, nc.required(0));
+  auto type = cast<RankedTensorType>(x.getType());
+  if (!isa<FloatType>(type.getElementType()))
+    return nc.error("input must be a float tensor");
+  Value r = CompareOp::create(nc.b, nc.loc, type.clone(nc.b.getI1Type()),
+                              ComparePredicate::ne, x, x);
+  nc.importer.unifyElementwise(r, {x});
+  nc.setOutput(0, r);
   return Error::success();
 }
 
@@ -1221,6 +1233,33 @@ Error convertGather(NodeContext &nc) {
   return Error::success();
 }
 
+Error convertGatherND(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"batch_dims"}))
+    return err;
+  TRY(x, nc.required(0));
+  TRY(indices, nc.required(1));
+  TRY(batchDims, nc.intAttr("batch_dims", 0));
+  auto type = cast<RankedTensorType>(x.getType());
+  auto itype = cast<RankedTensorType>(indices.getType());
+  if (!itype.getElementType().isInteger(64))
+    return nc.error("indices must be int64");
+  if (itype.getRank() < 1 || itype.isDynamicDim(itype.getRank() - 1))
+    return nc.error("the last dimension of indices must be static");
+  int64_t k = itype.getShape().back();
+  if (batchDims < 0 || batchDims + k > type.getRank() ||
+      batchDims >= itype.getRank())
+    return nc.error("batch_dims and index depth do not fit the input rank");
+  SmallVector<int64_t> dims(itype.getShape().drop_back());
+  llvm::append_range(dims, type.getShape().drop_front(batchDims + k));
+  Value result = GatherNdOp::create(nc.b, nc.loc,
+                                    tensorOf(dims, type.getElementType()), x,
+                                    indices, nc.b.getI64IntegerAttr(batchDims));
+  for (int64_t d = 0; d + 1 < itype.getRank(); ++d)
+    nc.importer.unifyDims(result, d, indices, d);
+  nc.setOutput(0, result);
+  return Error::success();
+}
+
 Error convertConstantOfShape(NodeContext &nc) {
   if (Error err = nc.checkAttributes({"value"}))
     return err;
@@ -1347,6 +1386,7 @@ void mlir::kiln::onnx_import::registerConverters(
   add("", "Gelu", convertGelu, 20);
   add("", "Cast", convertCast);
   add("", "Where", convertWhere);
+  add("", "IsNaN", convertIsNaN);
   add("", "MatMul", convertMatMul);
   add("", "Gemm", convertGemm);
   add("", "Softmax", convertSoftmax);
@@ -1388,6 +1428,7 @@ void mlir::kiln::onnx_import::registerConverters(
   add("", "Split", convertSplit);
   add("", "Expand", convertExpand);
   add("", "Gather", convertGather);
+  add("", "GatherND", convertGatherND);
   add("", "ConstantOfShape", convertConstantOfShape);
   add("", "Range", convertRange);
   registerLlmConverters(t);

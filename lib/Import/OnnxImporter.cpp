@@ -12,6 +12,7 @@
 #include "kiln/Support/DType.h"
 
 #include "mlir/IR/Verifier.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -880,6 +881,13 @@ llvm::Error Importer::importGraph() {
   func::ReturnOp::create(builder, FileLineColLoc::get(ctx, fileName, 0, 0),
                          results);
   func.setFunctionType(builder.getFunctionType(argTypes, resultTypes));
+  // Shape computations folded at import leave their original ops unused.
+  tracked.clear();
+  dimParent.clear();
+  Block &body = func.getBody().front();
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
   for (auto [i, attrs] : llvm::enumerate(resultAttrs))
     func.setResultAttrs(i, attrs);
   return llvm::Error::success();

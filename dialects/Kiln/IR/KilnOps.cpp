@@ -253,6 +253,33 @@ LogicalResult GatherOp::verify() {
                                getType().getElementType(), "result");
 }
 
+LogicalResult GatherNdOp::verify() {
+  RankedTensorType input = getInput().getType();
+  RankedTensorType indices = getIndices().getType();
+  int64_t b = getBatchDims();
+  if (indices.getRank() < 1 || indices.isDynamicDim(indices.getRank() - 1))
+    return emitOpError("indices need a static last dimension");
+  int64_t k = indices.getShape().back();
+  if (b < 0 || b >= std::min(input.getRank(), indices.getRank()) ||
+      k < 1 || b + k > input.getRank())
+    return emitOpError() << "batch_dims " << b << " and index depth " << k
+                         << " do not fit input rank " << input.getRank()
+                         << " and indices rank " << indices.getRank();
+  for (int64_t d = 0; d < b; ++d)
+    if (!dimsCompatible(input.getDimSize(d), indices.getDimSize(d)))
+      return emitOpError() << "batch dimension " << d << " differs: "
+                           << input.getDimSize(d) << " vs "
+                           << indices.getDimSize(d);
+  SmallVector<int64_t> expected(indices.getShape().drop_back());
+  llvm::append_range(expected, input.getShape().drop_front(b + k));
+  if (!shapesCompatible(expected, getType().getShape()))
+    return emitOpError() << "result shape " << shapeStr(getType().getShape())
+                         << " does not match the expected "
+                         << shapeStr(expected);
+  return verifySameElementType(*this, input.getElementType(),
+                               getType().getElementType(), "result");
+}
+
 LogicalResult MatmulOp::verify() {
   ArrayRef<int64_t> a = getShapeOf(getA().getType());
   ArrayRef<int64_t> b = getShapeOf(getB().getType());

@@ -184,6 +184,46 @@ func.func @f(%x: tensor<5x3xf32>, %i: tensor<2xi64>) {
 
 // -----
 
+func.func @f(%x: tensor<5x3xf32>, %i: tensor<2x?xi64>) {
+  // expected-error @+1 {{indices need a static last dimension}}
+  %0 = kiln.gather_nd %x[%i] : tensor<5x3xf32>, tensor<2x?xi64> -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<5x3xf32>, %i: tensor<2x3xi64>) {
+  // expected-error @+1 {{batch_dims 0 and index depth 3 do not fit input rank 2 and indices rank 2}}
+  %0 = kiln.gather_nd %x[%i] : tensor<5x3xf32>, tensor<2x3xi64> -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x5x3xf32>, %i: tensor<4x1xi64>) {
+  // expected-error @+1 {{batch dimension 0 differs: 2 vs 4}}
+  %0 = kiln.gather_nd %x[%i] {batch_dims = 1 : i64} : tensor<2x5x3xf32>, tensor<4x1xi64> -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<5x3xf32>, %i: tensor<2x1xi64>) {
+  // expected-error @+1 {{result shape [2] does not match the expected [2, 3]}}
+  %0 = kiln.gather_nd %x[%i] : tensor<5x3xf32>, tensor<2x1xi64> -> tensor<2xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<5x3xf32>, %i: tensor<2x1xi64>) {
+  // expected-error @+1 {{result element type 'f16' does not match 'f32'}}
+  %0 = kiln.gather_nd %x[%i] : tensor<5x3xf32>, tensor<2x1xi64> -> tensor<2x3xf16>
+  return
+}
+
+// -----
+
 func.func @f(%a: tensor<8xf32>, %b: tensor<8x4xf32>) {
   // expected-error @+1 {{operands must have rank >= 2, found ranks 1 and 2}}
   %0 = kiln.matmul %a, %b : tensor<8xf32>, tensor<8x4xf32> -> tensor<4xf32>

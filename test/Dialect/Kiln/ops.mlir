@@ -57,12 +57,17 @@ func.func @quantize(%x: tensor<?x256xbf16>, %s: tensor<1x1xf32>, %xf: tensor<4x6
 }
 
 // CHECK-LABEL: func.func @lookup
-func.func @lookup(%table: tensor<64x32xbf16>, %ids: tensor<?x?xi64>, %x: tensor<50x32xf32>, %i: tensor<2x3xi32>)
+func.func @lookup(%table: tensor<64x32xbf16>, %ids: tensor<?x?xi64>, %x: tensor<50x32xf32>, %i: tensor<2x3xi32>,
+                  %m: tensor<?x?xi1>, %mi: tensor<?x4x2xi64>, %x3: tensor<2x5x7xf32>, %i3: tensor<2x3x1xi32>)
     -> (tensor<?x?x32xbf16>, tensor<2x3x32xf32>) {
   // CHECK: kiln.embedding %{{.+}}, %{{.+}} : tensor<64x32xbf16>, tensor<?x?xi64> -> tensor<?x?x32xbf16>
   %0 = kiln.embedding %table, %ids : tensor<64x32xbf16>, tensor<?x?xi64> -> tensor<?x?x32xbf16>
   // CHECK: kiln.gather %{{.+}}[%{{.+}}] {axis = 0 : i64} : tensor<50x32xf32>, tensor<2x3xi32> -> tensor<2x3x32xf32>
   %1 = kiln.gather %x[%i] {axis = 0 : i64} : tensor<50x32xf32>, tensor<2x3xi32> -> tensor<2x3x32xf32>
+  // CHECK: kiln.gather_nd %{{.+}}[%{{.+}}] : tensor<?x?xi1>, tensor<?x4x2xi64> -> tensor<?x4xi1>
+  %2 = kiln.gather_nd %m[%mi] : tensor<?x?xi1>, tensor<?x4x2xi64> -> tensor<?x4xi1>
+  // CHECK: kiln.gather_nd %{{.+}}[%{{.+}}] {batch_dims = 1 : i64} : tensor<2x5x7xf32>, tensor<2x3x1xi32> -> tensor<2x3x7xf32>
+  %3 = kiln.gather_nd %x3[%i3] {batch_dims = 1 : i64} : tensor<2x5x7xf32>, tensor<2x3x1xi32> -> tensor<2x3x7xf32>
   return %0, %1 : tensor<?x?x32xbf16>, tensor<2x3x32xf32>
 }
 

@@ -187,6 +187,29 @@ def Kiln_GatherOp : Kiln_Op<"gather", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_GatherNdOp : Kiln_Op<"gather_nd", [Pure]> {
+  let summary = "gathers slices addressed by index tuples (ONNX GatherND)";
+  let description = [{
+    The last dimension of `indices` (k, static) holds coordinates into the
+    dimensions `[batch_dims, batch_dims + k)` of `input`; the leading
+    `batch_dims` dimensions of both are matched. The result shape is
+    `indices.shape[:-1] + input.shape[batch_dims + k:]`. Exporters emit it when
+    building attention masks by advanced indexing.
+
+    ```mlir
+    %r = kiln.gather_nd %m[%i] : tensor<?x?xi1>, tensor<?x?x?x2xi64> -> tensor<?x?x?xi1>
+    ```
+  }];
+  let arguments = (ins Kiln_AnyTensor:$input, Kiln_IndexTensor:$indices,
+                       DefaultValuedAttr<I64Attr, "0">:$batch_dims);
+  let results = (outs Kiln_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `[` $indices `]` attr-dict `:` type($input) `,` type($indices) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure]> {
   let summary = "batched matrix product with optional bias";
   let description = [{
