@@ -641,6 +641,172 @@ Error convertDequantizeLinear(NodeContext &nc) {
   return Error::success();
 }
 
+/// QuantizeLinear: static scales (and zero points) from the graph; the
+/// stored values come out as a plain tensor of the storage type.
+Error convertQuantizeLinear(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"axis", "block_size", "output_dtype",
+                                      "saturate", "precision"}))
+    return err;
+  TRY(x, nc.required(0));
+  TRY(scale, nc.required(1));
+  TRY(axis, nc.intAttr("axis", 1));
+  TRY(blockSize, nc.intAttr("block_size", 0));
+  auto xt = cast<RankedTensorType>(x.getType());
+  auto st = cast<RankedTensorType>(scale.getType());
+  Type et = xt.getElementType();
+  if (!xt.hasStaticShape())
+    return nc.error("the input must have a static shape");
+  if (st.getElementType() != et)
+    return nc.error("scale and input element types differ");
+  Type storage;
+  if (Value zp = nc.input(2)) {
+    storage = elementTypeOf(zp);
+  } else if (nc.attr("output_dtype")) {
+    TRY(code, nc.intAttr("output_dtype"));
+    TRY(t, nc.importer.elementType(code, "output_dtype"));
+    storage = t;
+  } else {
+    storage = IntegerType::get(nc.b.getContext(), 8, IntegerType::Unsigned);
+  }
+  bool intStorage = isa<IntegerType>(storage) &&
+                    (storage.getIntOrFloatBitWidth() == 4 ||
+                     storage.getIntOrFloatBitWidth() == 8);
+  bool floatStorage = isa<Float8E4M3FNType, Float8E5M2Type>(storage);
+  if (!intStorage && !floatStorage)
+    return nc.error("output type " + mlirTypeStr(storage) +
+                    " cannot be quantized to by kiln");
+  if (!isa<FloatType>(et) || et.isF64())
+    return nc.error("input must be f32, f16 or bf16");
+  int64_t rank = xt.getRank();
+  SmallVector<int64_t> block(rank, 0);
+  if (st.getNumElements() != 1) {
+    if (Error err = checkAxis(nc, axis, rank))
+      return err;
+    int64_t a = normAxis(axis, rank);
+    if (blockSize > 0)
+      for (int64_t d = 0; d < rank; ++d)
+        block[d] = d == a ? blockSize : 1;
+    else
+      block[a] = 1;
+  }
+  // ONNX's zero point is optional even for unsigned types (default 0): an
+  // asymmetric scheme without a zero point is kiln's symmetric one.
+  Value zpIn = nc.input(2);
+  auto quant = QuantAttr::get(nc.b.getContext(), storage, et,
+                              ArrayRef<int64_t>(block), et,
+                              zpIn && intStorage ? storage : Type());
+  auto qtype = QTensorType::get(nc.b.getContext(), xt.getShape(), quant);
+  RankedTensorType scalesType = qtype.getScalesType();
+  auto fit = [&](Value v, Type elem) -> Expected<Value> {
+    auto t = cast<RankedTensorType>(v.getType());
+    auto want = tensorOf(scalesType.getShape(), elem);
+    if (t == want)
+      return v;
+    if (t.getNumElements() != want.getNumElements())
+      return nc.error("scale/zero point shape " + mlirTypeStr(t) +
+                      " does not match " + mlirTypeStr(want));
+    return Value(ReshapeOp::create(nc.b, nc.loc, want, v, Value()));
+  };
+  TRY(scales, fit(scale, et));
+  Value zp;
+  if (zpIn && intStorage) {
+    TRY(z, fit(zpIn, storage));
+    zp = z;
+  }
+  Value q = QuantizeOp::create(nc.b, nc.loc, qtype, x, scales, zp);
+  nc.setOutput(0, QTensorDataOp::create(nc.b, nc.loc, qtype.getDataType(), q));
+  return Error::success();
+}
+
+/// ONNX TensorScatter (opset 24): a static KV cache updated in place. The
+/// cache input is marked for the runtime when it is a graph input.
+Error convertTensorScatter(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"axis", "mode"}))
+    return err;
+  TRY(cache, nc.required(0));
+  TRY(update, nc.required(1));
+  TRY(axis, nc.intAttr("axis", -2));
+  TRY(mode, nc.stringAttr("mode", std::string("linear")));
+  if (mode != "linear" && mode != "circular")
+    return nc.error("mode must be 'linear' or 'circular', found '" + mode + "'");
+  auto ct = cast<RankedTensorType>(cache.getType());
+  auto ut = cast<RankedTensorType>(update.getType());
+  if (Error err = checkAxis(nc, axis, ct.getRank()))
+    return err;
+  if (ut.getRank() != ct.getRank() || ut.getElementType() != ct.getElementType())
+    return nc.error("update must have the cache's rank and element type");
+  auto op = TensorScatterOp::create(nc.b, nc.loc, ct, cache, update,
+                                    nc.input(2), nc.b.getI64IntegerAttr(axis),
+                                    mode == "circular" ? nc.b.getUnitAttr()
+                                                       : UnitAttr());
+  nc.importer.unifyElementwise(op, {cache});
+  nc.importer.markKvCache(cache, op);
+  nc.setOutput(0, op);
+  return Error::success();
+}
+
+/// com.microsoft MultiHeadAttention: Q/K/V [B, S, H*D] (+ optional packed
+/// bias), additive attention_bias, past/present BNSH, unidirectional.
+Error convertMultiHeadAttention(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"num_heads", "scale", "mask_filter_value",
+                                      "unidirectional"}))
+    return err;
+  TRY(q, nc.required(0));
+  TRY(k, nc.required(1));
+  TRY(v, nc.required(2));
+  TRY(heads, nc.intAttr("num_heads"));
+  TRY(scale, nc.floatAttr("scale", 0.0f));
+  TRY(causal, nc.intAttr("unidirectional", 0));
+  if (nc.hasInput(4))
+    return nc.error("key_padding_mask is not supported (use attention_bias)");
+  for (unsigned i = 8; i < nc.numInputs(); ++i)
+    if (nc.hasInput(i))
+      return nc.error(llvm::formatv("input #{0} is not supported", i));
+  if (nc.hasOutput(3))
+    return nc.error("the qk output is not supported");
+  for (Value x : {q, k, v})
+    if (cast<RankedTensorType>(x.getType()).getRank() != 3)
+      return nc.error("query, key and value must be [batch, seq, hidden] (packed "
+                      "and BNSH key/value forms are not supported)");
+  if (Value bias = nc.input(3)) {
+    // [bias_q | bias_k | bias_v], each H*D wide.
+    auto bt = cast<RankedTensorType>(bias.getType());
+    int64_t width = cast<RankedTensorType>(q.getType()).getDimSize(2);
+    if (bt.getRank() != 1 || bt.getDimSize(0) != 3 * width)
+      return nc.error("bias must be [3 * hidden]");
+    auto addPart = [&](Value x, int64_t part) -> Value {
+      Value slice = SliceOp::create(
+          nc.b, nc.loc, tensorOf({width}, bt.getElementType()), bias,
+          nc.b.getDenseI64ArrayAttr({0}),
+          nc.b.getDenseI64ArrayAttr({part * width}),
+          nc.b.getDenseI64ArrayAttr({(part + 1) * width}),
+          nc.b.getDenseI64ArrayAttr({1}));
+      Value sum = AddOp::create(nc.b, nc.loc, x.getType(), x, slice);
+      nc.importer.unifyElementwise(sum, {x});
+      return sum;
+    };
+    q = addPart(q, 0);
+    k = addPart(k, 1);
+    v = addPart(v, 2);
+  }
+  TRY(qb, splitHeads(nc, q, heads, "query"));
+  TRY(kb, splitHeads(nc, k, heads, "key"));
+  TRY(vb, splitHeads(nc, v, heads, "value"));
+  Value kn = transposeBNSH(nc, kb), vn = transposeBNSH(nc, vb);
+  if (nc.hasInput(6) != nc.hasInput(7))
+    return nc.error("past_key and past_value must be given together");
+  if (nc.hasInput(6)) {
+    kn = concatSeq(nc, nc.input(6), kn);
+    vn = concatSeq(nc, nc.input(7), vn);
+  }
+  Value out = attend(nc, qb, kn, vn, nc.input(5),
+                     causal ? MaskKind::causal : MaskKind::none, scale, 0.0f);
+  nc.setOutput(0, mergeHeads(nc, out));
+  nc.setOutput(1, kn);
+  nc.setOutput(2, vn);
+  return Error::success();
+}
+
 } // namespace
 
 void mlir::kiln::onnx_import::registerLlmConverters(
@@ -654,4 +820,7 @@ void mlir::kiln::onnx_import::registerLlmConverters(
   t["com.microsoft::MatMulNBits"] = {convertMatMulNBits, 1};
   t["::DequantizeLinear"] = {convertDequantizeLinear, 13};
   t["com.microsoft::GatherBlockQuantized"] = {convertGatherBlockQuantized, 1};
+  t["::QuantizeLinear"] = {convertQuantizeLinear, 13};
+  t["::TensorScatter"] = {convertTensorScatter, 24};
+  t["com.microsoft::MultiHeadAttention"] = {convertMultiHeadAttention, 1};
 }

@@ -148,6 +148,10 @@ public:
   /// The shape a tracked shape tensor describes, `?` where not constant.
   SmallVector<int64_t> staticDims(const ShapeElems &elems);
 
+  /// Marks `cache` (when it is a graph input) and the value that updates it
+  /// as a KV cache for the runtime to own, when the names did not already.
+  void markKvCache(Value cache, Value updated);
+
   /// Dynamic dimensions known to be equal at run time (same ONNX dim_param,
   /// or carried through an op), kept as a union-find over (value, dim).
   void unifyDims(Value a, int64_t da, Value b, int64_t db);
@@ -197,6 +201,8 @@ private:
   llvm::StringMap<Initializer> initializers;
   llvm::StringMap<Value> values;
   DenseMap<Value, ShapeElems> tracked;
+  /// Graph inputs updated by a TensorScatter, and their updated values.
+  SmallVector<std::pair<Value, Value>> scatteredCaches;
   using DimKey = std::pair<void *, int64_t>;
   DenseMap<DimKey, DimKey> dimParent;
   DimKey findDim(DimKey key);

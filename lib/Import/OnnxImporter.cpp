@@ -292,6 +292,10 @@ Value Importer::materializeShape(OpBuilder &b, Location loc,
   return result;
 }
 
+void Importer::markKvCache(Value cache, Value updated) {
+  scatteredCaches.emplace_back(cache, updated);
+}
+
 Importer::DimKey Importer::findDim(DimKey key) {
   auto it = dimParent.find(key);
   if (it == dimParent.end() || it->second == key)
@@ -878,12 +882,40 @@ llvm::Error Importer::importGraph() {
     resultTypes.push_back(v.getType());
     resultAttrs.push_back(attrs.getDictionary(ctx));
   }
+  // Caches updated in place (TensorScatter) are KV caches whatever their
+  // names: mark the input and the output that returns the update.
+  for (auto [cache, updated] : scatteredCaches) {
+    auto arg = dyn_cast<BlockArgument>(cache);
+    if (!arg || arg.getOwner() != entry)
+      continue;
+    NamedAttrList attrs(argAttrs[arg.getArgNumber()]);
+    if (!attrs.get("kiln.kv")) {
+      NamedAttrList kv;
+      kv.append("role", builder.getStringAttr("static"));
+      attrs.append("kiln.kv", kv.getDictionary(ctx));
+      argAttrs[arg.getArgNumber()] = attrs.getDictionary(ctx);
+      func.setArgAttrs(arg.getArgNumber(), argAttrs[arg.getArgNumber()]);
+    }
+    for (auto [i, r] : llvm::enumerate(results)) {
+      if (r != updated)
+        continue;
+      NamedAttrList rattrs(resultAttrs[i]);
+      if (!rattrs.get("kiln.kv")) {
+        NamedAttrList kv;
+        kv.append("role", builder.getStringAttr("static"));
+        kv.append("input", builder.getI64IntegerAttr(arg.getArgNumber()));
+        rattrs.append("kiln.kv", kv.getDictionary(ctx));
+        resultAttrs[i] = rattrs.getDictionary(ctx);
+      }
+    }
+  }
   func::ReturnOp::create(builder, FileLineColLoc::get(ctx, fileName, 0, 0),
                          results);
   func.setFunctionType(builder.getFunctionType(argTypes, resultTypes));
   // Shape computations folded at import leave their original ops unused.
   tracked.clear();
   dimParent.clear();
+  scatteredCaches.clear();
   Block &body = func.getBody().front();
   for (Operation &op : llvm::make_early_inc_range(llvm::reverse(body)))
     if (isOpTriviallyDead(&op))

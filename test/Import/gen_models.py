@@ -434,6 +434,86 @@ def opset23_ops(outdir):
 
 
 # --------------------------------------------------------------------------
+# Opset 24: a static KV cache updated in place by TensorScatter, read by
+# Attention; names that are not past_key_values.* on purpose.
+# --------------------------------------------------------------------------
+def static_cache_opset24(outdir):
+    heads, d, cap = 2, 8, 32
+    nodes = [
+        helper.make_node("TensorScatter", ["k_cache", "k", "write_pos"], ["k_cache_out"],
+                         name="/layer0/k_scatter", axis=2),
+        helper.make_node("TensorScatter", ["v_cache", "v", "write_pos"], ["v_cache_out"],
+                         name="/layer0/v_scatter", axis=2, mode="linear"),
+        helper.make_node("Attention", ["q", "k_cache_out", "v_cache_out", "mask"], ["y"],
+                         name="/layer0/attn"),
+    ]
+    cache = ["batch", heads, cap, d]
+    new = ["batch", heads, "seq", d]
+    graph = helper.make_graph(
+        nodes, "static_cache",
+        [helper.make_tensor_value_info("q", F, new),
+         helper.make_tensor_value_info("k", F, new),
+         helper.make_tensor_value_info("v", F, new),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, ["batch", 1, "seq", cap]),
+         helper.make_tensor_value_info("write_pos", I64, ["batch"]),
+         helper.make_tensor_value_info("k_cache", F, cache),
+         helper.make_tensor_value_info("v_cache", F, cache)],
+        [helper.make_tensor_value_info("y", F, new),
+         helper.make_tensor_value_info("k_cache_out", F, cache),
+         helper.make_tensor_value_info("v_cache_out", F, cache)])
+    save(make_model(graph, opsets=(("", 24),), ir_version=11), outdir)
+
+
+# --------------------------------------------------------------------------
+# QDQ: QuantizeLinear -> DequantizeLinear on activations (per tensor, uint8
+# with zero point) and a per-channel int8 weight.
+# --------------------------------------------------------------------------
+def qdq(outdir):
+    r = rng()
+    w = r.integers(-127, 128, size=(16, 24)).astype(np.int8)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["xq"], name="/q"),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xd"], name="/dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], name="/w/dq", axis=1),
+        helper.make_node("MatMul", ["xd", "w"], ["y"], name="/matmul"),
+    ]
+    inits = [init("x_scale", np.array(0.05, np.float32)), init("x_zp", np.array(128, np.uint8)),
+             init("w_q", w), init("w_scale", (r.random(24) * 0.01 + 0.001).astype(np.float32))]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", F, [4, 16])],
+        [helper.make_tensor_value_info("y", F, [4, 24])], inits)
+    save(make_model(graph, opsets=(("", 21),), ir_version=10), outdir)
+
+
+# --------------------------------------------------------------------------
+# com.microsoft MultiHeadAttention with packed bias, additive attention_bias
+# and past/present, as the builder emits it for non-GQA execution providers.
+# --------------------------------------------------------------------------
+def genai_mha(outdir):
+    r = rng()
+    heads, d = 2, 8
+    hidden = heads * d
+    nodes = [helper.make_node(
+        "MultiHeadAttention",
+        ["q", "k", "v", "bias", "", "attention_bias", "past_key", "past_value"],
+        ["y", "present_key", "present_value"], name="/model/layers.0/attn/MultiHeadAttention",
+        domain="com.microsoft", num_heads=heads, unidirectional=1, scale=0.3)]
+    inits = [init("bias", (r.standard_normal(3 * hidden) * 0.1).astype(np.float32))]
+    bsh = ["batch", "seq", hidden]
+    past = ["batch", heads, "past", d]
+    graph = helper.make_graph(
+        nodes, "mha",
+        [helper.make_tensor_value_info(n, F, bsh) for n in ("q", "k", "v")] +
+        [helper.make_tensor_value_info("attention_bias", F, ["batch", 1, "seq", "total"]),
+         helper.make_tensor_value_info("past_key", F, past),
+         helper.make_tensor_value_info("past_value", F, past)],
+        [helper.make_tensor_value_info("y", F, bsh),
+         helper.make_tensor_value_info("present_key", F, ["batch", heads, "total", d]),
+         helper.make_tensor_value_info("present_value", F, ["batch", heads, "total", d])], inits)
+    save(make_model(graph, opsets=(("", 21), ("com.microsoft", 1)), ir_version=10), outdir)
+
+
+# --------------------------------------------------------------------------
 # Shape computations that fold at import, and Gemm/Split/ConstantOfShape.
 # --------------------------------------------------------------------------
 def shape_ops(outdir):
@@ -595,6 +675,9 @@ MODELS = {
     "genai-norms": genai_norms,
     "genai-gqa-int4": genai_gqa_int4,
     "opset23-ops": opset23_ops,
+    "static-cache-opset24": static_cache_opset24,
+    "qdq": qdq,
+    "genai-mha": genai_mha,
     "shape-ops": shape_ops,
     "bad-unsupported-op": bad_unsupported_op,
     "bad-unknown-domain": bad_unknown_domain,

@@ -217,6 +217,10 @@ LogicalResult DequantizeOp::verify() {
                     getInput().getType().getExpressedTensorType());
 }
 
+LogicalResult QTensorDataOp::verify() {
+  return verifyPart(*this, "result", getType(), getInput().getType().getDataType());
+}
+
 //===----------------------------------------------------------------------===//
 // EmbeddingOp / GatherOp / MatmulOp
 //===----------------------------------------------------------------------===//
@@ -782,6 +786,36 @@ LogicalResult KvCacheAppendOp::verify() {
     return failure();
   return verifyPart(*this, "value scale", getValueScale().getType(),
                     cache.getStaticScaleType(true));
+}
+
+LogicalResult TensorScatterOp::verify() {
+  RankedTensorType cache = getCache().getType();
+  RankedTensorType update = getUpdate().getType();
+  FailureOr<int64_t> axis = normalizeAxis(*this, getAxis(), cache.getRank());
+  if (failed(axis))
+    return failure();
+  if (update.getRank() != cache.getRank() ||
+      update.getElementType() != cache.getElementType())
+    return emitOpError() << "update " << update
+                         << " must have the cache's rank and element type ("
+                         << cache << ")";
+  for (int64_t d = 0; d < cache.getRank(); ++d) {
+    if (d == *axis)
+      continue;
+    if (!dimsCompatible(update.getDimSize(d), cache.getDimSize(d)))
+      return emitOpError() << "update shape " << shapeStr(update.getShape())
+                           << " differs from the cache shape "
+                           << shapeStr(cache.getShape()) << " outside axis "
+                           << *axis;
+  }
+  if (Value indices = getWriteIndices()) {
+    auto type = cast<RankedTensorType>(indices.getType());
+    if (type.getRank() != 1 || !dimsCompatible(type.getDimSize(0),
+                                               cache.getDimSize(0)))
+      return emitOpError() << "write_indices must be [batch], found "
+                           << shapeStr(type.getShape());
+  }
+  return success();
 }
 
 LogicalResult KvCacheReadOp::verify() {

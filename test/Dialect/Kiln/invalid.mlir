@@ -136,6 +136,46 @@ func.func @f(%q: !kiln.qtensor<4x64, #kiln.quant<storage = i8, expressed = f16, 
 
 // -----
 
+func.func @f(%q: !kiln.qtensor<4x64, #kiln.quant<storage = i8, expressed = f16, block = [1, 0], scale = f16>>) {
+  // expected-error @+1 {{result type 'tensor<4x64xui8>' does not match the expected 'tensor<4x64xi8>'}}
+  %0 = kiln.qtensor_data %q : !kiln.qtensor<4x64, #kiln.quant<storage = i8, expressed = f16, block = [1, 0], scale = f16>> -> tensor<4x64xui8>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x4x16x8xf32>, %u: tensor<2x4x1x8xf32>) {
+  // expected-error @+1 {{axis 4 is out of range for rank 4}}
+  %0 = kiln.tensor_scatter %c, %u {axis = 4 : i64} : tensor<2x4x16x8xf32>, tensor<2x4x1x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x4x16x8xf32>, %u: tensor<2x4x1x8xf16>) {
+  // expected-error @+1 {{update 'tensor<2x4x1x8xf16>' must have the cache's rank and element type ('tensor<2x4x16x8xf32>')}}
+  %0 = kiln.tensor_scatter %c, %u {axis = 2 : i64} : tensor<2x4x16x8xf32>, tensor<2x4x1x8xf16>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x4x16x8xf32>, %u: tensor<2x3x1x8xf32>) {
+  // expected-error @+1 {{update shape [2, 3, 1, 8] differs from the cache shape [2, 4, 16, 8] outside axis 2}}
+  %0 = kiln.tensor_scatter %c, %u {axis = 2 : i64} : tensor<2x4x16x8xf32>, tensor<2x3x1x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%c: tensor<2x4x16x8xf32>, %u: tensor<2x4x1x8xf32>, %i: tensor<3xi64>) {
+  // expected-error @+1 {{write_indices must be [batch], found [3]}}
+  %0 = kiln.tensor_scatter %c, %u, %i {axis = 2 : i64} : tensor<2x4x16x8xf32>, tensor<2x4x1x8xf32>, tensor<3xi64>
+  return
+}
+
+// -----
+
 func.func @f(%t: tensor<64xf32>, %i: tensor<2xi64>) {
   // expected-error @+1 {{table must have rank 2 ([vocab, hidden]), found rank 1}}
   %0 = kiln.embedding %t, %i : tensor<64xf32>, tensor<2xi64> -> tensor<2xf32>

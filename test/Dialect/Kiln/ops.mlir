@@ -42,6 +42,8 @@ func.func @quantization(%data: tensor<256x256xi4>, %scales: tensor<256x2xf16>,
   %d = kiln.dequantize %q : !kiln.qtensor<256x256, #kiln.quant<storage = i4, expressed = bf16, block = [1, 128], scale = f16>> -> tensor<256x256xbf16>
   // CHECK: kiln.dequantize %{{.+}} : !kiln.qtensor<64x96, #[[W4ZP]]> -> tensor<64x96xf16>
   %du = kiln.dequantize %u : !kiln.qtensor<64x96, #kiln.quant<storage = ui4, expressed = f16, block = [1, 32], scale = f16, zero_point = ui4>> -> tensor<64x96xf16>
+  // CHECK: kiln.qtensor_data %{{.+}} : !kiln.qtensor<256x256, #[[W4]]> -> tensor<256x256xi4>
+  %raw = kiln.qtensor_data %q : !kiln.qtensor<256x256, #kiln.quant<storage = i4, expressed = bf16, block = [1, 128], scale = f16>> -> tensor<256x256xi4>
   return %d, %du : tensor<256x256xbf16>, tensor<64x96xf16>
 }
 
@@ -234,7 +236,8 @@ func.func @mlp(%x: tensor<?x256xbf16>, %g: tensor<256x688xbf16>, %u: tensor<256x
 // CHECK-LABEL: func.func @kv_cache
 func.func @kv_cache(%c: !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64>, %k: tensor<?x?x2x64xbf16>,
                     %s: !kiln.kv_cache<paged<16>, f8E4M3FN, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = f8E4M3FN, expressed = bf16, block = [0, 0, 1, 0], scale = f32>>,
-                    %ks: tensor<1x1x2x1xf32>)
+                    %ks: tensor<1x1x2x1xf32>, %static: tensor<?x2x128x64xbf16>, %upd: tensor<?x2x?x64xbf16>,
+                    %wi: tensor<?xi64>)
     -> (!kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64>, tensor<?x?x2x64xbf16>) {
   // CHECK: %[[C1:.+]] = kiln.kv_cache_append %{{.+}}, %{{.+}}, %{{.+}} : ![[KV]], tensor<?x?x2x64xbf16>, tensor<?x?x2x64xbf16>
   %c1 = kiln.kv_cache_append %c, %k, %k : !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64>, tensor<?x?x2x64xbf16>, tensor<?x?x2x64xbf16>
@@ -242,6 +245,10 @@ func.func @kv_cache(%c: !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim 
   %s1 = kiln.kv_cache_append %s, %k, %k scales(%ks, %ks : tensor<1x1x2x1xf32>, tensor<1x1x2x1xf32>) : !kiln.kv_cache<paged<16>, f8E4M3FN, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = f8E4M3FN, expressed = bf16, block = [0, 0, 1, 0], scale = f32>>, tensor<?x?x2x64xbf16>, tensor<?x?x2x64xbf16>
   // CHECK: kiln.kv_cache_read %[[C1]] : ![[KV]] -> tensor<?x?x2x64xbf16>, tensor<?x?x2x64xbf16>
   %rk, %rv = kiln.kv_cache_read %c1 : !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64> -> tensor<?x?x2x64xbf16>, tensor<?x?x2x64xbf16>
+  // CHECK: kiln.tensor_scatter %{{.+}}, %{{.+}}, %{{.+}} {axis = 2 : i64} : tensor<?x2x128x64xbf16>, tensor<?x2x?x64xbf16>, tensor<?xi64>
+  %ts = kiln.tensor_scatter %static, %upd, %wi {axis = 2 : i64} : tensor<?x2x128x64xbf16>, tensor<?x2x?x64xbf16>, tensor<?xi64>
+  // CHECK: kiln.tensor_scatter %{{.+}}, %{{.+}} {axis = -2 : i64, circular} : tensor<?x2x128x64xbf16>, tensor<?x2x?x64xbf16>
+  %tc = kiln.tensor_scatter %static, %upd {axis = -2 : i64, circular} : tensor<?x2x128x64xbf16>, tensor<?x2x?x64xbf16>
   return %c1, %rk : !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64>, tensor<?x?x2x64xbf16>
 }
 

@@ -144,6 +144,24 @@ def Kiln_DequantizeOp : Kiln_Op<"dequantize", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_QTensorDataOp : Kiln_Op<"qtensor_data", [Pure]> {
+  let summary = "the stored values of a quantized tensor";
+  let description = [{
+    The integer (or float8) values a `!kiln.qtensor` stores, as a plain
+    tensor of its storage type: ONNX QuantizeLinear's output.
+
+    ```mlir
+    %d = kiln.qtensor_data %q : !kiln.qtensor<4x64, #kiln.quant<storage = i8, expressed = f32, block = [1, 0], scale = f32>> -> tensor<4x64xi8>
+    ```
+  }];
+  let arguments = (ins Kiln_QTensor:$input);
+  let results = (outs Kiln_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input attr-dict `:` qualified(type($input)) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Embedding, gather, matmul
 //===----------------------------------------------------------------------===//
@@ -638,6 +656,30 @@ def Kiln_KvCacheAppendOp : Kiln_Op<"kv_cache_append", [Pure,
     (`scales` `(` $key_scale^ `,` $value_scale `:` type($key_scale) `,`
      type($value_scale) `)`)?
     attr-dict `:` qualified(type($cache)) `,` type($key) `,` type($value)
+  }];
+  let hasVerifier = 1;
+}
+
+def Kiln_TensorScatterOp : Kiln_Op<"tensor_scatter", [Pure,
+    AllTypesMatch<["cache", "result"]>]> {
+  let summary = "writes new entries into a fixed-size cache tensor (ONNX TensorScatter)";
+  let description = [{
+    `result` is `cache` with `update` written along `axis`, starting for batch
+    row `b` at `write_indices[b]` (0 when absent); with `circular` positions
+    wrap around the axis. This is how opset-24 models update a static KV cache
+    in place; the importer marks such caches for the runtime.
+
+    ```mlir
+    %c1 = kiln.tensor_scatter %c0, %k, %pos {axis = 2 : i64} : tensor<?x8x4096x64xf16>, tensor<?x8x?x64xf16>, tensor<?xi64>
+    ```
+  }];
+  let arguments = (ins Kiln_AnyTensor:$cache, Kiln_AnyTensor:$update,
+                       Optional<Kiln_IndexTensor>:$write_indices,
+                       I64Attr:$axis, UnitAttr:$circular);
+  let results = (outs Kiln_AnyTensor:$result);
+  let assemblyFormat = [{
+    $cache `,` $update (`,` $write_indices^)? attr-dict `:` type($cache) `,`
+    type($update) (`,` type($write_indices)^)?
   }];
   let hasVerifier = 1;
 }
