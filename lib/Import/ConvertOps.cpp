@@ -257,7 +257,40 @@ Error convertCompare(NodeContext &nc, ComparePredicate pred) {
                                    tensorOf(shape, nc.b.getI1Type()), pred,
                                    lhs, rhs);
   nc.importer.unifyElementwise(result, {lhs, rhs});
-  nc.setOutput(0, result);
+  // Shape vectors compared with constants (torch's expand(-1) becomes
+  // Where(Equal(shape, -1), 1, shape)) fold: a dimension is never negative.
+  std::optional<ShapeElems> e;
+  auto le = trackable(nc, lhs), re = trackable(nc, rhs);
+  if (le && re && shape.size() <= 1) {
+    size_t n = std::max(le->size(), re->size());
+    if ((le->size() == n || le->size() == 1) &&
+        (re->size() == n || re->size() == 1)) {
+      e = ShapeElems();
+      for (size_t i = 0; i < n; ++i) {
+        const ShapeElem &a = (*le)[le->size() == 1 ? 0 : i];
+        const ShapeElem &b = (*re)[re->size() == 1 ? 0 : i];
+        std::optional<bool> v;
+        if (a.isConst() && b.isConst()) {
+          int64_t x = a.value, y = b.value;
+          switch (pred) {
+          case ComparePredicate::eq: v = x == y; break;
+          case ComparePredicate::ne: v = x != y; break;
+          case ComparePredicate::lt: v = x < y; break;
+          case ComparePredicate::le: v = x <= y; break;
+          case ComparePredicate::gt: v = x > y; break;
+          case ComparePredicate::ge: v = x >= y; break;
+          }
+        } else if ((pred == ComparePredicate::eq ||
+                    pred == ComparePredicate::ne) &&
+                   ((a.kind == ShapeElem::Dim && b.isConst() && b.value < 0) ||
+                    (b.kind == ShapeElem::Dim && a.isConst() && a.value < 0))) {
+          v = pred == ComparePredicate::ne;
+        }
+        e->push_back(v ? ShapeElem::constant(*v) : ShapeElem());
+      }
+    }
+  }
+  defineInt(nc, result, e);
   return Error::success();
 }
 
@@ -378,7 +411,22 @@ Error convertWhere(NodeContext &nc) {
   Value result = SelectOp::create(nc.b, nc.loc,
                                  tensorOf(shape, elementTypeOf(a)), cond, a, b);
   nc.importer.unifyElementwise(result, {cond, a, b});
-  nc.setOutput(0, result);
+  std::optional<ShapeElems> e;
+  auto ce = trackable(nc, cond), ae = trackable(nc, a), be = trackable(nc, b);
+  if (ce && ae && be && shape.size() <= 1 && allConst(*ce)) {
+    size_t n = std::max({ce->size(), ae->size(), be->size()});
+    auto at = [&](const ShapeElems &v, size_t i) -> const ShapeElem & {
+      return v[v.size() == 1 ? 0 : i];
+    };
+    if (llvm::all_of(std::initializer_list<size_t>{ce->size(), ae->size(),
+                                                   be->size()},
+                     [&](size_t k) { return k == n || k == 1; })) {
+      e = ShapeElems();
+      for (size_t i = 0; i < n; ++i)
+        e->push_back(at(*ce, i).value ? at(*ae, i) : at(*be, i));
+    }
+  }
+  defineInt(nc, result, e);
   return Error::success();
 }
 
@@ -693,10 +741,10 @@ Error convertShape(NodeContext &nc) {
 
 /// The result shape of a Reshape from the tracked target shape: 0 copies the
 /// input dim (unless allowzero), -1 is inferred when everything else is known.
-Expected<SmallVector<int64_t>> reshapeDims(NodeContext &nc,
-                                           RankedTensorType input,
+Expected<SmallVector<int64_t>> reshapeDims(NodeContext &nc, Value inputValue,
                                            const ShapeElems &target,
                                            bool allowZero) {
+  auto input = cast<RankedTensorType>(inputValue.getType());
   SmallVector<int64_t> dims;
   int64_t inferred = -1;
   for (auto [i, e] : llvm::enumerate(target)) {
@@ -721,6 +769,41 @@ Expected<SmallVector<int64_t>> reshapeDims(NodeContext &nc,
     } else {
       dims.push_back(ShapedType::kDynamic);
     }
+  }
+  if (inferred >= 0 && !input.hasStaticShape()) {
+    // The element count still fixes the -1 when each dynamic input dim
+    // reappears (as a known-equal dim) in the target: they cancel out.
+    SmallVector<bool> used(input.getRank(), false);
+    bool cancels = true;
+    int64_t staticTarget = 1, staticInput = 1;
+    for (auto [i, e] : llvm::enumerate(target)) {
+      if (static_cast<int64_t>(i) == inferred)
+        continue;
+      if (!ShapedType::isDynamic(dims[i])) {
+        staticTarget *= dims[i];
+        continue;
+      }
+      int64_t match = -1;
+      for (int64_t d = 0; d < input.getRank() && match < 0; ++d)
+        if (input.isDynamicDim(d) && !used[d] &&
+            ((e.kind == ShapeElem::Dim &&
+              nc.importer.sameDim(e.source, e.dim, inputValue, d)) ||
+             (e.isConst() && e.value == 0 && static_cast<int64_t>(i) == d)))
+          match = d;
+      if (match < 0) {
+        cancels = false;
+        break;
+      }
+      used[match] = true;
+    }
+    for (int64_t d = 0; d < input.getRank() && cancels; ++d) {
+      if (input.isDynamicDim(d))
+        cancels &= used[d];
+      else
+        staticInput *= input.getDimSize(d);
+    }
+    if (cancels && staticTarget > 0 && staticInput % staticTarget == 0)
+      dims[inferred] = staticInput / staticTarget;
   }
   if (inferred >= 0 && input.hasStaticShape()) {
     int64_t known = 1;
@@ -820,7 +903,7 @@ Error convertReshape(NodeContext &nc) {
         return e.isConst() && e.value == 0;
       }) && type.getNumElements() != 0)
     return nc.error("allowzero with a 0 entry gives an empty tensor");
-  TRY(dims, reshapeDims(nc, type, *target, allowZero != 0));
+  TRY(dims, reshapeDims(nc, x, *target, allowZero != 0));
   // A shape input that is not fully known is passed on as the operand, so
   // keep it when it cannot be rebuilt from tracked elements.
   Value result = buildReshape(nc, x, dims, *target, shape, allowZero != 0);
