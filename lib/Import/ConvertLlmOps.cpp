@@ -112,6 +112,101 @@ Value dimSize(NodeContext &nc, Value x, int64_t d) {
   return ReshapeOp::create(nc.b, nc.loc, tensorOf({}, i64), one, Value());
 }
 
+/// Packed zero points ([rows, bytes] uint8, `bits` per value, low bits
+/// first) as a [rows, count] tensor of `storage`.
+Expected<Value> unpackZeroPoints(NodeContext &nc, Value packed, int64_t rows,
+                                 int64_t count, unsigned bits, Type storage) {
+  auto zt = cast<RankedTensorType>(packed.getType());
+  int64_t perRow = (count * bits + 7) / 8;
+  if (!zt.getElementType().isUnsignedInteger(8) ||
+      zt.getNumElements() != rows * perRow)
+    return nc.error(llvm::formatv("zero points must be packed uint8 holding "
+                                  "{0} x {1} bytes",
+                                  rows, perRow));
+  if (zt.getShape() != ArrayRef<int64_t>{rows, perRow})
+    packed = ReshapeOp::create(nc.b, nc.loc,
+                               tensorOf({rows, perRow}, zt.getElementType()),
+                               packed, Value());
+  int64_t stored = perRow * 8 / bits;
+  Value zp = BitcastOp::create(nc.b, nc.loc, tensorOf({rows, stored}, storage),
+                               packed);
+  if (stored != count)
+    zp = SliceOp::create(nc.b, nc.loc, tensorOf({rows, count}, storage), zp,
+                         nc.b.getDenseI64ArrayAttr({1}),
+                         nc.b.getDenseI64ArrayAttr({0}),
+                         nc.b.getDenseI64ArrayAttr({count}),
+                         nc.b.getDenseI64ArrayAttr({1}));
+  return zp;
+}
+
+/// The quantized-tensor type of ONNX Q/DQ operands: per-tensor (one scale),
+/// per-axis (1-D scale along `axis`) or block-wise (`blockSize` > 0), plus
+/// scales and zero points reshaped to that type's part shapes.
+struct QdqScheme {
+  QTensorType type;
+  Value scales, zeroPoints;
+};
+
+Expected<QdqScheme> qdqScheme(NodeContext &nc, RankedTensorType data,
+                              Type storage, Type expressed, Value scale,
+                              Value zeroPoint, int64_t axis,
+                              int64_t blockSize) {
+  bool intStorage = isa<IntegerType>(storage) &&
+                    (storage.getIntOrFloatBitWidth() == 4 ||
+                     storage.getIntOrFloatBitWidth() == 8);
+  bool floatStorage = isa<Float8E4M3FNType, Float8E5M2Type>(storage);
+  if (!intStorage && !floatStorage)
+    return nc.error("element type " + mlirTypeStr(storage) +
+                    " cannot be (de)quantized by kiln");
+  if (floatStorage && zeroPoint) {
+    // ONNX allows a float8 zero point but requires it to be zero.
+    DenseElementsAttr zeros;
+    if (!matchPattern(zeroPoint, m_Constant(&zeros)) ||
+        llvm::any_of(zeros.getValues<APFloat>(),
+                     [](const APFloat &v) { return !v.isZero(); }))
+      return nc.error("a float8 zero point must be a constant zero");
+    zeroPoint = Value();
+  }
+  auto st = cast<RankedTensorType>(scale.getType());
+  int64_t rank = data.getRank();
+  SmallVector<int64_t> block(rank, 0);
+  if (st.getNumElements() != 1) {
+    if (Error err = checkAxis(nc, axis, rank))
+      return std::move(err);
+    int64_t a = normAxis(axis, rank);
+    if (blockSize > 0) {
+      for (int64_t d = 0; d < rank; ++d)
+        block[d] = d == a ? blockSize : 1;
+    } else {
+      if (st.getRank() != 1 || st.getDimSize(0) != data.getDimSize(a))
+        return nc.error("a per-axis scale must be 1-D along the axis");
+      block[a] = 1;
+    }
+  }
+  auto quant = QuantAttr::get(nc.b.getContext(), storage, expressed,
+                              ArrayRef<int64_t>(block), expressed,
+                              zeroPoint ? storage : Type());
+  auto type = QTensorType::get(nc.b.getContext(), data.getShape(), quant);
+  RankedTensorType partType = type.getScalesType();
+  auto fit = [&](Value v, Type elem) -> Expected<Value> {
+    auto t = cast<RankedTensorType>(v.getType());
+    auto want = tensorOf(partType.getShape(), elem);
+    if (t == want)
+      return v;
+    if (t.getNumElements() != want.getNumElements())
+      return nc.error("scale/zero point shape " + mlirTypeStr(t) +
+                      " does not match " + mlirTypeStr(want));
+    return Value(ReshapeOp::create(nc.b, nc.loc, want, v, Value()));
+  };
+  TRY(scales, fit(scale, expressed));
+  Value zp;
+  if (zeroPoint) {
+    TRY(z, fit(zeroPoint, storage));
+    zp = z;
+  }
+  return QdqScheme{type, scales, zp};
+}
+
 //===----------------------------------------------------------------------===//
 // RotaryEmbedding (com.microsoft and opset 23)
 //===----------------------------------------------------------------------===//
@@ -432,25 +527,10 @@ Error convertMatMulNBits(NodeContext &nc) {
   Value zp;
   auto zpType = tensorOf({n, blocks}, storage);
   if (Value given = nc.input(3)) {
-    auto zt = cast<RankedTensorType>(given.getType());
-    if (!zt.getElementType().isUnsignedInteger(8))
+    if (!elementTypeOf(given).isUnsignedInteger(8))
       return nc.error("zero points in A's float type are not supported");
-    int64_t perRow = (blocks * bits + 7) / 8;
-    if (zt.getNumElements() != n * perRow)
-      return nc.error(llvm::formatv("packed zero points must hold {0} x {1} "
-                                    "bytes",
-                                    n, perRow));
-    if (zt.getRank() != 2)
-      given = ReshapeOp::create(nc.b, nc.loc, tensorOf({n, perRow}, zt.getElementType()),
-                                given, Value());
-    int64_t stored = perRow * 8 / bits;
-    zp = BitcastOp::create(nc.b, nc.loc, tensorOf({n, stored}, storage), given);
-    if (stored != blocks)
-      zp = SliceOp::create(nc.b, nc.loc, zpType, zp,
-                           nc.b.getDenseI64ArrayAttr({1}),
-                           nc.b.getDenseI64ArrayAttr({0}),
-                           nc.b.getDenseI64ArrayAttr({blocks}),
-                           nc.b.getDenseI64ArrayAttr({1}));
+    TRY(unpacked, unpackZeroPoints(nc, given, n, blocks, bits, storage));
+    zp = unpacked;
   } else {
     zp = arith::ConstantOp::create(
         nc.b, nc.loc, zpType,
@@ -523,24 +603,8 @@ Error convertGatherBlockQuantized(NodeContext &nc) {
   if (storage.isUnsignedInteger(4)) {
     zpType = storage;
     if (Value given = nc.input(3)) {
-      auto zt = cast<RankedTensorType>(given.getType());
-      if (!zt.getElementType().isUnsignedInteger(8) ||
-          zt.getNumElements() * 2 < vocab * blocks)
-        return nc.error("zero points must be packed uint8");
-      given = ReshapeOp::create(nc.b, nc.loc,
-                                tensorOf({vocab, zt.getNumElements() / vocab},
-                                         zt.getElementType()),
-                                given, Value());
-      zp = BitcastOp::create(nc.b, nc.loc,
-                             tensorOf({vocab, 2 * (zt.getNumElements() / vocab)},
-                                      storage),
-                             given);
-      if (2 * (zt.getNumElements() / vocab) != blocks)
-        zp = SliceOp::create(nc.b, nc.loc, tensorOf({vocab, blocks}, storage),
-                             zp, nc.b.getDenseI64ArrayAttr({1}),
-                             nc.b.getDenseI64ArrayAttr({0}),
-                             nc.b.getDenseI64ArrayAttr({blocks}),
-                             nc.b.getDenseI64ArrayAttr({1}));
+      TRY(unpacked, unpackZeroPoints(nc, given, vocab, blocks, 4, storage));
+      zp = unpacked;
     } else {
       auto type = tensorOf({vocab, blocks}, storage);
       zp = arith::ConstantOp::create(nc.b, nc.loc, type,
@@ -587,54 +651,10 @@ Error convertDequantizeLinear(NodeContext &nc) {
       return nc.error("output_dtype different from the scale type is not "
                       "supported");
   }
-  int64_t rank = xt.getRank();
-  SmallVector<int64_t> block(rank, 0);
-  if (st.getRank() == 0 || st.getNumElements() == 1) {
-    // per tensor: every block is the whole dim
-  } else {
-    if (Error err = checkAxis(nc, axis, rank))
-      return err;
-    int64_t a = normAxis(axis, rank);
-    if (blockSize > 0) {
-      for (int64_t d = 0; d < rank; ++d)
-        block[d] = d == a ? blockSize : 1;
-    } else {
-      if (st.getRank() != 1 || st.getDimSize(0) != xt.getDimSize(a))
-        return nc.error("a per-axis scale must be 1-D along the axis");
-      block[a] = 1;
-    }
-  }
-  bool intStorage = isa<IntegerType>(storage) &&
-                    (storage.getIntOrFloatBitWidth() == 4 ||
-                     storage.getIntOrFloatBitWidth() == 8);
-  bool floatStorage = isa<Float8E4M3FNType, Float8E5M2Type>(storage);
-  if (!intStorage && !floatStorage)
-    return nc.error("input element type " + mlirTypeStr(storage) +
-                    " cannot be dequantized by kiln");
-  if (floatStorage && nc.hasInput(2))
-    return nc.error("float8 inputs take no zero point");
-  auto checked = QuantAttr::get(nc.b.getContext(), storage, et,
-                                ArrayRef<int64_t>(block), et,
-                                nc.hasInput(2) ? storage : Type());
-  auto qtype = QTensorType::get(nc.b.getContext(), xt.getShape(), checked);
-  RankedTensorType scalesType = qtype.getScalesType();
-  auto fit = [&](Value v, Type elem) -> Expected<Value> {
-    auto t = cast<RankedTensorType>(v.getType());
-    auto want = tensorOf(scalesType.getShape(), elem);
-    if (t == want)
-      return v;
-    if (t.getNumElements() != want.getNumElements())
-      return nc.error(llvm::formatv("scale/zero point shape {0} does not "
-                                    "match {1}",
-                                    mlirTypeStr(t), mlirTypeStr(want)));
-    return Value(ReshapeOp::create(nc.b, nc.loc, want, v, Value()));
-  };
-  TRY(scales, fit(scale, et));
-  Value zp;
-  if (nc.hasInput(2)) {
-    TRY(z, fit(nc.input(2), storage));
-    zp = z;
-  }
+  TRY(scheme, qdqScheme(nc, xt, storage, et, scale, nc.input(2), axis,
+                        blockSize));
+  QTensorType qtype = scheme.type;
+  Value scales = scheme.scales, zp = scheme.zeroPoints;
   Value q = MakeQTensorOp::create(nc.b, nc.loc, qtype, x, scales, zp);
   nc.setOutput(0, DequantizeOp::create(nc.b, nc.loc,
                                        qtype.getExpressedTensorType(), q));
@@ -668,51 +688,13 @@ Error convertQuantizeLinear(NodeContext &nc) {
   } else {
     storage = IntegerType::get(nc.b.getContext(), 8, IntegerType::Unsigned);
   }
-  bool intStorage = isa<IntegerType>(storage) &&
-                    (storage.getIntOrFloatBitWidth() == 4 ||
-                     storage.getIntOrFloatBitWidth() == 8);
-  bool floatStorage = isa<Float8E4M3FNType, Float8E5M2Type>(storage);
-  if (!intStorage && !floatStorage)
-    return nc.error("output type " + mlirTypeStr(storage) +
-                    " cannot be quantized to by kiln");
   if (!isa<FloatType>(et) || et.isF64())
     return nc.error("input must be f32, f16 or bf16");
-  int64_t rank = xt.getRank();
-  SmallVector<int64_t> block(rank, 0);
-  if (st.getNumElements() != 1) {
-    if (Error err = checkAxis(nc, axis, rank))
-      return err;
-    int64_t a = normAxis(axis, rank);
-    if (blockSize > 0)
-      for (int64_t d = 0; d < rank; ++d)
-        block[d] = d == a ? blockSize : 1;
-    else
-      block[a] = 1;
-  }
-  // ONNX's zero point is optional even for unsigned types (default 0): an
-  // asymmetric scheme without a zero point is kiln's symmetric one.
-  Value zpIn = nc.input(2);
-  auto quant = QuantAttr::get(nc.b.getContext(), storage, et,
-                              ArrayRef<int64_t>(block), et,
-                              zpIn && intStorage ? storage : Type());
-  auto qtype = QTensorType::get(nc.b.getContext(), xt.getShape(), quant);
-  RankedTensorType scalesType = qtype.getScalesType();
-  auto fit = [&](Value v, Type elem) -> Expected<Value> {
-    auto t = cast<RankedTensorType>(v.getType());
-    auto want = tensorOf(scalesType.getShape(), elem);
-    if (t == want)
-      return v;
-    if (t.getNumElements() != want.getNumElements())
-      return nc.error("scale/zero point shape " + mlirTypeStr(t) +
-                      " does not match " + mlirTypeStr(want));
-    return Value(ReshapeOp::create(nc.b, nc.loc, want, v, Value()));
-  };
-  TRY(scales, fit(scale, et));
-  Value zp;
-  if (zpIn && intStorage) {
-    TRY(z, fit(zpIn, storage));
-    zp = z;
-  }
+  // ONNX's zero point defaults to 0, which is kiln's symmetric scheme.
+  TRY(scheme, qdqScheme(nc, xt, storage, et, scale, nc.input(2), axis,
+                        blockSize));
+  QTensorType qtype = scheme.type;
+  Value scales = scheme.scales, zp = scheme.zeroPoints;
   Value q = QuantizeOp::create(nc.b, nc.loc, qtype, x, scales, zp);
   nc.setOutput(0, QTensorDataOp::create(nc.b, nc.loc, qtype.getDataType(), q));
   return Error::success();

@@ -602,16 +602,32 @@ Error convertReduce(NodeContext &nc, ReduceKind kind) {
   return Error::success();
 }
 
-/// RMSNormalization (23), SimplifiedLayerNormalization (onnxruntime).
-Error convertRmsNorm(NodeContext &nc) {
+/// The inputs and attributes RMSNormalization and LayerNormalization share.
+struct NormArgs {
+  Value x, weight;
+  int64_t axis;
+  float epsilon;
+};
+
+Expected<NormArgs> readNormArgs(NodeContext &nc) {
   if (Error err = nc.checkAttributes({"axis", "epsilon", "stash_type"}))
-    return err;
+    return std::move(err);
   TRY(x, nc.required(0));
   TRY(w, nc.required(1));
   TRY(axis, nc.intAttr("axis", -1));
   TRY(eps, nc.floatAttr("epsilon", 1e-5f));
-  if (Error err = checkAxis(nc, axis, cast<RankedTensorType>(x.getType()).getRank()))
-    return err;
+  if (Error err =
+          checkAxis(nc, axis, cast<RankedTensorType>(x.getType()).getRank()))
+    return std::move(err);
+  return NormArgs{x, w, axis, eps};
+}
+
+/// RMSNormalization (23), SimplifiedLayerNormalization (onnxruntime).
+Error convertRmsNorm(NodeContext &nc) {
+  TRY(args, readNormArgs(nc));
+  Value x = args.x, w = args.weight;
+  int64_t axis = args.axis;
+  float eps = args.epsilon;
   if (nc.hasOutput(1))
     return nc.error("the inv_std_var output is not supported");
   Value result = RmsNormOp::create(nc.b, nc.loc, x.getType(), x, w,
@@ -623,14 +639,10 @@ Error convertRmsNorm(NodeContext &nc) {
 }
 
 Error convertLayerNorm(NodeContext &nc) {
-  if (Error err = nc.checkAttributes({"axis", "epsilon", "stash_type"}))
-    return err;
-  TRY(x, nc.required(0));
-  TRY(w, nc.required(1));
-  TRY(axis, nc.intAttr("axis", -1));
-  TRY(eps, nc.floatAttr("epsilon", 1e-5f));
-  if (Error err = checkAxis(nc, axis, cast<RankedTensorType>(x.getType()).getRank()))
-    return err;
+  TRY(args, readNormArgs(nc));
+  Value x = args.x, w = args.weight;
+  int64_t axis = args.axis;
+  float eps = args.epsilon;
   Value result = LayerNormOp::create(nc.b, nc.loc, x.getType(), x, w,
                                     nc.input(2), nc.b.getF32FloatAttr(eps),
                                     nc.b.getI64IntegerAttr(axis));
