@@ -399,6 +399,49 @@ Error convertIsNaN(NodeContext &nc) {
   return Error::success();
 }
 
+Error convertTrilu(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"upper"}))
+    return err;
+  TRY(x, nc.required(0));
+  TRY(upper, nc.intAttr("upper", 1));
+  int64_t k = 0;
+  if (nc.hasInput(1)) {
+    TRY(ks, nc.constInts(1, "k"));
+    if (ks.size() != 1)
+      return nc.error("k must be a scalar");
+    k = ks[0];
+  }
+  if (cast<RankedTensorType>(x.getType()).getRank() < 2)
+    return nc.error("input must have rank >= 2");
+  auto op = TriluOp::create(nc.b, nc.loc, x.getType(), x,
+                            nc.b.getI64IntegerAttr(k),
+                            upper ? nc.b.getUnitAttr() : UnitAttr());
+  nc.importer.unifyElementwise(op, {x});
+  nc.setOutput(0, op);
+  return Error::success();
+}
+
+Error convertCumSum(NodeContext &nc) {
+  if (Error err = nc.checkAttributes({"exclusive", "reverse"}))
+    return err;
+  TRY(x, nc.required(0));
+  TRY(axes, nc.constInts(1, "axis"));
+  TRY(exclusive, nc.intAttr("exclusive", 0));
+  TRY(reverse, nc.intAttr("reverse", 0));
+  if (axes.size() != 1)
+    return nc.error("axis must be a scalar");
+  if (Error err = checkAxis(nc, axes[0],
+                            cast<RankedTensorType>(x.getType()).getRank()))
+    return err;
+  auto op = CumsumOp::create(nc.b, nc.loc, x.getType(), x,
+                             nc.b.getI64IntegerAttr(axes[0]),
+                             exclusive ? nc.b.getUnitAttr() : UnitAttr(),
+                             reverse ? nc.b.getUnitAttr() : UnitAttr());
+  nc.importer.unifyElementwise(op, {x});
+  nc.setOutput(0, op);
+  return Error::success();
+}
+
 Error convertWhere(NodeContext &nc) {
   TRY(cond, nc.required(0));
   TRY(a, nc.required(1));
@@ -1482,6 +1525,8 @@ void mlir::kiln::onnx_import::registerConverters(
   add("", "Cast", convertCast);
   add("", "Where", convertWhere);
   add("", "IsNaN", convertIsNaN);
+  add("", "Trilu", convertTrilu, 14);
+  add("", "CumSum", convertCumSum, 11);
   add("", "MatMul", convertMatMul);
   add("", "Gemm", convertGemm);
   add("", "Softmax", convertSoftmax);

@@ -514,6 +514,26 @@ def genai_mha(outdir):
 
 
 # --------------------------------------------------------------------------
+# Mask plumbing older exporters emit: position ids from the attention mask
+# (CumSum - 1) and a causal mask from Trilu over a constant of ones.
+# --------------------------------------------------------------------------
+def mask_ops(outdir):
+    nodes = [
+        helper.make_node("CumSum", ["attention_mask", "axis1"], ["csum"], name="/pos/CumSum"),
+        helper.make_node("Sub", ["csum", "one"], ["position_ids"], name="/pos/Sub"),
+        helper.make_node("Trilu", ["ones", "k1"], ["upper"], name="/mask/Trilu", upper=1),
+    ]
+    inits = [init("axis1", np.array(1, np.int64)), init("one", np.array(1, np.int64)),
+             init("k1", np.array(1, np.int64)), init("ones", np.ones((8, 8), np.float32))]
+    graph = helper.make_graph(
+        nodes, "masks",
+        [helper.make_tensor_value_info("attention_mask", I64, ["batch", "total"])],
+        [helper.make_tensor_value_info("position_ids", I64, ["batch", "total"]),
+         helper.make_tensor_value_info("upper", F, [8, 8])], inits)
+    save(make_model(graph, opsets=(("", 17),)), outdir)
+
+
+# --------------------------------------------------------------------------
 # Shape computations that fold at import, and Gemm/Split/ConstantOfShape.
 # --------------------------------------------------------------------------
 def shape_ops(outdir):
@@ -677,6 +697,7 @@ MODELS = {
     "opset23-ops": opset23_ops,
     "static-cache-opset24": static_cache_opset24,
     "qdq": qdq,
+    "mask-ops": mask_ops,
     "genai-mha": genai_mha,
     "shape-ops": shape_ops,
     "bad-unsupported-op": bad_unsupported_op,

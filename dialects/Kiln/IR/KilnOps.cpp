@@ -380,6 +380,17 @@ LogicalResult SelectOp::verify() {
   return verifyBroadcastResult(*this, getOperandTypes(), getType());
 }
 
+LogicalResult TriluOp::verify() {
+  if (getType().getRank() < 2)
+    return emitOpError() << "input must have rank >= 2, found rank "
+                         << getType().getRank();
+  return success();
+}
+
+LogicalResult CumsumOp::verify() {
+  return normalizeAxis(*this, getAxis(), getType().getRank());
+}
+
 LogicalResult CastOp::verify() {
   if (!shapesCompatible(getInput().getType().getShape(), getType().getShape()))
     return emitOpError() << "input shape "

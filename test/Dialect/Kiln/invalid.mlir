@@ -417,6 +417,22 @@ func.func @f(%a: tensor<4xf32>) {
 // -----
 
 func.func @f(%a: tensor<4xf32>) {
+  // expected-error @+1 {{input must have rank >= 2, found rank 1}}
+  %0 = kiln.trilu %a : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<4x3xi64>) {
+  // expected-error @+1 {{axis 2 is out of range for rank 2}}
+  %0 = kiln.cumsum %a {axis = 2 : i64} : tensor<4x3xi64>
+  return
+}
+
+// -----
+
+func.func @f(%a: tensor<4xf32>) {
   // expected-error @+1 {{input shape [4] and result shape [5] differ}}
   %0 = kiln.cast %a : tensor<4xf32> to tensor<5xf16>
   return

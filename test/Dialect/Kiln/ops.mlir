@@ -147,6 +147,12 @@ func.func @elementwise(%a: tensor<?x4xf32>, %b: tensor<4xf32>, %c: tensor<?x1xf3
   %26 = kiln.activation gelu %25 : tensor<?x4xf32>
   // CHECK: kiln.activation sigmoid
   %27 = kiln.activation sigmoid %26 : tensor<?x4xf32>
+  // CHECK: kiln.trilu %{{.+}} {diagonal = 1 : i64, upper} : tensor<?x4xf32>
+  %tri = kiln.trilu %a {diagonal = 1 : i64, upper} : tensor<?x4xf32>
+  // CHECK: kiln.trilu %{{.+}} : tensor<?x?xi1>
+  %tril = kiln.trilu %p : tensor<?x?xi1>
+  // CHECK: kiln.cumsum %{{.+}} {axis = 1 : i64, exclusive, reverse} : tensor<?x4xf32>
+  %cs = kiln.cumsum %a {axis = 1 : i64, exclusive, reverse} : tensor<?x4xf32>
   // CHECK: kiln.cast %{{.+}} : tensor<?x4xf32> to tensor<?x4xbf16>
   %28 = kiln.cast %27 : tensor<?x4xf32> to tensor<?x4xbf16>
   return

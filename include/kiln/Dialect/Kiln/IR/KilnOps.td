@@ -397,6 +397,43 @@ def Kiln_ActivationOp : Kiln_UnaryOp<"activation", Kiln_FloatTensor> {
   let assemblyFormat = "$kind $input attr-dict `:` type($result)";
 }
 
+def Kiln_TriluOp : Kiln_Op<"trilu", [Pure, SameOperandsAndResultType]> {
+  let summary = "keeps the upper or lower triangle of the last two dims (ONNX Trilu)";
+  let description = [{
+    Elements `[..., i, j]` with `j - i >= diagonal` (upper) or
+    `j - i <= diagonal` (lower) are kept; the others become zero. Exporters
+    build causal masks with it.
+
+    ```mlir
+    %m = kiln.trilu %x {upper, diagonal = 1 : i64} : tensor<?x?xf32>
+    ```
+  }];
+  let arguments = (ins Kiln_AnyTensor:$input,
+                       DefaultValuedAttr<I64Attr, "0">:$diagonal,
+                       UnitAttr:$upper);
+  let results = (outs Kiln_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Kiln_CumsumOp : Kiln_Op<"cumsum", [Pure, SameOperandsAndResultType]> {
+  let summary = "running sum along an axis (ONNX CumSum)";
+  let description = [{
+    With `exclusive` each element excludes itself; with `reverse` the sum
+    runs from the end. Exporters derive position ids from attention masks
+    with it.
+
+    ```mlir
+    %p = kiln.cumsum %mask {axis = 1 : i64} : tensor<?x?xi64>
+    ```
+  }];
+  let arguments = (ins Kiln_NumericTensor:$input, I64Attr:$axis,
+                       UnitAttr:$exclusive, UnitAttr:$reverse);
+  let results = (outs Kiln_NumericTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
 def Kiln_CastOp : Kiln_Op<"cast", [Pure]> {
   let summary = "converts the element type";
   let description = [{
