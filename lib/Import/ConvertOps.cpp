@@ -1285,7 +1285,7 @@ Error convertExpand(NodeContext &nc) {
     else if (b == 1 || b == a)
       dims.push_back(a);
     else if (ShapedType::isDynamic(b))
-      dims.push_back(ShapedType::isDynamic(a) ? a : a);
+      dims.push_back(a); // a known (or dynamic) dim wins over an unknown one
     else if (ShapedType::isDynamic(a))
       dims.push_back(b);
     else

@@ -628,6 +628,19 @@ def _external(tensor, location, offset, length):
     return tensor
 
 
+def external_over_4gib(outdir):
+    """A weight 5 GiB into a sparse data file: offsets must be 64-bit."""
+    os.makedirs(outdir, exist_ok=True)
+    offset = 5 << 30
+    data = (np.arange(64 * 64, dtype=np.float32) / 7.0).reshape(64, 64)
+    with open(os.path.join(outdir, "big.data"), "wb") as f:
+        f.truncate(offset + data.nbytes)
+        f.seek(offset)
+        f.write(data.tobytes())
+    t = init("w", data)
+    save(_weight_model(_external(t, "big.data", offset, data.nbytes)), outdir)
+
+
 def bad_missing_external(outdir):
     t = init("w", np.ones((64, 64), np.float32))
     save(_weight_model(_external(t, "weights.bin", 0, 64 * 64 * 4)), outdir)
@@ -706,6 +719,7 @@ MODELS = {
     "bad-old-opset": bad_old_opset,
     "bad-attribute": bad_attribute,
     "bad-undefined-input": bad_undefined_input,
+    "external-over-4gib": external_over_4gib,
     "bad-missing-external": bad_missing_external,
     "bad-external-range": bad_external_range,
     "bad-external-length": bad_external_length,
