@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README, idempotent on a fresh Debian 12 machine:
-#   scripts/kiln.sh run    install what is missing, build, run the main job
+#   scripts/kiln.sh run    install what is missing, build, import the bundled
+#                          model and print it after the graph pipeline
 #   scripts/kiln.sh test   install what is missing, build, run every test
 # A second run installs nothing and rebuilds only what changed.
 set -euo pipefail
@@ -72,8 +73,13 @@ case "$cmd" in
     install_missing
     install_python
     build
-    log "running the default graph pipeline on examples/tiny-llama-block.mlir"
-    "$BUILD/bin/kiln-opt" "$ROOT/examples/tiny-llama-block.mlir" --kiln-graph-pipeline
+    # The bundled default model: a 2-layer Llama written by onnxruntime-genai's
+    # builder at int4 (test/Import/fixtures). KILN_MODEL picks another.
+    model="${KILN_MODEL:-$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx}"
+    log "importing $model"
+    "$BUILD/bin/kiln-import" "$model" -o "$BUILD/default-model.mlir"
+    log "running the graph pipeline (kiln-opt --kiln-graph-pipeline)"
+    "$BUILD/bin/kiln-opt" "$BUILD/default-model.mlir" --kiln-graph-pipeline
     ;;
   test)
     install_missing
