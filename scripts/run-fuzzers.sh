@@ -14,7 +14,7 @@ if [[ ! -f "$BUILD/build.ninja" ]]; then
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
     -DKILN_ENABLE_FUZZING=ON -DKILN_BUILD_TESTS=OFF >/dev/null
 fi
-ninja -C "$BUILD" -j "$JOBS" kiln-import-fuzzer >/dev/null
+ninja -C "$BUILD" -j "$JOBS" kiln-import-fuzzer kiln-artifact-fuzzer >/dev/null
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -24,6 +24,30 @@ for model in $(python3 "$ROOT/test/Import/gen_models.py" --list); do
   cp "$work/models/$model/model.onnx" "$work/corpus/$model.onnx"
 done
 
+# Seed artifacts, encoded from the documented layout.
+mkdir -p "$work/artifacts-corpus"
+python3 - "$work/artifacts-corpus" <<'PY'
+import struct, sys
+def artifact(sections):
+    out = bytearray(64)
+    entries = []
+    for kind, align_log2, data in sections:
+        a = 1 << align_log2
+        out += b"\0" * ((-len(out)) % a)
+        entries.append((kind, align_log2, len(out), len(data)))
+        out += data
+    out += b"\0" * ((-len(out)) % 8)
+    table = len(out)
+    for e in entries:
+        out += struct.pack("<IIQQQ", *e, 0)
+    out[0:32] = b"KILN" + struct.pack("<HHIIQQ", 1, 0, 64, len(entries), table, len(out))
+    return bytes(out)
+seeds = [artifact([]), artifact([(1, 3, b'{"model": "x"}'), (2, 12, bytes(range(256)) * 4)]),
+         artifact([(1, 0, b"{}"), (3, 7, b"\x7fELF" * 10)])]
+for i, s in enumerate(seeds):
+    open(f"{sys.argv[1]}/seed{i}.kiln", "wb").write(s)
+PY
+
 # The installed LLVM is not instrumented while the inlined LLVM allocator
 # code in ours is; its manual poisoning would report false positives.
 export ASAN_OPTIONS="allow_user_poisoning=0:detect_leaks=1"
@@ -32,3 +56,7 @@ echo "fuzzing kiln-import for ${SECONDS_PER_TARGET}s"
 "$BUILD/bin/kiln-import-fuzzer" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
   "$work/corpus" 2>&1 | tail -n 8
+echo "fuzzing the artifact reader for ${SECONDS_PER_TARGET}s"
+"$BUILD/bin/kiln-artifact-fuzzer" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+  -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
+  "$work/artifacts-corpus" 2>&1 | tail -n 8

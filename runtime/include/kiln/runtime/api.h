@@ -223,6 +223,76 @@ KILN_API uint32_t kiln_dtype_bit_width(kiln_dtype_t dtype);
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_dtype_storage_size(
     kiln_dtype_t dtype, const int64_t* shape, size_t rank, uint64_t* out_bytes);
 
+//===----------------------------------------------------------------------===//
+// Artifacts
+//===----------------------------------------------------------------------===//
+
+/// A compiled model (.kiln file): a versioned header and a table of sections,
+/// validated when opened (docs/artifact-format.md).
+///
+/// Ownership: created by kiln_artifact_open_*, released with
+/// kiln_artifact_release. Thread-safety: immutable once opened; any number of
+/// threads may query one artifact concurrently, but it must be released only
+/// once, after every other use.
+typedef struct kiln_artifact_s* kiln_artifact_t;
+
+/// What a section holds. Values are a stable part of the file format.
+typedef enum kiln_section_kind_e {
+  KILN_SECTION_MANIFEST = 1,  // UTF-8 JSON: inputs, outputs, plan, kernels
+  KILN_SECTION_WEIGHTS = 2,   // weight bytes, each tensor aligned for mmap
+  KILN_SECTION_KERNELS = 3,   // GPU kernel images (cubin, PTX)
+} kiln_section_kind_t;
+
+/// Where a section lies. `data` points into the open artifact and stays
+/// valid until the artifact is released.
+typedef struct kiln_section_info_s {
+  uint32_t kind;
+  uint32_t alignment;  // bytes
+  uint64_t offset;     // from the start of the file
+  uint64_t size;
+  const void* data;
+} kiln_section_info_t;
+
+/// Opens the artifact at `path` (memory-mapped, read-only) and validates its
+/// header and section table.
+///
+/// Errors: INVALID_ARGUMENT for NULL arguments; NOT_FOUND or
+/// PERMISSION_DENIED when the file cannot be opened; DATA_LOSS for a file
+/// that is not a valid artifact (bad magic, truncated, a section out of
+/// bounds, misaligned or overlapping; the message names the field and its
+/// offset); FAILED_PRECONDITION for an artifact of a major format version
+/// this runtime does not read. On failure `*out_artifact` is set to NULL.
+/// Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_artifact_open_file(const char* path, kiln_artifact_t* out_artifact);
+
+/// Like kiln_artifact_open_file, over `size` bytes at `data`, which the
+/// caller keeps valid and unchanged until the artifact is released.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_artifact_open_memory(
+    const void* data, size_t size, kiln_artifact_t* out_artifact);
+
+/// Releases an artifact (unmapping its file). NULL is a no-op.
+KILN_API void kiln_artifact_release(kiln_artifact_t artifact);
+
+/// The format version the artifact was written with, as
+/// (major << 16) | minor. Thread-safety: thread-safe.
+KILN_API uint32_t kiln_artifact_format_version(kiln_artifact_t artifact);
+
+/// Number of sections. Thread-safety: thread-safe.
+KILN_API size_t kiln_artifact_section_count(kiln_artifact_t artifact);
+
+/// Section `index` (0-based, in table order).
+/// Errors: INVALID_ARGUMENT for NULL arguments; OUT_OF_RANGE for an index
+/// past the end. On failure `*out_info` is zeroed. Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_artifact_section(
+    kiln_artifact_t artifact, size_t index, kiln_section_info_t* out_info);
+
+/// The first section of `kind`.
+/// Errors: INVALID_ARGUMENT for NULL arguments; NOT_FOUND when the artifact
+/// has none. On failure `*out_info` is zeroed. Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_artifact_find_section(
+    kiln_artifact_t artifact, uint32_t kind, kiln_section_info_t* out_info);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
