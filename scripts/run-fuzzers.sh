@@ -17,7 +17,8 @@ fi
 ninja -C "$BUILD" -j "$JOBS" kiln-import-fuzzer kiln-artifact-fuzzer >/dev/null
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# Inputs that crash are kept in the build folder for reproduction.
+trap 'mkdir -p "$BUILD/fuzz-crashes"; cp "$work"/artifacts/* "$BUILD/fuzz-crashes/" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/corpus" "$work/artifacts"
 for model in $(python3 "$ROOT/test/Import/gen_models.py" --list); do
   python3 "$ROOT/test/Import/gen_models.py" "$model" "$work/models/$model"

@@ -366,7 +366,7 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   for (unsigned i = 9; i < nc.numInputs(); ++i)
     if (nc.hasInput(i))
       return nc.error(llvm::formatv("input #{0} is not supported", i));
-  if (heads <= 0 || kvHeads <= 0 || heads % kvHeads)
+  if (heads <= 0 || kvHeads <= 0 || heads > (1 << 16) || heads % kvHeads)
     return nc.error(llvm::formatv("num_heads {0} must be a positive multiple "
                                   "of kv_num_heads {1}",
                                   heads, kvHeads));
@@ -491,9 +491,13 @@ Error convertMatMulNBits(NodeContext &nc) {
     return nc.error("prepacked (CUDA layout) weights are not supported");
   if (bits != 4 && bits != 8)
     return nc.error(llvm::formatv("bits = {0} is not supported (4 or 8)", bits));
-  if (bs < 16 || (bs & (bs - 1)))
-    return nc.error(llvm::formatv("block_size {0} must be a power of two >= 16",
+  if (bs < 16 || bs > (1 << 16) || (bs & (bs - 1)))
+    return nc.error(llvm::formatv("block_size {0} must be a power of two in "
+                                  "[16, 65536]",
                                   bs));
+  if (k <= 0 || n <= 0 || k > (int64_t{1} << 31) || n > (int64_t{1} << 31))
+    return nc.error(llvm::formatv("K = {0} and N = {1} must be in [1, 2^31]",
+                                  k, n));
   if (nc.hasInput(4))
     return nc.error("g_idx is not supported");
   auto at = cast<RankedTensorType>(a.getType());
@@ -574,6 +578,9 @@ Error convertGatherBlockQuantized(NodeContext &nc) {
                     "and quantized along axis 1 are supported");
   MLIRContext *ctx = nc.b.getContext();
   int64_t vocab = dt.getDimSize(0), hidden = dt.getDimSize(1);
+  if (vocab > (int64_t{1} << 31) || hidden > (int64_t{1} << 31) || bs <= 0 ||
+      bs > (1 << 16))
+    return nc.error("table dimensions or block_size out of range");
   Type elem = dt.getElementType();
   Type storage;
   Value table = data;
@@ -739,6 +746,8 @@ Error convertMultiHeadAttention(NodeContext &nc) {
   TRY(heads, nc.intAttr("num_heads"));
   TRY(scale, nc.floatAttr("scale", 0.0f));
   TRY(causal, nc.intAttr("unidirectional", 0));
+  if (heads <= 0 || heads > (1 << 16))
+    return nc.error(llvm::formatv("num_heads {0} is out of range", heads));
   if (nc.hasInput(4))
     return nc.error("key_padding_mask is not supported (use attention_bias)");
   for (unsigned i = 8; i < nc.numInputs(); ++i)
@@ -754,8 +763,9 @@ Error convertMultiHeadAttention(NodeContext &nc) {
     // [bias_q | bias_k | bias_v], each H*D wide.
     auto bt = cast<RankedTensorType>(bias.getType());
     int64_t width = cast<RankedTensorType>(q.getType()).getDimSize(2);
-    if (bt.getRank() != 1 || bt.getDimSize(0) != 3 * width)
-      return nc.error("bias must be [3 * hidden]");
+    if (ShapedType::isDynamic(width) || bt.getRank() != 1 ||
+        bt.getDimSize(0) != 3 * width)
+      return nc.error("bias must be [3 * hidden] with a static hidden size");
     auto addPart = [&](Value x, int64_t part) -> Value {
       Value slice = SliceOp::create(
           nc.b, nc.loc, tensorOf({width}, bt.getElementType()), bias,
