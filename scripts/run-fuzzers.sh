@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a
-# bounded time on a seed corpus of generated models. Exit 0 when no input
+# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each on a
+# seed corpus of generated models. CI runs a fixed number of mutations from a
+# fixed seed, so a run is reproducible (a finding shows up again locally with
+# the same command); SECONDS caps each target's time. Exit 0 when no input
 # crashed, hung or tripped a sanitizer.
-#   scripts/run-fuzzers.sh [SECONDS]
+#   scripts/run-fuzzers.sh [SECONDS] [RUNS]
+# KILN_FUZZ_SEED=random explores with a fresh seed each run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${KILN_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_PER_TARGET="${1:-60}"
+RUNS="${2:-300000}"
+SEED="${KILN_FUZZ_SEED:-20261122}"
+[[ "$SEED" == random ]] && SEED=0  # libFuzzer: 0 picks a seed itself
 JOBS="${KILN_JOBS:-$(nproc)}"
 
 if [[ ! -f "$BUILD/build.ninja" ]]; then
@@ -53,11 +59,13 @@ PY
 # code in ours is; its manual poisoning would report false positives.
 export ASAN_OPTIONS="allow_user_poisoning=0:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-echo "fuzzing kiln-import for ${SECONDS_PER_TARGET}s"
-"$BUILD/bin/kiln-import-fuzzer" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+echo "fuzzing kiln-import: $RUNS runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
+"$BUILD/bin/kiln-import-fuzzer" -seed="$SEED" -runs="$RUNS" \
+  -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
   "$work/corpus" 2>&1 | tail -n 8
-echo "fuzzing the artifact reader for ${SECONDS_PER_TARGET}s"
-"$BUILD/bin/kiln-artifact-fuzzer" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+echo "fuzzing the artifact reader: $((RUNS * 10)) runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
+"$BUILD/bin/kiln-artifact-fuzzer" -seed="$SEED" -runs="$((RUNS * 10))" \
+  -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
   "$work/artifacts-corpus" 2>&1 | tail -n 8

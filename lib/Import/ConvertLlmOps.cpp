@@ -74,9 +74,21 @@ Value mergeHeads(NodeContext &nc, Value x) {
   return reshapeInOrder(nc, x, {t.getDimSize(0), t.getDimSize(1), hd});
 }
 
-Value concatSeq(NodeContext &nc, Value past, Value now) {
+/// past (BNSH) followed by the new keys or values along the sequence axis.
+Expected<Value> concatSeq(NodeContext &nc, Value past, Value now) {
   auto pt = cast<RankedTensorType>(past.getType());
   auto nt = cast<RankedTensorType>(now.getType());
+  if (pt.getRank() != 4 || nt.getRank() != 4 ||
+      pt.getElementType() != nt.getElementType())
+    return nc.error("past key/value " + mlirTypeStr(pt) +
+                    " must be [batch, heads, past, head_dim] of the new "
+                    "keys' type " +
+                    mlirTypeStr(nt));
+  for (int64_t d : {1, 3})
+    if (!pt.isDynamicDim(d) && !nt.isDynamicDim(d) &&
+        pt.getDimSize(d) != nt.getDimSize(d))
+      return nc.error("past key/value " + mlirTypeStr(pt) +
+                      " does not match the new keys " + mlirTypeStr(nt));
   SmallVector<int64_t> dims(nt.getShape());
   dims[2] = pt.isDynamicDim(2) || nt.isDynamicDim(2)
                 ? ShapedType::kDynamic
@@ -90,7 +102,7 @@ Value concatSeq(NodeContext &nc, Value past, Value now) {
     nc.importer.unifyDims(r, d, past, d);
     nc.importer.unifyDims(r, d, now, d);
   }
-  return r;
+  return Value(r);
 }
 
 Value scalarI64(NodeContext &nc, int64_t v) {
@@ -307,7 +319,13 @@ Error convertAttention23(NodeContext &nc) {
     return nc.error("the qk_matmul_output output is not supported");
   if (nc.hasInput(4) != nc.hasInput(5))
     return nc.error("past_key and past_value must be given together");
-  bool is3D = cast<RankedTensorType>(q.getType()).getRank() == 3;
+  int64_t rank = cast<RankedTensorType>(q.getType()).getRank();
+  if ((rank != 3 && rank != 4) ||
+      cast<RankedTensorType>(k.getType()).getRank() != rank ||
+      cast<RankedTensorType>(v.getType()).getRank() != rank)
+    return nc.error("Q, K and V must all be 3-D [batch, seq, hidden] or all "
+                    "4-D [batch, heads, seq, head_dim]");
+  bool is3D = rank == 3;
   Value qb, kn, vn; // query BSHD, keys/values BNSH
   if (is3D) {
     TRY(qs, splitHeads(nc, q, qHeads, "Q"));
@@ -322,8 +340,10 @@ Error convertAttention23(NodeContext &nc) {
     vn = v;
   }
   if (nc.hasInput(4)) {
-    kn = concatSeq(nc, nc.input(4), kn);
-    vn = concatSeq(nc, nc.input(5), vn);
+    TRY(pk, concatSeq(nc, nc.input(4), kn));
+    TRY(pv, concatSeq(nc, nc.input(5), vn));
+    kn = pk;
+    vn = pv;
   }
   Value mask = nc.input(3);
   Value out = attend(nc, qb, kn, vn, mask,
@@ -439,8 +459,10 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   if (nc.hasInput(3) != nc.hasInput(4))
     return nc.error("past_key and past_value must be given together");
   if (nc.hasInput(3)) {
-    kn = concatSeq(nc, nc.input(3), kn);
-    vn = concatSeq(nc, nc.input(4), vn);
+    TRY(pk, concatSeq(nc, nc.input(3), kn));
+    TRY(pv, concatSeq(nc, nc.input(4), vn));
+    kn = pk;
+    vn = pv;
   }
   // Key j is visible to the token at position p iff j <= p (causal, which
   // also hides the padding past seqlens_k) and, with a local window,
@@ -788,8 +810,10 @@ Error convertMultiHeadAttention(NodeContext &nc) {
   if (nc.hasInput(6) != nc.hasInput(7))
     return nc.error("past_key and past_value must be given together");
   if (nc.hasInput(6)) {
-    kn = concatSeq(nc, nc.input(6), kn);
-    vn = concatSeq(nc, nc.input(7), vn);
+    TRY(pk, concatSeq(nc, nc.input(6), kn));
+    TRY(pv, concatSeq(nc, nc.input(7), vn));
+    kn = pk;
+    vn = pv;
   }
   Value out = attend(nc, qb, kn, vn, nc.input(5),
                      causal ? MaskKind::causal : MaskKind::none, scale, 0.0f);

@@ -1226,8 +1226,20 @@ Error convertSplit(NodeContext &nc) {
   TRY(sizesOpt, nc.axesFrom("split", 1));
   SmallVector<int64_t> sizes;
   int64_t outputs = nc.numOutputs();
+  if (outputs < 1)
+    return nc.error("Split needs at least one output");
   if (sizesOpt) {
     sizes = *sizesOpt;
+    int64_t total = 0;
+    for (int64_t size : sizes) {
+      if (size < 0 || size > (int64_t{1} << 48))
+        return nc.error("split size " + llvm::Twine(size) + " is invalid");
+      total += size;
+    }
+    if (!type.isDynamicDim(a) && total != type.getDimSize(a))
+      return nc.error(llvm::formatv("split sizes add up to {0}, not the "
+                                    "dimension's {1}",
+                                    total, type.getDimSize(a)));
   } else {
     if (type.isDynamicDim(a))
       return nc.error("splitting a dynamic dimension needs explicit sizes");
