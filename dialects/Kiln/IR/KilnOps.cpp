@@ -122,6 +122,17 @@ static LogicalResult verifySameElementType(Operation *op, Type expected,
   return success();
 }
 
+/// Checks a result's shape against the one the op's semantics give; every
+/// verifier reports the mismatch in the same words.
+static LogicalResult verifyResultShape(Operation *op, ArrayRef<int64_t> found,
+                                       ArrayRef<int64_t> expected) {
+  if (!shapesCompatible(expected, found))
+    return op->emitOpError() << "result shape " << shapeStr(found)
+                             << " does not match the expected "
+                             << shapeStr(expected);
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // WeightDeclOp / WeightOp
 //===----------------------------------------------------------------------===//
@@ -232,10 +243,8 @@ LogicalResult EmbeddingOp::verify() {
                          << "rank " << table.size();
   SmallVector<int64_t> expected(getIds().getType().getShape());
   expected.push_back(table[1]);
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   return verifySameElementType(*this,
                                getComputeElementType(getTable().getType()),
                                getType().getElementType(), "result");
@@ -249,10 +258,8 @@ LogicalResult GatherOp::verify() {
   SmallVector<int64_t> expected(input.getShape().take_front(*axis));
   llvm::append_range(expected, getIndices().getType().getShape());
   llvm::append_range(expected, input.getShape().drop_front(*axis + 1));
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   return verifySameElementType(*this, input.getElementType(),
                                getType().getElementType(), "result");
 }
@@ -276,10 +283,8 @@ LogicalResult GatherNdOp::verify() {
                            << indices.getDimSize(d);
   SmallVector<int64_t> expected(indices.getShape().drop_back());
   llvm::append_range(expected, input.getShape().drop_front(b + k));
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   return verifySameElementType(*this, input.getElementType(),
                                getType().getElementType(), "result");
 }
@@ -313,10 +318,8 @@ LogicalResult MatmulOp::verify() {
   SmallVector<int64_t> expected = batch;
   expected.push_back(a[a.size() - 2]);
   expected.push_back(n);
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   if (Value bias = getBias()) {
     auto biasType = cast<RankedTensorType>(bias.getType());
     if (biasType.getRank() != 1 || !dimsCompatible(biasType.getDimSize(0), n))
@@ -429,10 +432,8 @@ LogicalResult ReduceOp::verify() {
     else if (getKeepDims())
       expected.push_back(1);
   }
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   return verifySameElementType(*this, input.getElementType(),
                                getType().getElementType(), "result");
 }
@@ -688,10 +689,8 @@ LogicalResult GluOp::verify() {
                            << " is odd";
     expected.back() = ShapedType::isDynamic(last) ? last : last / 2;
   }
-  if (!shapesCompatible(expected, getType().getShape()))
-    return emitOpError() << "result shape " << shapeStr(getType().getShape())
-                         << " does not match the expected "
-                         << shapeStr(expected);
+  if (failed(verifyResultShape(*this, getType().getShape(), expected)))
+    return failure();
   return success();
 }
 
