@@ -1,0 +1,121 @@
+// Tensors as the CPU backend's kernels see them: a dtype, a shape and a
+// pointer into memory the executor owns (an arena slot, a mapped weight or a
+// caller's buffer). Kernels never own memory.
+#ifndef KILN_RUNTIME_CPU_TENSOR_H_
+#define KILN_RUNTIME_CPU_TENSOR_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "kiln/runtime/api.h"
+
+namespace kiln {
+
+/// The largest rank a runtime tensor may have. The manifest loader rejects
+/// artifacts with deeper values, so kernels may rely on it.
+constexpr int kMaxRank = 8;
+
+/// A shape of at most kMaxRank dimensions, stored inline (no allocation).
+/// In a manifest's declared shapes, -1 marks a dimension known only at run
+/// time; a runtime tensor's dimensions are always >= 0.
+struct Dims {
+  int rank = 0;
+  int64_t d[kMaxRank] = {};
+
+  Dims() = default;
+  Dims(std::initializer_list<int64_t> dims) {
+    for (int64_t v : dims) d[rank++] = v;
+  }
+  static Dims FromArray(const int64_t* dims, int n) {
+    Dims r;
+    r.rank = n;
+    for (int i = 0; i < n; ++i) r.d[i] = dims[i];
+    return r;
+  }
+
+  int64_t operator[](int i) const { return d[i]; }
+  int64_t& operator[](int i) { return d[i]; }
+  /// The dimension `i` counted from the end (back(0) is the innermost).
+  int64_t back(int i = 0) const { return d[rank - 1 - i]; }
+  void push_back(int64_t v) { d[rank++] = v; }
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= d[i];
+    return n;
+  }
+  bool operator==(const Dims& o) const {
+    if (rank != o.rank) return false;
+    for (int i = 0; i < rank; ++i)
+      if (d[i] != o.d[i]) return false;
+    return true;
+  }
+  bool operator!=(const Dims& o) const { return !(*this == o); }
+  /// "[2, 5, 64]" (dynamic dimensions as "?").
+  std::string str() const {
+    std::string s = "[";
+    for (int i = 0; i < rank; ++i) {
+      if (i) s += ", ";
+      s += d[i] < 0 ? std::string("?") : std::to_string(d[i]);
+    }
+    return s + "]";
+  }
+};
+
+/// Row-major strides, in elements, of a dense tensor of `shape`.
+inline Dims StridesOf(const Dims& shape) {
+  Dims s;
+  s.rank = shape.rank;
+  int64_t acc = 1;
+  for (int i = shape.rank - 1; i >= 0; --i) {
+    s.d[i] = acc;
+    acc *= shape.d[i];
+  }
+  return s;
+}
+
+/// Bytes of a dense tensor (the packed rule of kiln_dtype_storage_size:
+/// sub-byte types pack two per byte along the innermost dimension).
+inline uint64_t StorageBytes(kiln_dtype_t dtype, const Dims& shape) {
+  uint32_t bits = kiln_dtype_bit_width(dtype);
+  if (shape.rank == 0) return (bits + 7) / 8;
+  uint64_t outer = 1;
+  for (int i = 0; i + 1 < shape.rank; ++i) outer *= uint64_t(shape.d[i]);
+  return outer * ((uint64_t(shape.back()) * bits + 7) / 8);
+}
+
+/// A dense row-major tensor view.
+struct Tensor {
+  kiln_dtype_t dtype = KILN_DTYPE_INVALID;
+  Dims shape;
+  void* data = nullptr;  // may be null only when numel() == 0
+
+  int64_t numel() const { return shape.numel(); }
+  uint64_t bytes() const { return StorageBytes(dtype, shape); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+};
+
+/// A quantized operand (a !kiln.qtensor): stored values, scales and optional
+/// zero points. `block[i]` is the quantization block along dimension i of
+/// `data`'s logical shape: scales have shape ceil(shape[i] / block[i]) per
+/// dimension, and element x dequantizes to
+///   (x - zero_point[blk]) * scale[blk].
+/// A zero point tensor with data == nullptr means "no zero point": the
+/// storage type's own zero (0 for signed, 0 for unsigned too).
+struct QTensor {
+  Tensor data;         // storage dtype (i4, ui4, i8, ui8, f8...)
+  Tensor scales;       // expressed/scale dtype
+  Tensor zero_points;  // storage dtype, or data == nullptr
+  Dims block;          // same rank as data.shape
+  kiln_dtype_t expressed = KILN_DTYPE_F32;
+  bool has_zero_points() const { return zero_points.data != nullptr; }
+};
+
+}  // namespace kiln
+
+#endif  // KILN_RUNTIME_CPU_TENSOR_H_

@@ -1,0 +1,52 @@
+// A fixed pool of worker threads for data-parallel kernels. parallel_for
+// splits [0, n) into contiguous chunks of at least `grain` iterations and
+// runs them on the workers and the calling thread; it returns when all are
+// done. With one thread, or n <= grain, it runs inline.
+//
+// Thread-safety: one parallel_for at a time per pool (a session owns its
+// pool and runs one launch at a time). Nested calls run inline.
+#ifndef KILN_RUNTIME_CPU_THREAD_POOL_H_
+#define KILN_RUNTIME_CPU_THREAD_POOL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kiln {
+
+class ThreadPool {
+ public:
+  /// `threads` counts the caller too: 1 means no workers. 0 picks the
+  /// number of hardware threads.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return size_; }
+
+  using Body = std::function<void(int64_t begin, int64_t end)>;
+  void parallel_for(int64_t n, int64_t grain, const Body& body);
+
+ private:
+  void Worker(int index);
+
+  int size_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable start_cv_, done_cv_;
+  const Body* body_ = nullptr;
+  int64_t n_ = 0, chunk_ = 0, chunks_ = 0;
+  int64_t next_chunk_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  bool busy_ = false;
+};
+
+}  // namespace kiln
+
+#endif  // KILN_RUNTIME_CPU_THREAD_POOL_H_
