@@ -13,7 +13,7 @@ TEST(Version, MatchesTheProject) {
 
 TEST(Version, AbiMatchesTheHeader) {
   EXPECT_EQ(kiln_runtime_abi_version(), KILN_RUNTIME_ABI_VERSION);
-  EXPECT_EQ(kiln_runtime_abi_version(), 1u);
+  EXPECT_EQ(kiln_runtime_abi_version(), 2u);
 }
 
 }  // namespace

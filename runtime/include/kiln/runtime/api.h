@@ -139,7 +139,7 @@ KILN_API const char* kiln_status_code_string(kiln_status_code_t code);
 /// A product can check at startup that the library it loaded matches the
 /// header it was compiled against:
 /// `kiln_runtime_abi_version() == KILN_RUNTIME_ABI_VERSION`.
-#define KILN_RUNTIME_ABI_VERSION 1u
+#define KILN_RUNTIME_ABI_VERSION 2u
 
 /// The runtime's release version, "MAJOR.MINOR.PATCH". Ownership: static
 /// storage. Thread-safety: thread-safe.
@@ -292,6 +292,281 @@ KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_artifact_section(
 /// has none. On failure `*out_info` is zeroed. Thread-safety: thread-safe.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_artifact_find_section(
     kiln_artifact_t artifact, uint32_t kind, kiln_section_info_t* out_info);
+
+//===----------------------------------------------------------------------===//
+// Tensors at the API
+//===----------------------------------------------------------------------===//
+
+/// A dense, row-major tensor the caller or the runtime owns, described by
+/// value. `data` holds kiln_dtype_storage_size(dtype, shape, rank) bytes; it
+/// may be NULL only when the tensor has no elements.
+typedef struct kiln_tensor_view_s {
+  kiln_dtype_t dtype;
+  size_t rank;
+  const int64_t* shape;  // `rank` dimensions
+  const void* data;
+} kiln_tensor_view_t;
+
+/// A graph input or output as the artifact declares it. Dynamic dimensions
+/// are -1 in `shape`; `dim_names[i]` names dimension i ("batch_size",
+/// "sequence_length", ...) or is "" when the model gave no name. Dimensions
+/// that share a name must agree at run time.
+///
+/// `role` says what the runtime's generation does with it: "input_ids",
+/// "attention_mask", "position_ids", "past_key", "past_value" (inputs),
+/// "logits", "present_key", "present_value" (outputs), or "input"/"output"
+/// for anything else; `layer` is the KV layer for past/present, else -1.
+/// Strings and arrays are borrowed from the model.
+typedef struct kiln_tensor_info_s {
+  const char* name;
+  kiln_dtype_t dtype;
+  size_t rank;
+  const int64_t* shape;
+  const char* const* dim_names;
+  const char* role;
+  int32_t layer;
+} kiln_tensor_info_t;
+
+//===----------------------------------------------------------------------===//
+// Models
+//===----------------------------------------------------------------------===//
+
+/// A loaded artifact with its weights bound: immutable, shareable by any
+/// number of sessions.
+///
+/// Ownership: created by kiln_model_load, released with kiln_model_release
+/// after every session created from it has been released.
+/// Thread-safety: every kiln_model_* query is thread-safe.
+typedef struct kiln_model_s* kiln_model_t;
+
+/// Options of kiln_model_load. Initialize with kiln_model_options_init, then
+/// set fields; `struct_size` lets later versions add fields compatibly.
+typedef struct kiln_model_options_s {
+  size_t struct_size;
+  /// The parameter file of an artifact compiled with --weights=external.
+  /// NULL: the file the artifact names, in the artifact's folder.
+  const char* params_path;
+  /// The folder holding the model's own weight files for an artifact
+  /// compiled with --weights=reference. NULL: the artifact's folder.
+  const char* weights_dir;
+} kiln_model_options_t;
+
+/// Sets `options` to the defaults. Thread-safety: thread-safe.
+KILN_API void kiln_model_options_init(kiln_model_options_t* options);
+
+/// Loads the artifact at `path`: validates the container and the manifest,
+/// checks that this runtime has a kernel for every launch, and binds the
+/// weights (embedded, from the parameter file, or from the model's files).
+/// `options` may be NULL for the defaults.
+///
+/// Errors: INVALID_ARGUMENT for NULL arguments or a bad struct_size;
+/// NOT_FOUND / PERMISSION_DENIED when a file cannot be opened; DATA_LOSS for
+/// a corrupt or truncated artifact, manifest or parameter file (the message
+/// names the field); FAILED_PRECONDITION for a format or schema version this
+/// runtime does not read, or a parameter file whose tensors do not match the
+/// artifact's (name, dtype, shape); UNIMPLEMENTED for an op this runtime has
+/// no kernel for. On failure `*out_model` is NULL.
+/// Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_model_load(const char* path, const kiln_model_options_t* options,
+                kiln_model_t* out_model);
+
+/// Releases a model. NULL is a no-op.
+KILN_API void kiln_model_release(kiln_model_t model);
+
+/// Number of graph inputs and outputs.
+KILN_API size_t kiln_model_input_count(kiln_model_t model);
+KILN_API size_t kiln_model_output_count(kiln_model_t model);
+
+/// Describes input/output `index`. Errors: INVALID_ARGUMENT for NULL
+/// arguments, OUT_OF_RANGE for an index past the end (`*out_info` zeroed).
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_model_input_info(
+    kiln_model_t model, size_t index, kiln_tensor_info_t* out_info);
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_model_output_info(
+    kiln_model_t model, size_t index, kiln_tensor_info_t* out_info);
+
+/// What a model is, for generation. Strings and arrays are borrowed from the
+/// model.
+typedef struct kiln_model_info_s {
+  const char* target;          // "cpu"
+  const char* producer;        // the ONNX producer, or ""
+  int32_t generation;          // 1 if kiln_session_generate can drive it
+  const char* generation_unsupported;  // why not, or ""
+  int64_t vocab_size;          // -1 when unknown
+  int64_t max_sequence_length; // KV cache capacity per sequence, by default
+  int64_t bos_token_id;        // -1 when unknown
+  int64_t pad_token_id;        // -1 when unknown
+  size_t eos_count;
+  const int64_t* eos_token_ids;
+  int32_t num_layers;          // KV layers
+  size_t launch_count;         // kernel launches per forward
+  uint64_t weight_bytes;       // bytes of bound weights and constants
+} kiln_model_info_t;
+
+/// Fills `*out_info`. Errors: INVALID_ARGUMENT for NULL arguments.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_model_info(kiln_model_t model, kiln_model_info_t* out_info);
+
+//===----------------------------------------------------------------------===//
+// Sessions
+//===----------------------------------------------------------------------===//
+
+/// The mutable state of running a model: intermediate buffers, the KV cache
+/// and the worker threads.
+///
+/// Ownership: created by kiln_session_create, released with
+/// kiln_session_release (before its model).
+/// Thread-safety: a session runs one call at a time; calls on one session
+/// from several threads must be serialized by the caller. Different
+/// sessions (of one model or several) may run concurrently.
+typedef struct kiln_session_s* kiln_session_t;
+
+typedef struct kiln_session_options_s {
+  size_t struct_size;
+  /// Threads the kernels use, the calling thread included. 0: one per
+  /// hardware thread.
+  int32_t num_threads;
+  /// KV-cache capacity per sequence (prompt + generated tokens). 0: the
+  /// model's max_sequence_length.
+  int64_t max_sequence_length;
+} kiln_session_options_t;
+
+/// Sets `options` to the defaults. Thread-safety: thread-safe.
+KILN_API void kiln_session_options_init(kiln_session_options_t* options);
+
+/// Creates a session. `options` may be NULL for the defaults.
+/// Errors: INVALID_ARGUMENT for NULL arguments, a bad struct_size or a
+/// negative value; RESOURCE_EXHAUSTED when memory runs out.
+/// Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t
+kiln_session_create(kiln_model_t model, const kiln_session_options_t* options,
+                    kiln_session_t* out_session);
+
+/// Releases a session. NULL is a no-op.
+KILN_API void kiln_session_release(kiln_session_t session);
+
+/// Runs one forward pass on `inputs` (one per graph input, in graph-input
+/// order). KV inputs and outputs are ordinary tensors here. The inputs are
+/// read during the call only.
+///
+/// Errors: INVALID_ARGUMENT for a wrong input count, dtype, rank, a static
+/// dimension that differs, named dimensions that disagree, NULL data for a
+/// non-empty tensor, or a kernel that rejects its operands (the message
+/// names the op and its ONNX node, e.g. a token id outside the vocabulary);
+/// RESOURCE_EXHAUSTED when memory runs out.
+/// Thread-safety: see kiln_session_t.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_run(
+    kiln_session_t session, const kiln_tensor_view_t* inputs, size_t count);
+
+/// Output `index` of the last successful kiln_session_run. The view points
+/// into the session and stays valid until the next call on the session or
+/// its release. Errors: INVALID_ARGUMENT for NULL arguments;
+/// FAILED_PRECONDITION before any successful run; OUT_OF_RANGE for an index
+/// past the end. On failure `*out_tensor` is zeroed.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_output(
+    kiln_session_t session, size_t index, kiln_tensor_view_t* out_tensor);
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+/// Called once per generated token, in generation order (for one step, the
+/// sequences in batch order). Return 0 to go on, non-zero to stop that
+/// sequence (its stop reason becomes KILN_STOP_CALLBACK).
+typedef int32_t (*kiln_token_callback_t)(void* user_data, size_t sequence,
+                                         int64_t token_id, size_t step);
+
+typedef struct kiln_generate_options_s {
+  size_t struct_size;
+  /// Tokens to generate per sequence at most (> 0).
+  int32_t max_new_tokens;
+  /// 0 selects greedy decoding (argmax); > 0 samples from
+  /// softmax(logits / temperature) after top-k and top-p filtering.
+  float temperature;
+  /// Keep the k most likely tokens (0: all).
+  int32_t top_k;
+  /// Keep the smallest set of most likely tokens whose probability reaches
+  /// top_p (1: all).
+  float top_p;
+  /// Seed of the sampler: equal seeds, prompts and options give equal
+  /// tokens.
+  uint64_t seed;
+  /// Stop tokens. NULL with eos_count 0: the model's eos_token_ids.
+  const int64_t* eos_token_ids;
+  size_t eos_count;
+  /// Generate max_new_tokens even past an eos token.
+  int32_t ignore_eos;
+  kiln_token_callback_t callback;  // may be NULL
+  void* user_data;
+} kiln_generate_options_t;
+
+/// Sets `options` to the defaults: max_new_tokens 32, greedy, top_k 0,
+/// top_p 1, seed 0, the model's eos tokens, no callback.
+/// Thread-safety: thread-safe.
+KILN_API void kiln_generate_options_init(kiln_generate_options_t* options);
+
+/// Why a sequence stopped.
+typedef enum kiln_stop_reason_e {
+  KILN_STOP_EOS = 1,         // generated an eos token (included in output)
+  KILN_STOP_MAX_TOKENS = 2,  // reached max_new_tokens
+  KILN_STOP_CALLBACK = 3,    // the callback asked to stop
+} kiln_stop_reason_t;
+
+/// The result of kiln_session_generate.
+/// Ownership: released with kiln_generation_release. Thread-safety:
+/// immutable; any number of threads may read it.
+typedef struct kiln_generation_s* kiln_generation_t;
+
+/// Timings of one generate call, in milliseconds of wall time.
+typedef struct kiln_generation_stats_s {
+  double prefill_ms;          // every prompt through the model
+  double time_to_first_token_ms;  // call start to the first sampled token
+  double decode_ms;           // all decode steps
+  size_t decode_steps;        // forward passes after prefill
+  size_t generated_tokens;    // over all sequences
+  double tokens_per_second;   // generated_tokens / (prefill + decode) time
+  double decode_tokens_per_second;  // tokens from decode steps / decode_ms
+  double step_ms_p50;         // median decode-step latency
+  double step_ms_p90;
+  double step_ms_max;
+} kiln_generation_stats_t;
+
+/// Generates tokens for `batch` prompts (prompts[i] has prompt_lengths[i]
+/// token ids): prefill, then decode steps, with the KV cache owned by the
+/// session (reset at the start of each call). Sequences of different lengths
+/// are batched together.
+///
+/// Errors: INVALID_ARGUMENT for NULL arguments, batch 0, an empty prompt, a
+/// token id outside [0, vocab_size) (the message names the sequence,
+/// position and id), or invalid options; FAILED_PRECONDITION for a model
+/// that does not support generation (kiln_model_info says why);
+/// RESOURCE_EXHAUSTED when a prompt plus max_new_tokens exceeds the
+/// session's KV-cache capacity, or memory runs out; errors of
+/// kiln_session_run. On failure `*out_generation` is NULL.
+/// Thread-safety: see kiln_session_t; the callback runs on the calling
+/// thread.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_generate(
+    kiln_session_t session, const int64_t* const* prompts,
+    const size_t* prompt_lengths, size_t batch,
+    const kiln_generate_options_t* options, kiln_generation_t* out_generation);
+
+/// Releases a generation. NULL is a no-op.
+KILN_API void kiln_generation_release(kiln_generation_t generation);
+
+/// Number of sequences (the batch size of the call).
+KILN_API size_t kiln_generation_sequence_count(kiln_generation_t generation);
+
+/// The generated tokens of sequence `index` (without the prompt) and why it
+/// stopped. `*out_tokens` is borrowed from the generation. Errors:
+/// INVALID_ARGUMENT for NULL arguments, OUT_OF_RANGE for an index past the
+/// end.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_sequence(
+    kiln_generation_t generation, size_t index, const int64_t** out_tokens,
+    size_t* out_count, kiln_stop_reason_t* out_reason);
+
+/// The call's timings. Errors: INVALID_ARGUMENT for NULL arguments.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_stats(
+    kiln_generation_t generation, kiln_generation_stats_t* out_stats);
 
 #ifdef __cplusplus
 }  // extern "C"

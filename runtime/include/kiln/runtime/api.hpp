@@ -61,6 +61,77 @@ class [[nodiscard]] Status {
   kiln_status_t status_ = nullptr;
 };
 
+namespace detail {
+/// A move-only owner of a C handle released with `Release`.
+template <typename Handle, void (*Release)(Handle)>
+class Owned {
+ public:
+  Owned() = default;
+  explicit Owned(Handle h) : h_(h) {}
+  Owned(Owned&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  Owned& operator=(Owned&& o) noexcept {
+    if (this != &o) {
+      if (h_) Release(h_);
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() {
+    if (h_) Release(h_);
+  }
+  Handle get() const { return h_; }
+  explicit operator bool() const { return h_ != nullptr; }
+
+ private:
+  Handle h_ = nullptr;
+};
+}  // namespace detail
+
+/// A loaded model (kiln_model_t). Thread-safety as kiln_model_t.
+class Model : public detail::Owned<kiln_model_t, kiln_model_release> {
+ public:
+  using Owned::Owned;
+  /// Loads `path`; `options` may be NULL for the defaults.
+  static Status Load(const char* path, Model* out,
+                     const kiln_model_options_t* options = nullptr) {
+    kiln_model_t m = nullptr;
+    Status s(kiln_model_load(path, options, &m));
+    *out = Model(m);
+    return s;
+  }
+};
+
+/// A session (kiln_session_t): one call at a time.
+class Session : public detail::Owned<kiln_session_t, kiln_session_release> {
+ public:
+  using Owned::Owned;
+  static Status Create(const Model& model, Session* out,
+                       const kiln_session_options_t* options = nullptr) {
+    kiln_session_t s = nullptr;
+    Status st(kiln_session_create(model.get(), options, &s));
+    *out = Session(s);
+    return st;
+  }
+};
+
+/// The result of a generate call (kiln_generation_t).
+class Generation
+    : public detail::Owned<kiln_generation_t, kiln_generation_release> {
+ public:
+  using Owned::Owned;
+  static Status Run(const Session& session, const int64_t* const* prompts,
+                    const size_t* lengths, size_t batch,
+                    const kiln_generate_options_t* options, Generation* out) {
+    kiln_generation_t g = nullptr;
+    Status s(kiln_session_generate(session.get(), prompts, lengths, batch,
+                                   options, &g));
+    *out = Generation(g);
+    return s;
+  }
+};
+
 }  // namespace kiln
 
 #endif  // KILN_RUNTIME_API_HPP_

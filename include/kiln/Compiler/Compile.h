@@ -1,0 +1,82 @@
+//===- Compile.h - kiln IR -> .kiln artifact -----------------------*- C++ -*-===//
+//
+// The back half of kiln-compile: takes a module after the graph pipeline,
+// checks that the target can run every op, plans memory, lays out the
+// weights and writes the manifest (docs/artifact-format.md).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef KILN_COMPILER_COMPILE_H
+#define KILN_COMPILER_COMPILE_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::kiln {
+
+/// Where a compiled model's weights live.
+enum class WeightMode {
+  /// Copied into the artifact's weights section.
+  Embed,
+  /// Written to a separate Kiln parameter file, bound at load time and
+  /// checked by name, dtype and shape.
+  External,
+  /// Left in the model's own files (ONNX external data) and read from there
+  /// at load time; the artifact records file, offset and length.
+  Reference,
+};
+
+struct CompileOptions {
+  std::string target = "cpu";
+  WeightMode weights = WeightMode::Embed;
+  /// With WeightMode::External, the parameter file's path, and the name the
+  /// manifest records for it (looked up next to the artifact by default).
+  std::string paramsPath;
+  /// Folder that weight locations are relative to (the model's folder).
+  std::string weightsDir;
+  /// The name of the function to compile.
+  std::string functionName = "forward";
+  /// Overrides of model metadata (unset: read from config files next to the
+  /// model: genai_config.json, generation_config.json, config.json).
+  std::vector<int64_t> eosTokenIds;
+  std::optional<int64_t> bosTokenId;
+  std::optional<int64_t> maxSequenceLength;
+  /// Extra provenance for the manifest ("source" object), e.g. the input.
+  std::string sourcePath;
+};
+
+/// What compileModule produced, for the tool's report.
+struct CompileStats {
+  size_t launches = 0;
+  size_t values = 0;
+  size_t weights = 0;
+  uint64_t weightBytes = 0;
+  uint64_t constantBytes = 0;
+  int64_t arenaBytes = 0;
+  int64_t unplannedArenaBytes = 0;
+  int slots = 0;
+  uint64_t artifactBytes = 0;
+  uint64_t paramsBytes = 0;
+  bool generation = false;
+};
+
+/// Compiles `module` (after the graph pipeline) into an artifact written
+/// atomically at `outputPath` (and, for WeightMode::External, a parameter
+/// file). Errors name the op and its ONNX node.
+llvm::Error compileModule(ModuleOp module, const CompileOptions &options,
+                          llvm::StringRef outputPath, CompileStats *stats);
+
+/// Builds the manifest JSON only (kiln-compile --emit=manifest).
+llvm::Expected<std::string> buildManifestJson(ModuleOp module,
+                                              const CompileOptions &options);
+
+} // namespace mlir::kiln
+
+#endif // KILN_COMPILER_COMPILE_H

@@ -1,0 +1,880 @@
+//===- Compile.cpp - kiln IR -> .kiln artifact ----------------------------===//
+//
+// Walks the compiled function once, numbering every SSA value, turning each
+// kiln op into a launch of the target's kernel, recording liveness for the
+// memory plan and collecting weights and constants; then writes the manifest
+// (docs/artifact-format.md) and the weights.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Compiler/Compile.h"
+
+#include "cpu/kernel.h"
+#include "kiln/Compiler/ArtifactWriter.h"
+#include "kiln/Compiler/MemoryPlan.h"
+#include "kiln/Dialect/Kiln/IR/KilnOps.h"
+#include "kiln/Support/DType.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Location.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+using namespace mlir;
+using namespace mlir::kiln;
+namespace json = llvm::json;
+
+namespace {
+
+/// Weights and constants are aligned so any tensor can be used in place by
+/// vectorized kernels and by mmap-backed loads.
+constexpr uint64_t kWeightAlignment = 64;
+constexpr unsigned kWeightAlignmentLog2 = 6;
+/// Arena offsets are aligned for the widest vector loads.
+constexpr int64_t kArenaAlignment = 64;
+constexpr int kManifestSchemaVersion = 1;
+
+llvm::Error err(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+/// The ONNX node name an op came from, or "".
+std::string nodeName(Location loc) {
+  std::string found;
+  loc->walk([&](Location l) {
+    if (auto name = dyn_cast<NameLoc>(l)) {
+      found = name.getName().str();
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return found;
+}
+
+std::string describe(Operation *op) {
+  std::string node = nodeName(op->getLoc());
+  std::string s = op->getName().getStringRef().str();
+  if (!node.empty())
+    s += " (ONNX node '" + node + "')";
+  return s;
+}
+
+json::Array shapeJson(ArrayRef<int64_t> shape) {
+  json::Array a;
+  for (int64_t d : shape)
+    a.push_back(ShapedType::isDynamic(d) ? int64_t(-1) : d);
+  return a;
+}
+
+void alignString(std::string &s, uint64_t alignment) {
+  s.resize((s.size() + alignment - 1) / alignment * alignment, '\0');
+}
+
+/// A dense constant's bytes in the runtime's storage layout (little-endian;
+/// i1 one byte per element; 4-bit types packed along the innermost dim).
+llvm::Expected<std::string> denseBytes(DenseElementsAttr attr, Operation *op) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  std::string why;
+  FailureOr<uint64_t> size = getStorageSizeInBytes(type, &why);
+  if (failed(size))
+    return err(describe(op) + ": " + why);
+  std::string out(*size, '\0');
+  Type et = type.getElementType();
+  int64_t n = type.getNumElements();
+  auto put = [&](uint64_t at, const llvm::APInt &bits, unsigned bytes) {
+    for (unsigned b = 0; b < bytes; ++b)
+      out[at * bytes + b] = char(bits.extractBitsAsZExtValue(8, 8 * b));
+  };
+  if (auto ft = dyn_cast<FloatType>(et)) {
+    unsigned bytes = ft.getWidth() / 8;
+    int64_t i = 0;
+    for (const llvm::APFloat &v : attr.getValues<llvm::APFloat>())
+      put(i++, v.bitcastToAPInt(), bytes);
+    return out;
+  }
+  auto it = dyn_cast<IntegerType>(et);
+  if (!it)
+    return err(describe(op) + ": constant of unsupported element type");
+  unsigned width = it.getWidth();
+  int64_t inner = type.getRank() ? type.getShape().back() : 1;
+  int64_t i = 0;
+  for (const llvm::APInt &v : attr.getValues<llvm::APInt>()) {
+    if (width == 1) {
+      out[i] = v.isZero() ? 0 : 1;
+    } else if (width == 4) {
+      int64_t row = i / std::max<int64_t>(inner, 1), col = i % std::max<int64_t>(inner, 1);
+      uint64_t at = row * ((inner + 1) / 2) + col / 2;
+      uint8_t nib = uint8_t(v.getZExtValue() & 0xF);
+      out[at] = char(uint8_t(out[at]) | (col % 2 ? nib << 4 : nib));
+    } else {
+      put(i, v, width / 8);
+    }
+    ++i;
+  }
+  (void)n;
+  return out;
+}
+
+/// Encodes an op's inherent attributes for its kernel (names as in ODS).
+llvm::Error encodeAttrs(Operation *op, json::Object &attrs) {
+  for (NamedAttribute na : op->getAttrs()) {
+    StringRef name = na.getName().getValue();
+    Attribute a = na.getValue();
+    if (name == "operandSegmentSizes" || name.starts_with("kiln."))
+      continue;
+    if (auto e = dyn_cast<ActivationKindAttr>(a)) {
+      attrs[name] = stringifyEnum(e.getValue()).str();
+    } else if (auto e = dyn_cast<ReduceKindAttr>(a)) {
+      attrs[name] = stringifyEnum(e.getValue()).str();
+    } else if (auto e = dyn_cast<ComparePredicateAttr>(a)) {
+      attrs[name] = stringifyEnum(e.getValue()).str();
+    } else if (auto m = dyn_cast<MaskAttr>(a)) {
+      attrs[name] = stringifyEnum(m.getKind()).str();
+      attrs[(name + "_window").str()] = m.getWindow();
+      attrs[(name + "_sink").str()] = m.getSink();
+    } else if (auto s = dyn_cast<SparsityAttr>(a)) {
+      attrs[name] = stringifyEnum(s.getFormat()).str();
+      attrs["q_block"] = s.getQBlock();
+      attrs["kv_block"] = s.getKvBlock();
+    } else if (auto b = dyn_cast<BoolAttr>(a)) {
+      attrs[name] = b.getValue();
+    } else if (auto i = dyn_cast<IntegerAttr>(a)) {
+      if (i.getType().isInteger(1))
+        attrs[name] = i.getValue().getBoolValue();
+      else if (i.getType().isUnsignedInteger())
+        attrs[name] = int64_t(i.getValue().getZExtValue());
+      else
+        attrs[name] = i.getValue().getSExtValue();
+    } else if (auto f = dyn_cast<FloatAttr>(a)) {
+      attrs[name] = f.getValueAsDouble();
+    } else if (isa<UnitAttr>(a)) {
+      attrs[name] = true;
+    } else if (auto arr = dyn_cast<DenseI64ArrayAttr>(a)) {
+      json::Array v;
+      for (int64_t x : arr.asArrayRef())
+        v.push_back(x);
+      attrs[name] = std::move(v);
+    } else if (auto s = dyn_cast<StringAttr>(a)) {
+      attrs[name] = s.getValue().str();
+    } else {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      a.print(os);
+      return err(describe(op) + ": attribute '" + name + "' (" + text +
+                 ") has no encoding in the manifest");
+    }
+  }
+  return llvm::Error::success();
+}
+
+/// Model metadata the runtime's generation needs, from the config files an
+/// exporter leaves next to the model.
+struct ModelMeta {
+  std::vector<int64_t> eos;
+  std::optional<int64_t> bos, pad, maxSeq, vocab;
+  std::string source; // which file supplied it
+};
+
+void readIds(const json::Value *v, std::vector<int64_t> &out) {
+  if (!v)
+    return;
+  if (auto i = v->getAsInteger()) {
+    out.push_back(*i);
+  } else if (auto *a = v->getAsArray()) {
+    for (const json::Value &x : *a)
+      if (auto i = x.getAsInteger())
+        out.push_back(*i);
+  }
+}
+
+void readConfigs(StringRef dir, ModelMeta &meta) {
+  auto load = [&](StringRef name) -> std::optional<json::Value> {
+    llvm::SmallString<256> path(dir);
+    llvm::sys::path::append(path, name);
+    auto buf = llvm::MemoryBuffer::getFile(path);
+    if (!buf)
+      return std::nullopt;
+    auto v = json::parse((*buf)->getBuffer());
+    if (!v) {
+      llvm::consumeError(v.takeError());
+      return std::nullopt;
+    }
+    return std::move(*v);
+  };
+  // onnxruntime-genai's config.
+  if (auto v = load("genai_config.json")) {
+    if (auto *m = v->getAsObject() ? v->getAsObject()->getObject("model") : nullptr) {
+      readIds(m->get("eos_token_id"), meta.eos);
+      if (auto x = m->getInteger("bos_token_id")) meta.bos = *x;
+      if (auto x = m->getInteger("pad_token_id")) meta.pad = *x;
+      if (auto x = m->getInteger("context_length")) meta.maxSeq = *x;
+      if (auto x = m->getInteger("vocab_size")) meta.vocab = *x;
+      meta.source = "genai_config.json";
+    }
+  }
+  // Hugging Face config.json and generation_config.json.
+  for (StringRef name : {"generation_config.json", "config.json"}) {
+    auto v = load(name);
+    if (!v || !v->getAsObject())
+      continue;
+    json::Object &o = *v->getAsObject();
+    if (meta.eos.empty())
+      readIds(o.get("eos_token_id"), meta.eos);
+    if (!meta.bos)
+      if (auto x = o.getInteger("bos_token_id")) meta.bos = *x;
+    if (!meta.pad)
+      if (auto x = o.getInteger("pad_token_id")) meta.pad = *x;
+    if (!meta.maxSeq)
+      if (auto x = o.getInteger("max_position_embeddings")) meta.maxSeq = *x;
+    if (!meta.vocab)
+      if (auto x = o.getInteger("vocab_size")) meta.vocab = *x;
+    if (meta.source.empty())
+      meta.source = name.str();
+  }
+}
+
+/// The whole compiled form before it is serialized.
+struct Compiled {
+  json::Object manifest;
+  std::string weights; // the artifact's weights section
+  std::string params;  // the parameter file's data (WeightMode::External)
+  json::Array paramIndex;
+  CompileStats stats;
+};
+
+class ManifestBuilder {
+public:
+  ManifestBuilder(ModuleOp module, const CompileOptions &options)
+      : module(module), options(options) {}
+
+  llvm::Expected<Compiled> run();
+
+private:
+  struct ValueInfo {
+    std::string kind; // input, weight, constant, temp, qtensor
+    Type type;
+    int weight = -1;
+    int def = -1, lastUse = -1;
+    bool liveOut = false;
+    int aliasOf = -1;
+    int qData = -1, qScales = -1, qZero = -1;
+    Operation *defOp = nullptr;
+  };
+
+  int valueId(Value v) {
+    auto it = ids.find(v);
+    return it == ids.end() ? -1 : it->second;
+  }
+  int addValue(Value v, ValueInfo info) {
+    int id = int(values.size());
+    info.type = v.getType();
+    values.push_back(std::move(info));
+    ids[v] = id;
+    return id;
+  }
+  void use(int id, int step) {
+    ValueInfo &vi = values[id];
+    vi.lastUse = std::max(vi.lastUse, step);
+    if (vi.kind == "qtensor") {
+      for (int c : {vi.qData, vi.qScales, vi.qZero})
+        if (c >= 0)
+          use(c, step);
+    }
+  }
+
+  llvm::Error addWeight(Operation *op, StringRef name, RankedTensorType type,
+                        std::string bytes, bool constant,
+                        ExternalStorageAttr storage, int &index);
+  llvm::Error visit(Operation *op);
+  llvm::Error finishModelInfo(func::FuncOp func);
+
+  ModuleOp module;
+  const CompileOptions &options;
+  Compiled out;
+  llvm::DenseMap<Value, int> ids;
+  std::vector<ValueInfo> values;
+  llvm::StringMap<int> weightBySymbol;
+  json::Array weights, launches, inputs, outputs;
+  int steps = 0;
+  json::Object model;
+};
+
+llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
+                               RankedTensorType type, std::string bytes,
+                               bool constant, ExternalStorageAttr storage,
+                               int &index) {
+  kiln_dtype_t dt = toRuntimeDType(type.getElementType());
+  std::string why;
+  FailureOr<uint64_t> size = getStorageSizeInBytes(type, &why);
+  if (dt == KILN_DTYPE_INVALID || failed(size))
+    return err(describe(op) + ": weight '" + name +
+               "' has no runtime storage: " + (why.empty() ? "element type" : why));
+  json::Object w{{"name", name.str()},
+                 {"dtype", kiln_dtype_name(dt)},
+                 {"shape", shapeJson(type.getShape())},
+                 {"size", int64_t(*size)},
+                 {"kind", constant ? "constant" : "parameter"}};
+  bool embed = constant || options.weights == WeightMode::Embed;
+  if (!constant && !storage && options.weights != WeightMode::External)
+    return err("weight '" + name +
+               "' has no stored data in the model; compile with "
+               "--weights=external and bind a parameter file at load time");
+  if (!constant && storage && storage.getLength() != *size)
+    return err(llvm::formatv("weight '{0}' stores {1} bytes in '{2}' but its "
+                             "type {3} needs {4}",
+                             name, storage.getLength(), storage.getLocation(),
+                             type, *size)
+                   .str());
+  if (!constant && (embed || options.weights == WeightMode::External)) {
+    llvm::SmallString<256> path(options.weightsDir);
+    llvm::sys::path::append(path, storage.getLocation());
+    auto buf = llvm::MemoryBuffer::getFileSlice(path, storage.getLength(),
+                                                storage.getOffset());
+    if (!buf)
+      return err("cannot read weight '" + name + "' from '" + path + "' at offset " +
+                 llvm::Twine(storage.getOffset()) + ": " +
+                 buf.getError().message());
+    bytes = (*buf)->getBuffer().str();
+    if (bytes.size() != *size)
+      return err("weight '" + name + "': '" + path + "' is truncated");
+  }
+  if (embed) {
+    alignString(out.weights, kWeightAlignment);
+    w["location"] = "embedded";
+    w["offset"] = int64_t(out.weights.size());
+    out.weights += bytes;
+    (constant ? out.stats.constantBytes : out.stats.weightBytes) += *size;
+  } else if (options.weights == WeightMode::External) {
+    alignString(out.params, kWeightAlignment);
+    w["location"] = "params";
+    json::Object entry{{"name", name.str()},
+                       {"dtype", kiln_dtype_name(dt)},
+                       {"shape", shapeJson(type.getShape())},
+                       {"offset", int64_t(out.params.size())},
+                       {"size", int64_t(*size)}};
+    out.paramIndex.push_back(std::move(entry));
+    out.params += bytes;
+    out.stats.weightBytes += *size;
+  } else {
+    w["location"] = "file";
+    w["file"] = storage.getLocation().str();
+    w["offset"] = int64_t(storage.getOffset());
+    out.stats.weightBytes += *size;
+  }
+  index = int(weights.size());
+  weights.push_back(std::move(w));
+  return llvm::Error::success();
+}
+
+llvm::Error ManifestBuilder::visit(Operation *op) {
+  if (auto w = dyn_cast<WeightOp>(op)) {
+    auto it = weightBySymbol.find(w.getName());
+    int index;
+    if (it == weightBySymbol.end()) {
+      auto decl = SymbolTable::lookupNearestSymbolFrom<WeightDeclOp>(
+          op, w.getNameAttr());
+      if (!decl)
+        return err(describe(op) + ": no weight_decl @" + w.getName());
+      if (auto e = addWeight(op, w.getName(),
+                             cast<RankedTensorType>(decl.getType()), {}, false,
+                             decl.getStorageAttr(), index))
+        return e;
+      weightBySymbol[w.getName()] = index;
+    } else {
+      index = it->second;
+    }
+    ValueInfo vi;
+    vi.kind = "weight";
+    vi.weight = index;
+    addValue(w.getResult(), vi);
+    return llvm::Error::success();
+  }
+  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+    auto dense = dyn_cast<DenseElementsAttr>(c.getValue());
+    if (!dense)
+      return err(describe(op) + ": only dense tensor constants are supported");
+    auto bytes = denseBytes(dense, op);
+    if (!bytes)
+      return bytes.takeError();
+    int index;
+    if (auto e = addWeight(op, ("__constant_" + llvm::Twine(weights.size())).str(),
+                           cast<RankedTensorType>(dense.getType()), *bytes,
+                           true, {}, index))
+      return e;
+    ValueInfo vi;
+    vi.kind = "weight";
+    vi.weight = index;
+    addValue(c.getResult(), vi);
+    return llvm::Error::success();
+  }
+  if (auto mq = dyn_cast<MakeQTensorOp>(op)) {
+    ValueInfo vi;
+    vi.kind = "qtensor";
+    vi.qData = valueId(mq.getData());
+    vi.qScales = valueId(mq.getScales());
+    vi.qZero = mq.getZeroPoints() ? valueId(mq.getZeroPoints()) : -1;
+    vi.def = steps; // available from the next launch on
+    addValue(mq.getResult(), vi);
+    return llvm::Error::success();
+  }
+  if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+    for (Value v : ret.getOperands()) {
+      int id = valueId(v);
+      values[id].liveOut = true;
+      use(id, steps);
+    }
+    return llvm::Error::success();
+  }
+  if (op->getDialect() != op->getContext()->getLoadedDialect<KilnDialect>())
+    return err(describe(op) + ": op from outside the kiln dialect cannot be "
+                              "compiled (run the graph pipeline first)");
+
+  StringRef opName = op->getName().stripDialect();
+  if (options.target == "cpu" && !::kiln::LookupCpuKernel(opName.str()))
+    return err(describe(op) + ": no kernel for this op on target 'cpu'");
+
+  // Operands in ODS order; absent optional operands of ops with several
+  // optional groups are written as null so positions stay fixed.
+  json::Array in;
+  auto addOperand = [&](Value v) -> llvm::Error {
+    int id = valueId(v);
+    if (id < 0)
+      return err(describe(op) + ": operand defined outside the function");
+    use(id, steps);
+    in.push_back(id);
+    return llvm::Error::success();
+  };
+  DenseI32ArrayAttr segments;
+  if (auto props = op->getPropertiesAsAttribute())
+    if (auto dict = dyn_cast<DictionaryAttr>(props))
+      segments = dict.getAs<DenseI32ArrayAttr>("operandSegmentSizes");
+  if (segments) {
+    unsigned next = 0;
+    for (int32_t count : segments.asArrayRef()) {
+      if (count == 0)
+        in.push_back(nullptr);
+      for (int32_t i = 0; i < count; ++i)
+        if (auto e = addOperand(op->getOperand(next++)))
+          return e;
+    }
+  } else {
+    for (Value v : op->getOperands())
+      if (auto e = addOperand(v))
+        return e;
+  }
+
+  json::Array outIds;
+  for (Value r : op->getResults()) {
+    auto type = dyn_cast<RankedTensorType>(r.getType());
+    if (!type)
+      return err(describe(op) + ": result of type that target '" +
+                 options.target + "' cannot hold in a buffer");
+    if (toRuntimeDType(type.getElementType()) == KILN_DTYPE_INVALID)
+      return err(describe(op) + ": result element type has no runtime dtype");
+    ValueInfo vi;
+    vi.kind = "temp";
+    vi.def = steps;
+    vi.lastUse = steps;
+    vi.defOp = op;
+    outIds.push_back(addValue(r, vi));
+  }
+
+  json::Object launch{{"op", opName.str()}, {"in", std::move(in)},
+                      {"out", std::move(outIds)}};
+  json::Object attrs;
+  if (auto e = encodeAttrs(op, attrs))
+    return e;
+  if (!attrs.empty())
+    launch["attrs"] = std::move(attrs);
+  std::string node = nodeName(op->getLoc());
+  if (!node.empty())
+    launch["loc"] = node;
+  // Views: the result may share the input's storage.
+  if (isa<ReshapeOp, BitcastOp>(op)) {
+    int src = valueId(op->getOperand(0));
+    int dst = valueId(op->getResult(0));
+    values[dst].aliasOf = src;
+    launch["alias"] = json::Array{json::Array{0, 0}};
+  }
+  launches.push_back(std::move(launch));
+  ++steps;
+  return llvm::Error::success();
+}
+
+/// Roles of graph inputs and outputs for generation, and the model facts
+/// the runtime needs to drive it.
+llvm::Error ManifestBuilder::finishModelInfo(func::FuncOp func) {
+  ModelMeta meta;
+  readConfigs(options.weightsDir, meta);
+  if (!options.eosTokenIds.empty())
+    meta.eos = options.eosTokenIds;
+  if (options.bosTokenId)
+    meta.bos = options.bosTokenId;
+  if (options.maxSequenceLength)
+    meta.maxSeq = options.maxSequenceLength;
+
+  bool hasIds = false, hasMask = false, hasPositions = false, hasLogits = false;
+  std::map<int64_t, std::array<int, 4>> layers; // past k, past v, present k, v
+  int64_t vocab = -1;
+  json::Object kv;
+  for (json::Value &v : inputs) {
+    json::Object &o = *v.getAsObject();
+    StringRef role = *o.getString("role");
+    hasIds |= role == "input_ids";
+    hasMask |= role == "attention_mask";
+    hasPositions |= role == "position_ids";
+  }
+  for (json::Value &v : outputs) {
+    json::Object &o = *v.getAsObject();
+    if (*o.getString("role") == "logits") {
+      hasLogits = true;
+      const json::Array &shape = *o.getArray("shape");
+      if (!shape.empty())
+        vocab = *shape.back().getAsInteger();
+    }
+  }
+  auto collect = [&](json::Array &list, int base) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      json::Object &o = *list[i].getAsObject();
+      StringRef role = *o.getString("role");
+      if (role != "past_key" && role != "past_value" && role != "present_key" &&
+          role != "present_value")
+        continue;
+      int64_t layer = *o.getInteger("layer");
+      auto &slot = layers.try_emplace(layer, std::array<int, 4>{-1, -1, -1, -1})
+                       .first->second;
+      int which = base + (role.ends_with("value") ? 1 : 0);
+      slot[which] = int(i);
+    }
+  };
+  collect(inputs, 0);
+  collect(outputs, 2);
+  bool kvComplete = true;
+  for (auto &[layer, s] : layers)
+    for (int x : s)
+      kvComplete &= x >= 0;
+
+  std::string why;
+  if (!hasIds)
+    why = "no input_ids input";
+  else if (!hasLogits)
+    why = "no logits output";
+  else if (!kvComplete)
+    why = "a layer lacks one of past/present key/value";
+  else if (vocab <= 0)
+    why = "the logits' vocabulary dimension is not static";
+  if (meta.vocab && vocab > 0 && *meta.vocab != vocab && why.empty())
+    why = llvm::formatv("config vocab_size {0} differs from the logits' {1}",
+                        *meta.vocab, vocab)
+              .str();
+
+  // KV geometry from the first layer: past [B, Hkv, T, D] and present.
+  if (why.empty() && !layers.empty()) {
+    auto &first = layers.begin()->second;
+    json::Object &pastK = *inputs[first[0]].getAsObject();
+    json::Object &presK = *outputs[first[2]].getAsObject();
+    json::Object &presV = *outputs[first[3]].getAsObject();
+    const json::Array &ps = *presK.getArray("shape");
+    const json::Array &pv = *presV.getArray("shape");
+    if (ps.size() != 4 || pv.size() != 4 || *ps[1].getAsInteger() < 0 ||
+        *ps[3].getAsInteger() < 0 || *pv[3].getAsInteger() < 0) {
+      why = "present key/value are not [batch, kv_heads, seq, head_dim] with "
+            "static heads and head_dim";
+    } else {
+      kv["layout"] = "bhsd";
+      kv["dtype"] = *pastK.getString("dtype");
+      kv["kv_heads"] = *ps[1].getAsInteger();
+      kv["head_dim"] = *ps[3].getAsInteger();
+      kv["v_head_dim"] = *pv[3].getAsInteger();
+      kv["layers"] = int64_t(layers.size());
+    }
+  }
+  model["generation"] = why.empty();
+  if (!why.empty())
+    model["generation_unsupported"] = why;
+  if (vocab > 0)
+    model["vocab_size"] = vocab;
+  json::Array eos;
+  for (int64_t e : meta.eos)
+    eos.push_back(e);
+  model["eos_token_ids"] = std::move(eos);
+  if (meta.bos)
+    model["bos_token_id"] = *meta.bos;
+  if (meta.pad)
+    model["pad_token_id"] = *meta.pad;
+  model["max_sequence_length"] = meta.maxSeq ? *meta.maxSeq : int64_t(2048);
+  model["max_sequence_length_source"] =
+      options.maxSequenceLength ? "option"
+      : meta.maxSeq            ? meta.source
+                               : "default";
+  if (!meta.source.empty())
+    model["config"] = meta.source;
+  // Sequences of different lengths share a batch by left padding when the
+  // graph takes an attention mask and explicit positions; otherwise the
+  // runtime batches sequences of equal length together.
+  model["padding"] = hasMask && hasPositions ? "left" : "none";
+  if (!kv.empty())
+    model["kv_cache"] = std::move(kv);
+  out.stats.generation = why.empty();
+  (void)func;
+  return llvm::Error::success();
+}
+
+llvm::Expected<Compiled> ManifestBuilder::run() {
+  auto func = module.lookupSymbol<func::FuncOp>(options.functionName);
+  if (!func)
+    return err("the module has no function @" + options.functionName);
+  if (!func.getBody().hasOneBlock())
+    return err("@" + options.functionName + " must have a single block");
+
+  // Graph inputs.
+  for (BlockArgument arg : func.getArguments()) {
+    auto type = dyn_cast<RankedTensorType>(arg.getType());
+    unsigned i = arg.getArgNumber();
+    auto nameAttr = func.getArgAttrOfType<StringAttr>(i, "kiln.name");
+    std::string name = nameAttr ? nameAttr.str() : ("input_" + llvm::Twine(i)).str();
+    if (!type || toRuntimeDType(type.getElementType()) == KILN_DTYPE_INVALID)
+      return err("graph input '" + name + "' has a type the runtime cannot pass");
+    ValueInfo vi;
+    vi.kind = "input";
+    int id = addValue(arg, vi);
+    json::Object in{{"name", name},
+                    {"value", id},
+                    {"dtype", kiln_dtype_name(toRuntimeDType(type.getElementType()))},
+                    {"shape", shapeJson(type.getShape())}};
+    if (auto dims = func.getArgAttrOfType<ArrayAttr>(i, "kiln.dims")) {
+      json::Array d;
+      for (Attribute a : dims)
+        d.push_back(cast<StringAttr>(a).str());
+      in["dims"] = std::move(d);
+    }
+    std::string role = "input";
+    if (auto kv = func.getArgAttrOfType<DictionaryAttr>(i, "kiln.kv")) {
+      auto kind = kv.getAs<StringAttr>("kind");
+      auto layer = kv.getAs<IntegerAttr>("layer");
+      if (kind && layer) {
+        role = ("past_" + kind.getValue()).str();
+        in["layer"] = layer.getInt();
+      }
+    } else if (name == "input_ids" || name == "attention_mask" ||
+               name == "position_ids") {
+      role = name;
+    }
+    in["role"] = role;
+    inputs.push_back(std::move(in));
+  }
+
+  for (Operation &op : func.getBody().front())
+    if (auto e = visit(&op))
+      return std::move(e);
+
+  // Graph outputs.
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+    auto type = cast<RankedTensorType>(v.getType());
+    auto nameAttr = func.getResultAttrOfType<StringAttr>(i, "kiln.name");
+    std::string name = nameAttr ? nameAttr.str() : ("output_" + llvm::Twine(i)).str();
+    json::Object o{{"name", name},
+                   {"value", valueId(v)},
+                   {"dtype", kiln_dtype_name(toRuntimeDType(type.getElementType()))},
+                   {"shape", shapeJson(type.getShape())}};
+    if (auto dims = func.getResultAttrOfType<ArrayAttr>(i, "kiln.dims")) {
+      json::Array d;
+      for (Attribute a : dims)
+        d.push_back(cast<StringAttr>(a).str());
+      o["dims"] = std::move(d);
+    }
+    std::string role = "output";
+    if (auto kv = func.getResultAttrOfType<DictionaryAttr>(i, "kiln.kv")) {
+      auto kind = kv.getAs<StringAttr>("kind");
+      auto layer = kv.getAs<IntegerAttr>("layer");
+      if (kind && layer) {
+        role = ("present_" + kind.getValue()).str();
+        o["layer"] = layer.getInt();
+      }
+    } else if (name == "logits") {
+      role = "logits";
+    }
+    o["role"] = role;
+    outputs.push_back(std::move(o));
+  }
+
+  // Memory plan.
+  std::vector<PlanValue> planValues(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const ValueInfo &vi = values[i];
+    PlanValue &pv = planValues[i];
+    pv.external = vi.kind != "temp";
+    pv.def = std::max(vi.def, 0);
+    pv.lastUse = std::max(vi.lastUse, pv.def);
+    pv.liveOut = vi.liveOut;
+    pv.aliasOf = vi.aliasOf;
+    if (auto t = dyn_cast<RankedTensorType>(vi.type); t && t.hasStaticShape()) {
+      FailureOr<uint64_t> size = getStorageSizeInBytes(t);
+      pv.staticBytes = succeeded(size) ? int64_t(*size) : -1;
+    }
+  }
+  MemoryPlan plan = planMemory(planValues, kArenaAlignment);
+
+  json::Array valueList;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const ValueInfo &vi = values[i];
+    json::Object o;
+    if (vi.kind == "qtensor") {
+      auto qt = cast<QTensorType>(vi.type);
+      QuantAttr q = qt.getQuant();
+      o["kind"] = "qtensor";
+      o["dtype"] = kiln_dtype_name(toRuntimeDType(q.getStorageType()));
+      o["expressed"] = kiln_dtype_name(toRuntimeDType(q.getExpressedType()));
+      o["shape"] = shapeJson(qt.getShape());
+      json::Array block;
+      for (int64_t b : q.getBlock())
+        block.push_back(b);
+      o["block"] = std::move(block);
+      o["data"] = vi.qData;
+      o["scales"] = vi.qScales;
+      o["zero_points"] = vi.qZero >= 0 ? json::Value(vi.qZero) : json::Value(nullptr);
+    } else {
+      auto t = cast<RankedTensorType>(vi.type);
+      o["kind"] = vi.kind == "temp" ? "temp" : vi.kind;
+      o["dtype"] = kiln_dtype_name(toRuntimeDType(t.getElementType()));
+      o["shape"] = shapeJson(t.getShape());
+      if (vi.weight >= 0)
+        o["weight"] = vi.weight;
+      const MemoryPlan::Placement &p = plan.values[i];
+      switch (p.kind) {
+      case MemoryPlan::Kind::Arena:
+        o["offset"] = p.offset;
+        break;
+      case MemoryPlan::Kind::Slot:
+        o["slot"] = p.slot;
+        break;
+      case MemoryPlan::Kind::View:
+        o["view_of"] = p.root;
+        break;
+      case MemoryPlan::Kind::External:
+        break;
+      }
+    }
+    valueList.push_back(std::move(o));
+  }
+
+  if (auto e = finishModelInfo(func))
+    return std::move(e);
+
+  json::Object source;
+  if (auto attr = module->getAttrOfType<DictionaryAttr>("kiln.source")) {
+    for (NamedAttribute na : attr) {
+      if (auto s = dyn_cast<StringAttr>(na.getValue()))
+        source[na.getName().getValue()] = s.str();
+      else if (auto i = dyn_cast<IntegerAttr>(na.getValue()))
+        source[na.getName().getValue()] = i.getInt();
+    }
+  }
+  if (!options.sourcePath.empty())
+    source["path"] = options.sourcePath;
+
+  json::Object &m = out.manifest;
+  m["format"] = "kiln-manifest";
+  m["schema_version"] = kManifestSchemaVersion;
+  m["producer"] = json::Object{{"name", "kiln-compile"},
+                               {"version", KILN_VERSION_STRING}};
+  m["source"] = std::move(source);
+  m["target"] = options.target;
+  m["function"] = options.functionName;
+  m["model"] = std::move(model);
+  m["inputs"] = std::move(inputs);
+  m["outputs"] = std::move(outputs);
+  size_t weightCount = weights.size();
+  m["weights"] = std::move(weights);
+  m["values"] = std::move(valueList);
+  m["memory_plan"] = json::Object{{"alignment", kArenaAlignment},
+                                  {"arena_bytes", plan.arenaBytes},
+                                  {"slots", plan.slotCount},
+                                  {"unplanned_bytes", plan.unplannedBytes}};
+  m["launches"] = std::move(launches);
+  if (options.weights == WeightMode::External) {
+    m["params"] = json::Object{
+        {"file", llvm::sys::path::filename(options.paramsPath).str()},
+        {"tensors", int64_t(out.paramIndex.size())},
+        {"bytes", int64_t(out.params.size())}};
+  }
+
+  out.stats.launches = size_t(steps);
+  out.stats.values = values.size();
+  out.stats.weights = weightCount;
+  out.stats.arenaBytes = plan.arenaBytes;
+  out.stats.unplannedArenaBytes = plan.unplannedBytes;
+  out.stats.slots = plan.slotCount;
+  return std::move(out);
+}
+
+std::string toJson(const json::Object &o) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::formatv("{0:2}", json::Value(json::Object(o)));
+  return text;
+}
+
+} // namespace
+
+llvm::Expected<std::string>
+mlir::kiln::buildManifestJson(ModuleOp module, const CompileOptions &options) {
+  CompileOptions o = options;
+  if (o.weights != WeightMode::Reference)
+    o.weights = WeightMode::Reference; // the manifest alone reads no weights
+  ManifestBuilder builder(module, o);
+  auto compiled = builder.run();
+  if (!compiled)
+    return compiled.takeError();
+  return toJson(compiled->manifest);
+}
+
+llvm::Error mlir::kiln::compileModule(ModuleOp module,
+                                      const CompileOptions &options,
+                                      llvm::StringRef outputPath,
+                                      CompileStats *stats) {
+  if (options.target != "cpu")
+    return err("target '" + options.target +
+               "' is not available yet; the supported target is 'cpu'");
+  ManifestBuilder builder(module, options);
+  auto compiled = builder.run();
+  if (!compiled)
+    return compiled.takeError();
+
+  if (options.weights == WeightMode::External) {
+    ArtifactWriter params;
+    json::Object index;
+    index["format"] = "kiln-params";
+    index["schema_version"] = 1;
+    index["tensors"] = std::move(compiled->paramIndex);
+    if (auto e = params.addSection(KILN_SECTION_MANIFEST, toJson(index), 3))
+      return e;
+    if (auto e = params.addSection(KILN_SECTION_WEIGHTS, compiled->params,
+                                   kWeightAlignmentLog2))
+      return e;
+    if (auto e = params.writeFile(options.paramsPath))
+      return e;
+    compiled->stats.paramsBytes = params.serialize().size();
+  }
+
+  ArtifactWriter writer;
+  std::string manifest = toJson(compiled->manifest);
+  if (auto e = writer.addSection(KILN_SECTION_MANIFEST, manifest, 3))
+    return e;
+  if (auto e = writer.addSection(KILN_SECTION_WEIGHTS, compiled->weights,
+                                 kWeightAlignmentLog2))
+    return e;
+  if (auto e = writer.writeFile(outputPath))
+    return e;
+  compiled->stats.artifactBytes = writer.serialize().size();
+  if (stats)
+    *stats = compiled->stats;
+  return llvm::Error::success();
+}

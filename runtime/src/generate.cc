@@ -1,0 +1,453 @@
+// Token generation on top of the executor: the session owns the KV cache
+// (each layer's past/present pair becomes a buffer it keeps between steps),
+// runs the prefill and then one decode step per token, and samples.
+//
+// Batching. When the graph takes an attention mask and explicit positions
+// (Hugging Face exports), sequences of any lengths share one batch: prompts
+// are left-padded, the mask hides the padding and positions count only real
+// tokens. Graphs that derive positions from the mask (onnxruntime-genai's
+// GroupQueryAttention) assume unpadded rows, so there sequences are batched
+// with others of the same prompt length, group by group.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <new>
+#include <random>
+#include <vector>
+
+#include "cpu/half.h"
+#include "model.h"
+
+struct kiln_generation_s {
+  std::vector<std::vector<int64_t>> tokens;
+  std::vector<kiln_stop_reason_t> reasons;
+  kiln_generation_stats_t stats{};
+};
+
+namespace kiln {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+/// Uniform double in [0, 1) from 53 random bits (the same on every platform,
+/// unlike std::uniform_real_distribution).
+double Uniform(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1.0p-53; }
+
+class Sampler {
+ public:
+  Sampler(const kiln_generate_options_t& o) : o_(o), rng_(o.seed) {}
+
+  int64_t Sample(const float* logits, int64_t vocab) {
+    if (o_.temperature <= 0.f || o_.top_k == 1) {
+      int64_t best = 0;
+      for (int64_t i = 1; i < vocab; ++i)
+        if (logits[i] > logits[best]) best = i;
+      return best;
+    }
+    // Candidates sorted by logit, truncated to top-k.
+    cand_.resize(size_t(vocab));
+    for (int64_t i = 0; i < vocab; ++i) cand_[size_t(i)] = {logits[i], i};
+    size_t k = o_.top_k > 0 ? std::min<size_t>(size_t(o_.top_k), cand_.size()) : cand_.size();
+    auto by_logit = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    std::partial_sort(cand_.begin(), cand_.begin() + long(k), cand_.end(), by_logit);
+    cand_.resize(k);
+    // Softmax at the temperature, in double for a stable cumulative sum.
+    probs_.resize(k);
+    double maxv = cand_[0].first, sum = 0;
+    for (size_t i = 0; i < k; ++i) {
+      probs_[i] = std::exp((double(cand_[i].first) - maxv) / double(o_.temperature));
+      sum += probs_[i];
+    }
+    // Top-p: the smallest prefix whose probability reaches top_p.
+    size_t keep = k;
+    if (o_.top_p < 1.f) {
+      double acc = 0;
+      for (size_t i = 0; i < k; ++i) {
+        acc += probs_[i] / sum;
+        if (acc >= double(o_.top_p)) {
+          keep = i + 1;
+          break;
+        }
+      }
+    }
+    double total = 0;
+    for (size_t i = 0; i < keep; ++i) total += probs_[i];
+    double u = Uniform(rng_) * total;
+    for (size_t i = 0; i < keep; ++i) {
+      u -= probs_[i];
+      if (u < 0) return cand_[i].second;
+    }
+    return cand_[keep - 1].second;
+  }
+
+ private:
+  const kiln_generate_options_t& o_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int64_t>> cand_;
+  std::vector<double> probs_;
+};
+
+/// Reads row `row` of a [B, S, V] logits tensor as f32.
+void LogitsRow(const Tensor& logits, int64_t b, int64_t s, std::vector<float>& out) {
+  int64_t S = logits.shape[1], V = logits.shape[2];
+  int64_t base = (b * S + s) * V;
+  out.resize(size_t(V));
+  switch (logits.dtype) {
+    case KILN_DTYPE_F32:
+      std::memcpy(out.data(), logits.as<float>() + base, size_t(V) * sizeof(float));
+      break;
+    case KILN_DTYPE_F16:
+      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = HalfToFloat(logits.as<uint16_t>()[base + i]);
+      break;
+    case KILN_DTYPE_BF16:
+      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = BF16ToFloat(logits.as<uint16_t>()[base + i]);
+      break;
+    default:
+      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = float(logits.as<double>()[base + i]);
+      break;
+  }
+}
+
+struct Group {
+  std::vector<size_t> seqs;  // indices into the call's batch
+};
+
+class Generator {
+ public:
+  Generator(kiln_session_s* s, const kiln_generate_options_t& o, kiln_generation_s* g)
+      : s_(s), e_(*s->executor), m_(e_.manifest()), o_(o), g_(g), sampler_(o) {}
+
+  kiln_status_t Run(const int64_t* const* prompts, const size_t* lens, size_t batch);
+
+ private:
+  kiln_status_t RunGroup(const Group& group, const int64_t* const* prompts, const size_t* lens);
+  kiln_status_t Step(size_t B, int64_t S);
+
+  kiln_session_s* s_;
+  Executor& e_;
+  const Manifest& m_;
+  const kiln_generate_options_t& o_;
+  kiln_generation_s* g_;
+  Sampler sampler_;
+  std::vector<int64_t> eos_;
+  Clock::time_point start_;
+  bool first_token_ = true;
+  std::vector<double> step_ms_;
+  size_t decode_tokens_ = 0;
+
+  // Per-step input storage.
+  std::vector<int64_t> ids_, mask_, positions_;
+  std::vector<AlignedBuffer> cache_;  // 2 per layer: key, value
+  std::vector<Tensor> inputs_;
+  std::vector<float> row_;
+};
+
+kiln_status_t Generator::Step(size_t B, int64_t S) {
+  const ModelDesc& md = m_.model;
+  int64_t past = int64_t(mask_.size() / std::max<size_t>(B, 1)) - S;
+  inputs_.assign(m_.inputs.size(), Tensor{});
+  auto bind = [&](int index, kiln_dtype_t dtype, Dims shape, void* data) {
+    Tensor& t = inputs_[size_t(index)];
+    t.dtype = dtype;
+    t.shape = shape;
+    t.data = data;
+  };
+  bind(m_.input_ids, KILN_DTYPE_I64, {int64_t(B), S}, ids_.data());
+  if (m_.attention_mask >= 0)
+    bind(m_.attention_mask, m_.inputs[size_t(m_.attention_mask)].dtype,
+         {int64_t(B), past + S}, mask_.data());
+  if (m_.position_ids >= 0)
+    bind(m_.position_ids, KILN_DTYPE_I64, {int64_t(B), S}, positions_.data());
+  for (int l = 0; l < md.num_layers; ++l) {
+    const IoDesc& k = m_.inputs[size_t(m_.past_key[size_t(l)])];
+    const IoDesc& v = m_.inputs[size_t(m_.past_value[size_t(l)])];
+    bind(m_.past_key[size_t(l)], k.dtype, {int64_t(B), md.kv_heads, past, md.head_dim},
+         cache_[size_t(2 * l)].data());
+    bind(m_.past_value[size_t(l)], v.dtype, {int64_t(B), md.kv_heads, past, md.v_head_dim},
+         cache_[size_t(2 * l + 1)].data());
+  }
+  KILN_RETURN_IF_ERROR(e_.Run(inputs_.data(), inputs_.size()));
+  // The presents become the next step's pasts.
+  for (int l = 0; l < md.num_layers; ++l) {
+    KILN_RETURN_IF_ERROR(e_.TakeOutput(size_t(m_.present_key[size_t(l)]), cache_[size_t(2 * l)]));
+    KILN_RETURN_IF_ERROR(
+        e_.TakeOutput(size_t(m_.present_value[size_t(l)]), cache_[size_t(2 * l + 1)]));
+    const Tensor& pk = e_.Output(size_t(m_.present_key[size_t(l)]));
+    if (pk.shape.rank != 4 || pk.shape[0] != int64_t(B) || pk.shape[2] != past + S)
+      return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                              "present key of layer %d has shape %s; generation expects "
+                              "[%zu, %lld, %lld, %lld]",
+                              l, pk.shape.str().c_str(), B, (long long)md.kv_heads,
+                              (long long)(past + S), (long long)md.head_dim);
+  }
+  return nullptr;
+}
+
+kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prompts,
+                                  const size_t* lens) {
+  const ModelDesc& md = m_.model;
+  const size_t B = group.seqs.size();
+  size_t P = 0;
+  for (size_t i : group.seqs) P = std::max(P, lens[i]);
+  const int64_t pad = md.pad >= 0 ? md.pad : 0;
+
+  // Prefill: left-padded prompts.
+  ids_.assign(B * P, pad);
+  mask_.assign(B * P, 0);
+  positions_.assign(B * P, 1);
+  std::vector<int64_t> real(B);
+  for (size_t b = 0; b < B; ++b) {
+    size_t len = lens[group.seqs[b]], off = P - len;
+    for (size_t t = 0; t < len; ++t) {
+      ids_[b * P + off + t] = prompts[group.seqs[b]][t];
+      mask_[b * P + off + t] = 1;
+      positions_[b * P + off + t] = int64_t(t);
+    }
+    real[b] = int64_t(len);
+  }
+  for (AlignedBuffer& c : cache_) c.Reserve(64);
+  std::vector<bool> done(B, false);
+  Clock::time_point t0 = Clock::now();
+  KILN_RETURN_IF_ERROR(Step(B, int64_t(P)));
+  Clock::time_point t1 = Clock::now();
+  g_->stats.prefill_ms += Ms(t0, t1);
+
+  size_t step = 0;
+  int64_t S = int64_t(P);
+  for (;;) {
+    const Tensor& logits = e_.Output(size_t(m_.logits));
+    if (logits.shape.rank != 3 || logits.shape[0] != int64_t(B) || logits.shape[1] != S ||
+        logits.shape[2] != md.vocab_size)
+      return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                              "logits have shape %s; generation expects [%zu, %lld, %lld]",
+                              logits.shape.str().c_str(), B, (long long)S,
+                              (long long)md.vocab_size);
+    // Sample one token per live sequence from its last position.
+    std::vector<int64_t> next(B, pad);
+    for (size_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      size_t seq = group.seqs[b];
+      LogitsRow(logits, int64_t(b), S - 1, row_);
+      int64_t token = sampler_.Sample(row_.data(), md.vocab_size);
+      next[b] = token;
+      if (first_token_) {
+        g_->stats.time_to_first_token_ms = Ms(start_, Clock::now());
+        first_token_ = false;
+      }
+      g_->tokens[seq].push_back(token);
+      if (step > 0) ++decode_tokens_;
+      if (o_.callback && o_.callback(o_.user_data, seq, token, step) != 0) {
+        g_->reasons[seq] = KILN_STOP_CALLBACK;
+        done[b] = true;
+      } else if (!o_.ignore_eos && std::find(eos_.begin(), eos_.end(), token) != eos_.end()) {
+        g_->reasons[seq] = KILN_STOP_EOS;
+        done[b] = true;
+      } else if (g_->tokens[seq].size() >= size_t(o_.max_new_tokens)) {
+        g_->reasons[seq] = KILN_STOP_MAX_TOKENS;
+        done[b] = true;
+      }
+    }
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+
+    // Decode step: one token per sequence; finished ones ride along.
+    size_t T = mask_.size() / B;
+    std::vector<int64_t> mask(B * (T + 1));
+    for (size_t b = 0; b < B; ++b) {
+      std::memcpy(&mask[b * (T + 1)], &mask_[b * T], T * sizeof(int64_t));
+      mask[b * (T + 1) + T] = 1;
+    }
+    mask_.swap(mask);
+    ids_.assign(next.begin(), next.end());
+    positions_.resize(B);
+    for (size_t b = 0; b < B; ++b) positions_[b] = real[b]++;
+    S = 1;
+    Clock::time_point a = Clock::now();
+    KILN_RETURN_IF_ERROR(Step(B, 1));
+    Clock::time_point z = Clock::now();
+    step_ms_.push_back(Ms(a, z));
+    g_->stats.decode_ms += Ms(a, z);
+    ++g_->stats.decode_steps;
+    ++step;
+  }
+  return nullptr;
+}
+
+kiln_status_t Generator::Run(const int64_t* const* prompts, const size_t* lens, size_t batch) {
+  const ModelDesc& md = m_.model;
+  start_ = Clock::now();
+  if (o_.eos_token_ids && o_.eos_count)
+    eos_.assign(o_.eos_token_ids, o_.eos_token_ids + o_.eos_count);
+  else
+    eos_ = md.eos;
+  // The mask input may be of any integer dtype; generation fills int64 only.
+  if (m_.attention_mask >= 0 && m_.inputs[size_t(m_.attention_mask)].dtype != KILN_DTYPE_I64)
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "generation fills an int64 attention_mask; this model's is %s",
+                            kiln_dtype_name(m_.inputs[size_t(m_.attention_mask)].dtype));
+  for (size_t i = 0; i < m_.inputs.size(); ++i) {
+    const std::string& r = m_.inputs[i].role;
+    if (r != "input_ids" && r != "attention_mask" && r != "position_ids" && r != "past_key" &&
+        r != "past_value")
+      return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                              "input '%s' has no role in generation",
+                              m_.inputs[i].name.c_str());
+  }
+  cache_ = std::vector<AlignedBuffer>(size_t(2 * md.num_layers));
+  g_->tokens.assign(batch, {});
+  g_->reasons.assign(batch, KILN_STOP_MAX_TOKENS);
+
+  std::vector<Group> groups;
+  if (md.left_padding) {
+    groups.emplace_back();
+    for (size_t i = 0; i < batch; ++i) groups[0].seqs.push_back(i);
+  } else {
+    std::map<size_t, size_t> by_len;
+    for (size_t i = 0; i < batch; ++i) {
+      auto [it, fresh] = by_len.emplace(lens[i], groups.size());
+      if (fresh) groups.emplace_back();
+      groups[it->second].seqs.push_back(i);
+    }
+  }
+  for (const Group& g : groups) KILN_RETURN_IF_ERROR(RunGroup(g, prompts, lens));
+
+  kiln_generation_stats_t& st = g_->stats;
+  for (const auto& t : g_->tokens) st.generated_tokens += t.size();
+  double total = st.prefill_ms + st.decode_ms;
+  st.tokens_per_second = total > 0 ? double(st.generated_tokens) * 1000.0 / total : 0;
+  st.decode_tokens_per_second = st.decode_ms > 0 ? double(decode_tokens_) * 1000.0 / st.decode_ms : 0;
+  if (!step_ms_.empty()) {
+    std::vector<double> s = step_ms_;
+    std::sort(s.begin(), s.end());
+    st.step_ms_p50 = s[s.size() / 2];
+    st.step_ms_p90 = s[std::min(s.size() - 1, s.size() * 9 / 10)];
+    st.step_ms_max = s.back();
+  }
+  return nullptr;
+}
+
+}  // namespace
+}  // namespace kiln
+
+extern "C" {
+
+void kiln_generate_options_init(kiln_generate_options_t* options) {
+  if (!options) return;
+  std::memset(options, 0, sizeof(*options));
+  options->struct_size = sizeof(*options);
+  options->max_new_tokens = 32;
+  options->top_p = 1.f;
+}
+
+kiln_status_t kiln_session_generate(kiln_session_t session, const int64_t* const* prompts,
+                                    const size_t* prompt_lengths, size_t batch,
+                                    const kiln_generate_options_t* options,
+                                    kiln_generation_t* out_generation) {
+  if (out_generation) *out_generation = nullptr;
+  if (!session || !prompts || !prompt_lengths || !out_generation)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "session, prompts, prompt_lengths and out_generation must not "
+                            "be NULL");
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  if (options) {
+    if (options->struct_size < sizeof(size_t) || options->struct_size > sizeof(o))
+      return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                              "kiln_generate_options_t.struct_size is %zu; initialize the "
+                              "options with kiln_generate_options_init",
+                              options->struct_size);
+    std::memcpy(&o, options, options->struct_size);
+  }
+  const kiln::Manifest& m = session->model->manifest;
+  if (!m.model.generation)
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "this model cannot drive generation: %s",
+                            m.model.generation_unsupported.empty()
+                                ? "its graph lacks the roles generation needs"
+                                : m.model.generation_unsupported.c_str());
+  if (batch == 0)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "the batch is empty");
+  if (o.max_new_tokens <= 0)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "max_new_tokens is %d; it must be > 0",
+                            o.max_new_tokens);
+  if (!(o.temperature >= 0.f) || !std::isfinite(o.temperature) || o.top_k < 0 ||
+      !(o.top_p > 0.f && o.top_p <= 1.f))
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "sampling options out of range: temperature %g (>= 0), top_k %d "
+                            "(>= 0), top_p %g (in (0, 1])",
+                            double(o.temperature), o.top_k, double(o.top_p));
+  if (o.eos_count && !o.eos_token_ids)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "eos_count %zu with no eos_token_ids",
+                            o.eos_count);
+  const int64_t vocab = m.model.vocab_size;
+  size_t longest = 0;
+  for (size_t i = 0; i < batch; ++i) {
+    if (!prompts[i] || prompt_lengths[i] == 0)
+      return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "prompt %zu is empty", i);
+    for (size_t t = 0; t < prompt_lengths[i]; ++t)
+      if (prompts[i][t] < 0 || prompts[i][t] >= vocab)
+        return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                                "prompt %zu: token %zu is %lld, outside the vocabulary [0, %lld)",
+                                i, t, (long long)prompts[i][t], (long long)vocab);
+    longest = std::max(longest, prompt_lengths[i]);
+  }
+  int64_t need = int64_t(longest) + o.max_new_tokens;
+  if (need > session->max_sequence_length)
+    return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                            "the KV cache holds %lld tokens per sequence; a prompt of %zu plus "
+                            "%d new tokens needs %lld",
+                            (long long)session->max_sequence_length, longest, o.max_new_tokens,
+                            (long long)need);
+  auto* gen = new (std::nothrow) kiln_generation_s;
+  if (!gen) return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  kiln::Generator g(session, o, gen);
+  kiln_status_t s = g.Run(prompts, prompt_lengths, batch);
+  if (s) {
+    delete gen;
+    return s;
+  }
+  *out_generation = gen;
+  return nullptr;
+}
+
+void kiln_generation_release(kiln_generation_t generation) { delete generation; }
+
+size_t kiln_generation_sequence_count(kiln_generation_t generation) {
+  return generation ? generation->tokens.size() : 0;
+}
+
+kiln_status_t kiln_generation_sequence(kiln_generation_t generation, size_t index,
+                                       const int64_t** out_tokens, size_t* out_count,
+                                       kiln_stop_reason_t* out_reason) {
+  if (out_tokens) *out_tokens = nullptr;
+  if (out_count) *out_count = 0;
+  if (!generation || !out_tokens || !out_count)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "generation, out_tokens and out_count must not be NULL");
+  if (index >= generation->tokens.size())
+    return KILN_MAKE_STATUS(KILN_STATUS_OUT_OF_RANGE, "sequence %zu of %zu", index,
+                            generation->tokens.size());
+  *out_tokens = generation->tokens[index].data();
+  *out_count = generation->tokens[index].size();
+  if (out_reason) *out_reason = generation->reasons[index];
+  return nullptr;
+}
+
+kiln_status_t kiln_generation_stats(kiln_generation_t generation,
+                                    kiln_generation_stats_t* out_stats) {
+  if (out_stats) std::memset(out_stats, 0, sizeof(*out_stats));
+  if (!generation || !out_stats)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "generation and out_stats must not be NULL");
+  *out_stats = generation->stats;
+  return nullptr;
+}
+
+}  // extern "C"

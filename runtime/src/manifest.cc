@@ -1,0 +1,482 @@
+// Decoding and validating the manifest. nlohmann/json is used without
+// exceptions, so every access checks the type first: a malformed manifest
+// yields DATA_LOSS naming the field, never an abort.
+#include "manifest.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdarg>
+#include <cstdio>
+#include <map>
+
+namespace kiln {
+
+namespace {
+
+using json = nlohmann::json;
+
+kiln_status_t Corrupt(const std::string& where, const char* format, ...)
+    KILN_PRINTF_FORMAT(2, 3);
+kiln_status_t Corrupt(const std::string& where, const char* format, ...) {
+  char message[512];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(message, sizeof(message), format, args);
+  va_end(args);
+  return kiln_status_allocate(KILN_STATUS_DATA_LOSS, nullptr, 0,
+                              "corrupt manifest: %s: %s", where.c_str(), message);
+}
+
+const json* Field(const json& obj, const char* key) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+kiln_status_t GetInt(const json& obj, const char* key, const std::string& where,
+                     int64_t* out, bool required = true, int64_t def = 0) {
+  const json* f = Field(obj, key);
+  if (!f) {
+    if (!required) {
+      *out = def;
+      return nullptr;
+    }
+    return Corrupt(where, "missing integer '%s'", key);
+  }
+  if (!f->is_number_integer()) return Corrupt(where, "'%s' is not an integer", key);
+  *out = f->get<int64_t>();
+  return nullptr;
+}
+
+kiln_status_t GetString(const json& obj, const char* key, const std::string& where,
+                        std::string* out, bool required = true) {
+  const json* f = Field(obj, key);
+  if (!f) {
+    if (!required) return nullptr;
+    return Corrupt(where, "missing string '%s'", key);
+  }
+  if (!f->is_string()) return Corrupt(where, "'%s' is not a string", key);
+  *out = f->get<std::string>();
+  return nullptr;
+}
+
+kiln_status_t GetDtype(const json& obj, const char* key, const std::string& where,
+                       kiln_dtype_t* out) {
+  std::string name;
+  KILN_RETURN_IF_ERROR(GetString(obj, key, where, &name));
+  kiln_status_t s = kiln_dtype_from_name(name.c_str(), out);
+  if (s) {
+    kiln_status_free(s);
+    return Corrupt(where, "'%s' names no dtype ('%s')", key, name.c_str());
+  }
+  return nullptr;
+}
+
+kiln_status_t GetDims(const json& obj, const char* key, const std::string& where,
+                      Dims* out, bool allow_dynamic) {
+  const json* f = Field(obj, key);
+  if (!f || !f->is_array()) return Corrupt(where, "missing array '%s'", key);
+  if (f->size() > size_t(kMaxRank))
+    return Corrupt(where, "'%s' has rank %zu; this runtime supports up to %d", key,
+                   f->size(), kMaxRank);
+  out->rank = 0;
+  for (const json& d : *f) {
+    if (!d.is_number_integer()) return Corrupt(where, "'%s' holds a non-integer", key);
+    int64_t v = d.get<int64_t>();
+    if (v < (allow_dynamic ? -1 : 0))
+      return Corrupt(where, "'%s' holds the dimension %lld", key, (long long)v);
+    out->push_back(v);
+  }
+  return nullptr;
+}
+
+kiln_status_t GetIntList(const json& obj, const char* key, const std::string& where,
+                         std::vector<int64_t>* out) {
+  const json* f = Field(obj, key);
+  if (!f) return nullptr;
+  if (!f->is_array()) return Corrupt(where, "'%s' is not an array", key);
+  for (const json& d : *f) {
+    if (!d.is_number_integer()) return Corrupt(where, "'%s' holds a non-integer", key);
+    out->push_back(d.get<int64_t>());
+  }
+  return nullptr;
+}
+
+kiln_status_t ParseAttrs(const json& obj, const std::string& where, Attrs* out) {
+  if (!obj.is_object()) return Corrupt(where, "'attrs' is not an object");
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const json& v = it.value();
+    AttrValue a;
+    if (v.is_boolean()) {
+      a.kind = AttrValue::kBool;
+      a.i = v.get<bool>();
+    } else if (v.is_number_integer()) {
+      a.kind = AttrValue::kInt;
+      a.i = v.get<int64_t>();
+    } else if (v.is_number()) {
+      a.kind = AttrValue::kFloat;
+      a.f = v.get<double>();
+    } else if (v.is_string()) {
+      a.kind = AttrValue::kString;
+      a.s = v.get<std::string>();
+    } else if (v.is_array()) {
+      bool all_int = true;
+      for (const json& x : v) {
+        if (!x.is_number()) return Corrupt(where, "attribute '%s' holds a non-number", it.key().c_str());
+        all_int &= x.is_number_integer();
+      }
+      if (all_int) {
+        a.kind = AttrValue::kInts;
+        for (const json& x : v) a.ints.push_back(x.get<int64_t>());
+      } else {
+        a.kind = AttrValue::kFloats;
+        for (const json& x : v) a.floats.push_back(x.get<double>());
+      }
+    } else {
+      return Corrupt(where, "attribute '%s' has an unsupported kind", it.key().c_str());
+    }
+    out->Set(it.key(), std::move(a));
+  }
+  return nullptr;
+}
+
+kiln_status_t ParseIo(const json& list, const char* key, size_t value_count,
+                      std::vector<IoDesc>* out) {
+  if (!list.is_array()) return Corrupt(key, "not an array");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& o = list[i];
+    std::string where = std::string(key) + "[" + std::to_string(i) + "]";
+    IoDesc io;
+    int64_t value, layer;
+    KILN_RETURN_IF_ERROR(GetString(o, "name", where, &io.name));
+    KILN_RETURN_IF_ERROR(GetInt(o, "value", where, &value));
+    if (value < 0 || size_t(value) >= value_count)
+      return Corrupt(where, "value %lld out of range", (long long)value);
+    io.value = int(value);
+    KILN_RETURN_IF_ERROR(GetDtype(o, "dtype", where, &io.dtype));
+    KILN_RETURN_IF_ERROR(GetDims(o, "shape", where, &io.shape, true));
+    KILN_RETURN_IF_ERROR(GetString(o, "role", where, &io.role));
+    KILN_RETURN_IF_ERROR(GetInt(o, "layer", where, &layer, false, -1));
+    io.layer = int(layer);
+    io.dims.assign(size_t(io.shape.rank), "");
+    if (const json* d = Field(o, "dims")) {
+      if (!d->is_array() || d->size() != size_t(io.shape.rank))
+        return Corrupt(where, "'dims' does not name every dimension");
+      for (size_t k = 0; k < d->size(); ++k) {
+        if (!(*d)[k].is_string()) return Corrupt(where, "'dims' holds a non-string");
+        io.dims[k] = (*d)[k].get<std::string>();
+      }
+    }
+    out->push_back(std::move(io));
+  }
+  // dim_ptrs point into the final vector's strings.
+  for (IoDesc& io : *out) {
+    io.dim_ptrs.clear();
+    for (const std::string& s : io.dims) io.dim_ptrs.push_back(s.c_str());
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
+  json root = json::parse(text, text + size, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object())
+    return Corrupt("manifest", "not a JSON object");
+  std::string format;
+  KILN_RETURN_IF_ERROR(GetString(root, "format", "manifest", &format));
+  if (format != "kiln-manifest")
+    return Corrupt("manifest", "format is '%s', not 'kiln-manifest'", format.c_str());
+  int64_t schema;
+  KILN_RETURN_IF_ERROR(GetInt(root, "schema_version", "manifest", &schema));
+  if (schema != kManifestSchemaVersion)
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "manifest schema version %lld; this runtime reads version %d",
+                            (long long)schema, kManifestSchemaVersion);
+  KILN_RETURN_IF_ERROR(GetString(root, "target", "manifest", &m->target));
+  if (m->target != "cpu")
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "the artifact targets '%s'; this runtime runs 'cpu'",
+                            m->target.c_str());
+  if (const json* src = Field(root, "source"))
+    GetString(*src, "producer", "source", &m->producer, false);
+
+  // Weights.
+  const json* weights = Field(root, "weights");
+  if (!weights || !weights->is_array()) return Corrupt("manifest", "missing array 'weights'");
+  for (size_t i = 0; i < weights->size(); ++i) {
+    const json& o = (*weights)[i];
+    std::string where = "weights[" + std::to_string(i) + "]";
+    WeightDesc w;
+    int64_t size, offset;
+    std::string location, kind;
+    KILN_RETURN_IF_ERROR(GetString(o, "name", where, &w.name));
+    KILN_RETURN_IF_ERROR(GetDtype(o, "dtype", where, &w.dtype));
+    KILN_RETURN_IF_ERROR(GetDims(o, "shape", where, &w.shape, false));
+    KILN_RETURN_IF_ERROR(GetInt(o, "size", where, &size));
+    KILN_RETURN_IF_ERROR(GetString(o, "location", where, &location));
+    KILN_RETURN_IF_ERROR(GetString(o, "kind", where, &kind));
+    w.constant = kind == "constant";
+    if (size < 0 || uint64_t(size) != StorageBytes(w.dtype, w.shape))
+      return Corrupt(where, "size %lld does not match %s %s", (long long)size,
+                     kiln_dtype_name(w.dtype), w.shape.str().c_str());
+    w.size = uint64_t(size);
+    if (location == "embedded") {
+      w.location = WeightDesc::kEmbedded;
+    } else if (location == "params") {
+      w.location = WeightDesc::kParams;
+    } else if (location == "file") {
+      w.location = WeightDesc::kFile;
+      KILN_RETURN_IF_ERROR(GetString(o, "file", where, &w.file));
+      if (w.file.empty() || w.file[0] == '/' || w.file.find("..") != std::string::npos)
+        return Corrupt(where, "file '%s' is not a path inside the model's folder",
+                       w.file.c_str());
+    } else {
+      return Corrupt(where, "unknown location '%s'", location.c_str());
+    }
+    if (w.location != WeightDesc::kParams) {
+      KILN_RETURN_IF_ERROR(GetInt(o, "offset", where, &offset));
+      if (offset < 0) return Corrupt(where, "negative offset");
+      w.offset = uint64_t(offset);
+    }
+    m->weights.push_back(std::move(w));
+  }
+
+  // Values.
+  const json* values = Field(root, "values");
+  if (!values || !values->is_array()) return Corrupt("manifest", "missing array 'values'");
+  const json* plan = Field(root, "memory_plan");
+  if (!plan) return Corrupt("manifest", "missing 'memory_plan'");
+  int64_t slots;
+  KILN_RETURN_IF_ERROR(GetInt(*plan, "arena_bytes", "memory_plan", &m->arena_bytes));
+  KILN_RETURN_IF_ERROR(GetInt(*plan, "alignment", "memory_plan", &m->alignment));
+  KILN_RETURN_IF_ERROR(GetInt(*plan, "slots", "memory_plan", &slots));
+  if (m->arena_bytes < 0 || m->arena_bytes > (int64_t(1) << 40) || slots < 0 ||
+      slots > 1000000 || m->alignment < 1 || m->alignment > 4096 ||
+      (m->alignment & (m->alignment - 1)))
+    return Corrupt("memory_plan", "arena, slots or alignment out of range");
+  m->slots = int(slots);
+  const size_t n = values->size();
+  for (size_t i = 0; i < n; ++i) {
+    const json& o = (*values)[i];
+    std::string where = "values[" + std::to_string(i) + "]";
+    ValueDesc v;
+    std::string kind;
+    KILN_RETURN_IF_ERROR(GetString(o, "kind", where, &kind));
+    KILN_RETURN_IF_ERROR(GetDtype(o, "dtype", where, &v.dtype));
+    KILN_RETURN_IF_ERROR(GetDims(o, "shape", where, &v.shape, true));
+    if (kind == "input") {
+      v.kind = ValueDesc::kInput;
+    } else if (kind == "weight") {
+      int64_t w;
+      v.kind = ValueDesc::kWeight;
+      KILN_RETURN_IF_ERROR(GetInt(o, "weight", where, &w));
+      if (w < 0 || size_t(w) >= m->weights.size())
+        return Corrupt(where, "weight %lld out of range", (long long)w);
+      v.weight = int(w);
+      const WeightDesc& wd = m->weights[size_t(w)];
+      if (wd.dtype != v.dtype || wd.shape != v.shape)
+        return Corrupt(where, "type differs from weight '%s'", wd.name.c_str());
+    } else if (kind == "temp") {
+      v.kind = ValueDesc::kTemp;
+      int64_t x;
+      if (Field(o, "offset")) {
+        KILN_RETURN_IF_ERROR(GetInt(o, "offset", where, &x));
+        for (int k = 0; k < v.shape.rank; ++k)
+          if (v.shape[k] < 0) return Corrupt(where, "a dynamic value placed in the arena");
+        uint64_t bytes = StorageBytes(v.dtype, v.shape);
+        if (x < 0 || x % m->alignment || uint64_t(x) + bytes > uint64_t(m->arena_bytes))
+          return Corrupt(where, "arena offset %lld (+%llu bytes) outside the %lld-byte arena",
+                         (long long)x, (unsigned long long)bytes, (long long)m->arena_bytes);
+        v.offset = x;
+      } else if (Field(o, "slot")) {
+        KILN_RETURN_IF_ERROR(GetInt(o, "slot", where, &x));
+        if (x < 0 || x >= slots) return Corrupt(where, "slot %lld out of range", (long long)x);
+        v.slot = int(x);
+      } else if (Field(o, "view_of")) {
+        KILN_RETURN_IF_ERROR(GetInt(o, "view_of", where, &x));
+        if (x < 0 || size_t(x) >= i) return Corrupt(where, "view_of %lld is not an earlier value", (long long)x);
+        v.view_of = int(x);
+      } else {
+        return Corrupt(where, "a temporary without a placement");
+      }
+    } else if (kind == "qtensor") {
+      v.kind = ValueDesc::kQTensor;
+      int64_t d, s, z = -1;
+      KILN_RETURN_IF_ERROR(GetInt(o, "data", where, &d));
+      KILN_RETURN_IF_ERROR(GetInt(o, "scales", where, &s));
+      const json* zp = Field(o, "zero_points");
+      if (zp && !zp->is_null()) KILN_RETURN_IF_ERROR(GetInt(o, "zero_points", where, &z));
+      for (int64_t c : {d, s, z})
+        if (c >= int64_t(i) || c < -1 || (c == -1 && c != z) || d < 0 || s < 0)
+          return Corrupt(where, "component %lld is not an earlier value", (long long)c);
+      for (int64_t c : {d, s, z})
+        if (c >= 0 && m->values[size_t(c)].kind == ValueDesc::kQTensor)
+          return Corrupt(where, "component %lld is itself quantized", (long long)c);
+      v.q_data = int(d);
+      v.q_scales = int(s);
+      v.q_zero = int(z);
+      KILN_RETURN_IF_ERROR(GetDims(o, "block", where, &v.block, false));
+      KILN_RETURN_IF_ERROR(GetDtype(o, "expressed", where, &v.expressed));
+      if (v.block.rank != v.shape.rank) return Corrupt(where, "block rank differs from shape");
+    } else {
+      return Corrupt(where, "unknown kind '%s'", kind.c_str());
+    }
+    m->values.push_back(std::move(v));
+  }
+
+  // Inputs and outputs.
+  const json* inputs = Field(root, "inputs");
+  const json* outputs = Field(root, "outputs");
+  if (!inputs || !outputs) return Corrupt("manifest", "missing 'inputs' or 'outputs'");
+  KILN_RETURN_IF_ERROR(ParseIo(*inputs, "inputs", n, &m->inputs));
+  KILN_RETURN_IF_ERROR(ParseIo(*outputs, "outputs", n, &m->outputs));
+  for (size_t i = 0; i < m->inputs.size(); ++i) {
+    const IoDesc& io = m->inputs[i];
+    const ValueDesc& v = m->values[size_t(io.value)];
+    if (v.kind != ValueDesc::kInput || v.dtype != io.dtype || v.shape != io.shape)
+      return Corrupt("inputs[" + std::to_string(i) + "]", "does not match its value");
+  }
+  for (size_t i = 0; i < m->outputs.size(); ++i) {
+    const IoDesc& io = m->outputs[i];
+    const ValueDesc& v = m->values[size_t(io.value)];
+    if (v.kind == ValueDesc::kQTensor || v.dtype != io.dtype)
+      return Corrupt("outputs[" + std::to_string(i) + "]", "does not match its value");
+  }
+
+  // Launches, in order: each reads only values defined before it.
+  const json* launches = Field(root, "launches");
+  if (!launches || !launches->is_array()) return Corrupt("manifest", "missing array 'launches'");
+  std::vector<bool> defined(n, false);
+  for (size_t i = 0; i < n; ++i)
+    defined[i] = m->values[i].kind == ValueDesc::kInput || m->values[i].kind == ValueDesc::kWeight;
+  auto qdefined = [&](size_t v) {
+    const ValueDesc& d = m->values[v];
+    if (d.kind != ValueDesc::kQTensor) return bool(defined[v]);
+    return defined[size_t(d.q_data)] && defined[size_t(d.q_scales)] &&
+           (d.q_zero < 0 || defined[size_t(d.q_zero)]);
+  };
+  for (size_t i = 0; i < launches->size(); ++i) {
+    const json& o = (*launches)[i];
+    std::string where = "launches[" + std::to_string(i) + "]";
+    LaunchDesc l;
+    KILN_RETURN_IF_ERROR(GetString(o, "op", where, &l.op));
+    GetString(o, "loc", where, &l.loc, false);
+    where += " (kiln." + l.op + (l.loc.empty() ? "" : " at '" + l.loc + "'") + ")";
+    const json* in = Field(o, "in");
+    const json* out = Field(o, "out");
+    if (!in || !in->is_array() || !out || !out->is_array())
+      return Corrupt(where, "missing 'in' or 'out'");
+    for (const json& x : *in) {
+      if (x.is_null()) {
+        l.in.push_back(-1);
+        continue;
+      }
+      if (!x.is_number_integer()) return Corrupt(where, "an operand is not a value index");
+      int64_t v = x.get<int64_t>();
+      if (v < 0 || size_t(v) >= n || !qdefined(size_t(v)))
+        return Corrupt(where, "operand %lld is not defined before the launch", (long long)v);
+      l.in.push_back(int(v));
+    }
+    for (const json& x : *out) {
+      if (!x.is_number_integer()) return Corrupt(where, "a result is not a value index");
+      int64_t v = x.get<int64_t>();
+      if (v < 0 || size_t(v) >= n || defined[size_t(v)] ||
+          m->values[size_t(v)].kind != ValueDesc::kTemp)
+        return Corrupt(where, "result %lld is not a fresh temporary", (long long)v);
+      defined[size_t(v)] = true;
+      l.out.push_back(int(v));
+    }
+    if (const json* a = Field(o, "attrs")) KILN_RETURN_IF_ERROR(ParseAttrs(*a, where, &l.attrs));
+    if (const json* al = Field(o, "alias")) {
+      if (!al->is_array()) return Corrupt(where, "'alias' is not an array");
+      for (const json& p : *al) {
+        if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() ||
+            !p[1].is_number_integer())
+          return Corrupt(where, "'alias' holds a malformed pair");
+        int64_t oi = p[0].get<int64_t>(), ii = p[1].get<int64_t>();
+        if (oi < 0 || size_t(oi) >= l.out.size() || ii < 0 || size_t(ii) >= l.in.size() ||
+            l.in[size_t(ii)] < 0)
+          return Corrupt(where, "'alias' pair out of range");
+        l.alias.push_back({int(oi), int(ii)});
+      }
+    }
+    l.fn = LookupCpuKernel(l.op);
+    if (!l.fn)
+      return KILN_MAKE_STATUS(KILN_STATUS_UNIMPLEMENTED,
+                              "%s: this runtime has no CPU kernel for kiln.%s",
+                              where.c_str(), l.op.c_str());
+    m->launches.push_back(std::move(l));
+  }
+  for (size_t i = 0; i < m->outputs.size(); ++i)
+    if (!qdefined(size_t(m->outputs[i].value)))
+      return Corrupt("outputs[" + std::to_string(i) + "]", "is never computed");
+  // A view must name storage computed before it; temporaries that are views
+  // of views resolve at run time, one level at a time.
+
+  // Model facts.
+  const json* model = Field(root, "model");
+  if (!model) return Corrupt("manifest", "missing 'model'");
+  ModelDesc& md = m->model;
+  if (const json* g = Field(*model, "generation"); g && g->is_boolean()) md.generation = g->get<bool>();
+  GetString(*model, "generation_unsupported", "model", &md.generation_unsupported, false);
+  KILN_RETURN_IF_ERROR(GetInt(*model, "vocab_size", "model", &md.vocab_size, false, -1));
+  KILN_RETURN_IF_ERROR(GetIntList(*model, "eos_token_ids", "model", &md.eos));
+  KILN_RETURN_IF_ERROR(GetInt(*model, "bos_token_id", "model", &md.bos, false, -1));
+  KILN_RETURN_IF_ERROR(GetInt(*model, "pad_token_id", "model", &md.pad, false, -1));
+  KILN_RETURN_IF_ERROR(
+      GetInt(*model, "max_sequence_length", "model", &md.max_sequence_length, false, 2048));
+  std::string padding;
+  GetString(*model, "padding", "model", &padding, false);
+  md.left_padding = padding == "left";
+  if (const json* kv = Field(*model, "kv_cache")) {
+    int64_t layers;
+    KILN_RETURN_IF_ERROR(GetInt(*kv, "layers", "model.kv_cache", &layers));
+    KILN_RETURN_IF_ERROR(GetInt(*kv, "kv_heads", "model.kv_cache", &md.kv_heads));
+    KILN_RETURN_IF_ERROR(GetInt(*kv, "head_dim", "model.kv_cache", &md.head_dim));
+    KILN_RETURN_IF_ERROR(GetInt(*kv, "v_head_dim", "model.kv_cache", &md.v_head_dim));
+    KILN_RETURN_IF_ERROR(GetDtype(*kv, "dtype", "model.kv_cache", &md.kv_dtype));
+    if (layers < 0 || layers > 100000 || md.kv_heads <= 0 || md.head_dim <= 0 ||
+        md.v_head_dim <= 0)
+      return Corrupt("model.kv_cache", "geometry out of range");
+    md.num_layers = int(layers);
+  }
+  if (const json* p = Field(root, "params")) {
+    KILN_RETURN_IF_ERROR(GetString(*p, "file", "params", &m->params_file));
+  }
+
+  // Roles for generation.
+  m->past_key.assign(size_t(md.num_layers), -1);
+  m->past_value.assign(size_t(md.num_layers), -1);
+  m->present_key.assign(size_t(md.num_layers), -1);
+  m->present_value.assign(size_t(md.num_layers), -1);
+  auto place = [&](std::vector<int>& v, const IoDesc& io, int index) -> bool {
+    if (io.layer < 0 || io.layer >= md.num_layers) return false;
+    v[size_t(io.layer)] = index;
+    return true;
+  };
+  for (size_t i = 0; i < m->inputs.size(); ++i) {
+    const IoDesc& io = m->inputs[i];
+    if (io.role == "input_ids") m->input_ids = int(i);
+    else if (io.role == "attention_mask") m->attention_mask = int(i);
+    else if (io.role == "position_ids") m->position_ids = int(i);
+    else if (io.role == "past_key" && !place(m->past_key, io, int(i))) md.generation = false;
+    else if (io.role == "past_value" && !place(m->past_value, io, int(i))) md.generation = false;
+  }
+  for (size_t i = 0; i < m->outputs.size(); ++i) {
+    const IoDesc& io = m->outputs[i];
+    if (io.role == "logits") m->logits = int(i);
+    else if (io.role == "present_key" && !place(m->present_key, io, int(i))) md.generation = false;
+    else if (io.role == "present_value" && !place(m->present_value, io, int(i))) md.generation = false;
+  }
+  if (md.generation) {
+    bool ok = m->input_ids >= 0 && m->logits >= 0 && md.vocab_size > 0;
+    for (int l = 0; l < md.num_layers; ++l)
+      ok &= m->past_key[size_t(l)] >= 0 && m->past_value[size_t(l)] >= 0 &&
+            m->present_key[size_t(l)] >= 0 && m->present_value[size_t(l)] >= 0;
+    if (!ok) return Corrupt("model", "generation is declared but the graph's roles are incomplete");
+  }
+  return nullptr;
+}
+
+}  // namespace kiln

@@ -1,0 +1,101 @@
+// The artifact's manifest (docs/artifact-format.md, "Manifest"), decoded and
+// validated once at load: every index is in range, every launch reads only
+// values defined before it, every placement lies inside its storage. After
+// Parse succeeds the executor trusts these structures.
+#ifndef KILN_RUNTIME_MANIFEST_H_
+#define KILN_RUNTIME_MANIFEST_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/kernel.h"
+#include "kiln/runtime/api.h"
+
+namespace kiln {
+
+constexpr int kManifestSchemaVersion = 1;
+
+struct ValueDesc {
+  enum Kind { kInput, kWeight, kTemp, kQTensor } kind = kTemp;
+  kiln_dtype_t dtype = KILN_DTYPE_INVALID;  // storage dtype for a qtensor
+  Dims shape;                               // -1 = dynamic
+  int weight = -1;                          // kWeight
+  int64_t offset = -1;                      // kTemp in the arena
+  int slot = -1;                            // kTemp in a slot
+  int view_of = -1;                         // kTemp sharing another's storage
+  int q_data = -1, q_scales = -1, q_zero = -1;  // kQTensor
+  Dims block;
+  kiln_dtype_t expressed = KILN_DTYPE_INVALID;
+};
+
+struct IoDesc {
+  std::string name;
+  int value = -1;
+  kiln_dtype_t dtype = KILN_DTYPE_INVALID;
+  Dims shape;
+  std::vector<std::string> dims;  // one per dimension, "" when unnamed
+  std::vector<const char*> dim_ptrs;
+  std::string role;
+  int layer = -1;
+};
+
+struct WeightDesc {
+  std::string name;
+  kiln_dtype_t dtype = KILN_DTYPE_INVALID;
+  Dims shape;
+  uint64_t size = 0;
+  enum Location { kEmbedded, kParams, kFile } location = kEmbedded;
+  uint64_t offset = 0;
+  std::string file;
+  bool constant = false;
+};
+
+struct LaunchDesc {
+  std::string op;
+  std::vector<int> in;   // -1: an absent optional operand
+  std::vector<int> out;
+  std::vector<std::pair<int, int>> alias;  // (out, in) pairs that may share
+  Attrs attrs;
+  std::string loc;
+  KernelFn fn = nullptr;
+};
+
+struct ModelDesc {
+  bool generation = false;
+  std::string generation_unsupported;
+  int64_t vocab_size = -1;
+  std::vector<int64_t> eos;
+  int64_t bos = -1, pad = -1;
+  int64_t max_sequence_length = 0;
+  bool left_padding = false;
+  int num_layers = 0;
+  int64_t kv_heads = 0, head_dim = 0, v_head_dim = 0;
+  kiln_dtype_t kv_dtype = KILN_DTYPE_INVALID;
+};
+
+struct Manifest {
+  std::string target;
+  std::string producer;  // the source model's producer
+  ModelDesc model;
+  std::vector<IoDesc> inputs, outputs;
+  std::vector<WeightDesc> weights;
+  std::vector<ValueDesc> values;
+  std::vector<LaunchDesc> launches;
+  int64_t arena_bytes = 0;
+  int64_t alignment = 64;
+  int slots = 0;
+  std::string params_file;  // set for --weights=external
+  // For generation: input/output index by role, per layer.
+  int input_ids = -1, attention_mask = -1, position_ids = -1, logits = -1;
+  std::vector<int> past_key, past_value, present_key, present_value;
+};
+
+/// Decodes and validates `text`. DATA_LOSS names the JSON field that is
+/// wrong; FAILED_PRECONDITION for another schema version; UNIMPLEMENTED for
+/// a launch without a kernel in this runtime.
+kiln_status_t ParseManifest(const char* text, size_t size, Manifest* out);
+
+}  // namespace kiln
+
+#endif  // KILN_RUNTIME_MANIFEST_H_

@@ -1,0 +1,124 @@
+// Internal definitions of the model and session handles, shared by the
+// loader (model.cc), the executor (executor.cc) and generation
+// (generate.cc).
+#ifndef KILN_RUNTIME_MODEL_H_
+#define KILN_RUNTIME_MODEL_H_
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/kernel.h"
+#include "manifest.h"
+
+/// A read-only file mapping (ONNX external data referenced by an artifact).
+struct KilnMappedFile {
+  void* data = nullptr;
+  uint64_t size = 0;
+  ~KilnMappedFile();
+};
+
+struct kiln_model_s {
+  kiln_artifact_t artifact = nullptr;
+  kiln_artifact_t params = nullptr;
+  kiln::Manifest manifest;
+  std::vector<const void*> weight_data;  // one per manifest weight
+  std::vector<std::unique_ptr<KilnMappedFile>> files;
+  uint64_t weight_bytes = 0;
+  ~kiln_model_s();
+};
+
+namespace kiln {
+
+/// A growable buffer aligned for vector loads; contents are not kept when it
+/// grows (the memory plan guarantees the previous occupant is dead).
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  ~AlignedBuffer() { std::free(data_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  /// Ensures room for `bytes`; false when memory runs out.
+  bool Reserve(uint64_t bytes);
+  uint8_t* data() const { return data_; }
+  uint64_t capacity() const { return capacity_; }
+  void Swap(AlignedBuffer& other) {
+    std::swap(data_, other.data_);
+    std::swap(capacity_, other.capacity_);
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  uint64_t capacity_ = 0;
+};
+
+/// Runs the manifest's launches on CPU kernels. One forward at a time.
+class Executor final : public KernelContext {
+ public:
+  Executor(const kiln_model_s* model, int threads);
+
+  /// Binds `inputs` (graph-input order) and runs every launch.
+  kiln_status_t Run(const Tensor* inputs, size_t count);
+  /// Output `i` of the last successful Run.
+  const Tensor& Output(size_t i) const { return vals_[size_t(m_.outputs[i].value)]; }
+  bool has_run() const { return has_run_; }
+
+  /// Takes output `i`'s storage into `buffer` (swapping buffers, no copy)
+  /// when the output owns a dynamically sized slot nobody else holds;
+  /// otherwise copies it. `buffer` then holds Output(i)'s bytes.
+  kiln_status_t TakeOutput(size_t i, AlignedBuffer& buffer);
+
+  const Manifest& manifest() const { return m_; }
+  ThreadPool& pool() override { return pool_; }
+
+  // KernelContext.
+  const char* op() const override { return launch_->op.c_str(); }
+  const char* location() const override { return launch_->loc.c_str(); }
+  size_t num_inputs() const override { return launch_->in.size(); }
+  bool has_input(size_t i) const override {
+    return i < launch_->in.size() && launch_->in[i] >= 0;
+  }
+  bool is_quantized(size_t i) const override {
+    return has_input(i) && m_.values[size_t(launch_->in[i])].kind == ValueDesc::kQTensor;
+  }
+  const Tensor& input(size_t i) const override { return vals_[size_t(launch_->in[i])]; }
+  const QTensor& qinput(size_t i) const override { return qvals_[size_t(launch_->in[i])]; }
+  size_t num_outputs() const override { return launch_->out.size(); }
+  kiln_dtype_t output_dtype(size_t i) const override {
+    return m_.values[size_t(launch_->out[i])].dtype;
+  }
+  const Dims& declared_output_shape(size_t i) const override {
+    return m_.values[size_t(launch_->out[i])].shape;
+  }
+  kiln_status_t allocate_output(size_t i, const Dims& shape, Tensor** out) override;
+  bool can_alias(size_t out, size_t in) const override;
+  kiln_status_t alias_output(size_t out, const Dims& shape, size_t in,
+                             Tensor** result) override;
+  const Attrs& attrs() const override { return launch_->attrs; }
+
+ private:
+  kiln_status_t CheckDeclared(size_t i, const Dims& shape) const;
+
+  const kiln_model_s* model_;
+  const Manifest& m_;
+  ThreadPool pool_;
+  AlignedBuffer arena_;
+  std::vector<AlignedBuffer> slots_;
+  std::vector<std::unique_ptr<AlignedBuffer>> overflow_;
+  std::vector<Tensor> vals_;
+  std::vector<QTensor> qvals_;
+  const LaunchDesc* launch_ = nullptr;
+  bool has_run_ = false;
+};
+
+}  // namespace kiln
+
+struct kiln_session_s {
+  const kiln_model_s* model = nullptr;
+  std::unique_ptr<kiln::Executor> executor;
+  int64_t max_sequence_length = 0;
+};
+
+#endif  // KILN_RUNTIME_MODEL_H_

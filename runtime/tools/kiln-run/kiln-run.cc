@@ -1,0 +1,325 @@
+// kiln-run: runs a compiled .kiln artifact with the runtime's C API.
+//
+//   kiln-run model.kiln --prompt-ids 1,2,3 [--prompt-ids 4,5] --max-new-tokens 16
+//   kiln-run model.kiln --prompt-ids 1,2,3 --json
+//   kiln-run model.kiln --inputs input_0.pb input_1.pb --output-dir out/
+//
+// Generation mode prints each sequence's tokens and the timings (load, time
+// to first token, tokens/s, decode-step latency); --json prints one JSON
+// object instead. Tensor mode runs one forward on ONNX TensorProto files in
+// graph-input order and writes output_N.pb in graph-output order (the ONNX
+// backend test layout). Exit codes: 0 success, 1 runtime error, 2 usage.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime/api.h"
+#include "kiln/runtime/api.hpp"
+#include "tensor_proto.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+int Fail(const kiln::Status& s, const std::string& what) {
+  std::fprintf(stderr, "kiln-run: error: %s: %s\n", what.c_str(), s.ToString().c_str());
+  return 1;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "kiln-run: error: %s\n", message.c_str());
+  return 1;
+}
+
+bool ParseIds(const std::string& text, std::vector<int64_t>* out, std::string* error) {
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) {
+      *error = "empty token id in '" + text + "'";
+      return false;
+    }
+    item = item.substr(b, e - b + 1);
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (errno || *end) {
+      *error = "'" + item + "' in '" + text + "' is not an integer token id";
+      return false;
+    }
+    out->push_back(v);
+  }
+  if (out->empty()) {
+    *error = "an empty --prompt-ids";
+    return false;
+  }
+  return true;
+}
+
+const char* StopName(kiln_stop_reason_t r) {
+  switch (r) {
+    case KILN_STOP_EOS: return "eos";
+    case KILN_STOP_MAX_TOKENS: return "max_tokens";
+    case KILN_STOP_CALLBACK: return "callback";
+  }
+  return "unknown";
+}
+
+struct StreamState {
+  bool enabled = false;
+};
+
+int32_t OnToken(void* user, size_t sequence, int64_t token, size_t step) {
+  auto* st = static_cast<StreamState*>(user);
+  if (st->enabled) {
+    std::fprintf(stderr, "[step %zu] sequence %zu -> %lld\n", step, sequence, (long long)token);
+  }
+  return 0;
+}
+
+int RunTensors(const kiln::Session& session, const kiln::Model& model,
+               const std::vector<std::string>& inputs, const std::string& output_dir) {
+  size_t want = kiln_model_input_count(model.get());
+  if (inputs.size() != want)
+    return Fail("the model takes " + std::to_string(want) + " inputs; --inputs gave " +
+                std::to_string(inputs.size()));
+  std::vector<kiln::tools::HostTensor> tensors(inputs.size());
+  std::vector<kiln_tensor_view_t> views(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::ifstream f(inputs[i], std::ios::binary);
+    if (!f) return Fail("cannot read '" + inputs[i] + "'");
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string error;
+    if (!kiln::tools::ParseTensorProto(bytes, &tensors[i], &error))
+      return Fail("'" + inputs[i] + "': not a valid TensorProto: " + error);
+    views[i] = {tensors[i].dtype, tensors[i].shape.size(), tensors[i].shape.data(),
+                tensors[i].data.empty() ? nullptr : tensors[i].data.data()};
+  }
+  kiln::Status s(kiln_session_run(session.get(), views.data(), views.size()));
+  if (!s.ok()) return Fail(s, "run");
+  struct stat st;
+  if (stat(output_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Fail("--output-dir '" + output_dir + "' is not a folder");
+  size_t outs = kiln_model_output_count(model.get());
+  for (size_t i = 0; i < outs; ++i) {
+    kiln_tensor_view_t v;
+    kiln::Status o(kiln_session_output(session.get(), i, &v));
+    if (!o.ok()) return Fail(o, "output " + std::to_string(i));
+    kiln_tensor_info_t info;
+    kiln::Status inf(kiln_model_output_info(model.get(), i, &info));
+    kiln::tools::HostTensor t;
+    t.name = info.name ? info.name : "";
+    t.dtype = v.dtype;
+    t.shape.assign(v.shape, v.shape + v.rank);
+    uint64_t bytes = 0;
+    kiln::Status sz(kiln_dtype_storage_size(v.dtype, v.shape, v.rank, &bytes));
+    const uint8_t* p = static_cast<const uint8_t*>(v.data);
+    t.data.assign(p, p + bytes);
+    std::string path = output_dir + "/output_" + std::to_string(i) + ".pb";
+    std::string tmp = path + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      std::string out = kiln::tools::SerializeTensorProto(t);
+      f.write(out.data(), std::streamsize(out.size()));
+      if (!f) {
+        std::remove(tmp.c_str());
+        return Fail("cannot write '" + path + "'");
+      }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) return Fail("cannot write '" + path + "'");
+  }
+  std::fprintf(stderr, "kiln-run: wrote %zu outputs to %s\n", outs, output_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "kiln-run: runs a compiled .kiln artifact on CPU.\n\n"
+      "  kiln-run model.kiln --prompt-ids 1,2,3 --max-new-tokens 16\n"
+      "  kiln-run model.kiln --inputs input_0.pb input_1.pb --output-dir out/\n"};
+  std::string artifact, params, weights_dir, output_dir;
+  std::vector<std::string> prompt_texts, inputs;
+  int max_new = 16, threads = 0, top_k = 0;
+  int64_t max_seq = 0;
+  float temperature = 0.f, top_p = 1.f;
+  uint64_t seed = 0;
+  std::vector<int64_t> eos;
+  bool json_out = false, ignore_eos = false, info = false, stream = false;
+  app.add_option("artifact", artifact, "The .kiln artifact")->required();
+  app.add_option("--prompt-ids", prompt_texts,
+                 "Comma-separated token ids of one prompt; repeat for a batch");
+  app.add_option("--max-new-tokens", max_new, "Tokens to generate per sequence")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--temperature", temperature, "0: greedy; > 0: sample")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-k", top_k, "Sample among the k most likely (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", top_p, "Nucleus sampling mass in (0, 1]")
+      ->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--seed", seed, "Sampler seed");
+  app.add_option("--eos-id", eos, "Stop token(s) (default: the model's)");
+  app.add_flag("--ignore-eos", ignore_eos, "Generate max-new-tokens regardless of eos");
+  app.add_option("--threads", threads, "Kernel threads (0: all hardware threads)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-seq-len", max_seq, "KV-cache capacity per sequence (0: the model's)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--params", params, "Parameter file (artifacts compiled --weights=external)");
+  app.add_option("--weights-dir", weights_dir,
+                 "Folder of the model's weight files (--weights=reference)");
+  app.add_flag("--json", json_out, "Print one JSON object with tokens and timings");
+  app.add_flag("--stream", stream, "Print each token to stderr as it is generated");
+  app.add_flag("--info", info, "Print the model's inputs, outputs and facts, then exit");
+  auto* in_opt = app.add_option("--inputs", inputs,
+                                "TensorProto files in graph-input order (tensor mode)");
+  auto* out_opt = app.add_option("--output-dir", output_dir,
+                                 "Where tensor mode writes output_N.pb");
+  in_opt->needs(out_opt);
+  out_opt->needs(in_opt);
+  CLI11_PARSE(app, argc, argv);
+
+  Clock::time_point t0 = Clock::now();
+  kiln_model_options_t mopts;
+  kiln_model_options_init(&mopts);
+  if (!params.empty()) mopts.params_path = params.c_str();
+  if (!weights_dir.empty()) mopts.weights_dir = weights_dir.c_str();
+  kiln::Model model;
+  kiln::Status s = kiln::Model::Load(artifact.c_str(), &model, &mopts);
+  if (!s.ok()) return Fail(s, "cannot load '" + artifact + "'");
+  kiln_session_options_t sopts;
+  kiln_session_options_init(&sopts);
+  sopts.num_threads = threads;
+  sopts.max_sequence_length = max_seq;
+  kiln::Session session;
+  s = kiln::Session::Create(model, &session, &sopts);
+  if (!s.ok()) return Fail(s, "cannot create a session");
+  double load_ms = Ms(t0, Clock::now());
+  kiln_model_info_t mi;
+  s = kiln::Status(kiln_model_info(model.get(), &mi));
+
+  if (info) {
+    std::printf("artifact: %s (target %s, producer '%s')\n", artifact.c_str(), mi.target,
+                mi.producer);
+    std::printf("launches: %zu, weights: %llu bytes\n", mi.launch_count,
+                (unsigned long long)mi.weight_bytes);
+    auto print_io = [&](bool input) {
+      size_t n = input ? kiln_model_input_count(model.get()) : kiln_model_output_count(model.get());
+      for (size_t i = 0; i < n; ++i) {
+        kiln_tensor_info_t t;
+        kiln::Status st(input ? kiln_model_input_info(model.get(), i, &t)
+                              : kiln_model_output_info(model.get(), i, &t));
+        std::printf("%s %zu: %s %s [", input ? "input" : "output", i, t.name,
+                    kiln_dtype_name(t.dtype));
+        for (size_t k = 0; k < t.rank; ++k)
+          std::printf("%s%s", k ? ", " : "",
+                      t.dim_names[k][0] ? t.dim_names[k]
+                      : t.shape[k] < 0  ? "?"
+                                        : std::to_string(t.shape[k]).c_str());
+        std::printf("] role=%s\n", t.role);
+      }
+    };
+    print_io(true);
+    print_io(false);
+    if (mi.generation)
+      std::printf("generation: vocab %lld, %d KV layers, max sequence %lld\n",
+                  (long long)mi.vocab_size, mi.num_layers, (long long)mi.max_sequence_length);
+    else
+      std::printf("generation: not supported (%s)\n", mi.generation_unsupported);
+    return 0;
+  }
+
+  if (!inputs.empty()) return RunTensors(session, model, inputs, output_dir);
+
+  if (prompt_texts.empty())
+    return Fail("give --prompt-ids (generation) or --inputs/--output-dir (one forward)");
+  std::vector<std::vector<int64_t>> prompts(prompt_texts.size());
+  for (size_t i = 0; i < prompt_texts.size(); ++i) {
+    std::string error;
+    if (!ParseIds(prompt_texts[i], &prompts[i], &error)) return Fail(error);
+  }
+  std::vector<const int64_t*> ptrs;
+  std::vector<size_t> lens;
+  for (const auto& p : prompts) {
+    ptrs.push_back(p.data());
+    lens.push_back(p.size());
+  }
+  kiln_generate_options_t g;
+  kiln_generate_options_init(&g);
+  g.max_new_tokens = max_new;
+  g.temperature = temperature;
+  g.top_k = top_k;
+  g.top_p = top_p;
+  g.seed = seed;
+  g.ignore_eos = ignore_eos;
+  if (!eos.empty()) {
+    g.eos_token_ids = eos.data();
+    g.eos_count = eos.size();
+  }
+  StreamState stream_state{stream};
+  g.callback = OnToken;
+  g.user_data = &stream_state;
+  kiln::Generation gen;
+  s = kiln::Generation::Run(session, ptrs.data(), lens.data(), ptrs.size(), &g, &gen);
+  if (!s.ok()) return Fail(s, "generation failed");
+  kiln_generation_stats_t st;
+  kiln::Status sst(kiln_generation_stats(gen.get(), &st));
+
+  if (json_out) {
+    nlohmann::json out;
+    out["artifact"] = artifact;
+    out["sequences"] = nlohmann::json::array();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const int64_t* toks;
+      size_t n;
+      kiln_stop_reason_t reason;
+      kiln::Status q(kiln_generation_sequence(gen.get(), i, &toks, &n, &reason));
+      out["sequences"].push_back({{"prompt_ids", prompts[i]},
+                                  {"generated_ids", std::vector<int64_t>(toks, toks + n)},
+                                  {"stop", StopName(reason)}});
+    }
+    out["timing"] = {{"load_ms", load_ms},
+                     {"prefill_ms", st.prefill_ms},
+                     {"time_to_first_token_ms", st.time_to_first_token_ms},
+                     {"decode_ms", st.decode_ms},
+                     {"decode_steps", st.decode_steps},
+                     {"generated_tokens", st.generated_tokens},
+                     {"tokens_per_second", st.tokens_per_second},
+                     {"decode_tokens_per_second", st.decode_tokens_per_second},
+                     {"step_ms_p50", st.step_ms_p50},
+                     {"step_ms_p90", st.step_ms_p90},
+                     {"step_ms_max", st.step_ms_max}};
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const int64_t* toks;
+    size_t n;
+    kiln_stop_reason_t reason;
+    kiln::Status q(kiln_generation_sequence(gen.get(), i, &toks, &n, &reason));
+    std::printf("sequence %zu (%zu prompt tokens): ", i, prompts[i].size());
+    for (size_t k = 0; k < n; ++k) std::printf("%s%lld", k ? " " : "", (long long)toks[k]);
+    std::printf("  [%s]\n", StopName(reason));
+  }
+  std::printf(
+      "load %.1f ms | prefill %.2f ms | first token %.2f ms | %zu tokens, %.1f tok/s "
+      "(decode %.1f tok/s) | decode step p50 %.2f ms, p90 %.2f ms, max %.2f ms\n",
+      load_ms, st.prefill_ms, st.time_to_first_token_ms, st.generated_tokens,
+      st.tokens_per_second, st.decode_tokens_per_second, st.step_ms_p50, st.step_ms_p90,
+      st.step_ms_max);
+  return 0;
+}

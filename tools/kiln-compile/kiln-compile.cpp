@@ -1,0 +1,299 @@
+//===- kiln-compile.cpp - ONNX or kiln IR -> .kiln artifact ---------------===//
+//
+// kiln-compile model.onnx|model.mlir -o model.kiln [--target cpu]
+// Imports (for .onnx), runs the graph pipeline, plans memory and writes the
+// artifact. Each stage reports what it did and how long it took on stderr
+// (--quiet silences it). On error it prints one line naming the file, op and
+// ONNX node, exits 1 and leaves no output file behind.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Compiler/Compile.h"
+#include "kiln/Dialect/Kiln/IR/KilnOps.h"
+#include "kiln/Import/OnnxImporter.h"
+#include "kiln/Passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/WithColor.h"
+
+#include <chrono>
+
+using namespace llvm;
+
+static cl::OptionCategory category("kiln-compile options");
+static cl::opt<std::string> inputPath(cl::Positional,
+                                      cl::desc("<model.onnx | model.mlir>"),
+                                      cl::cat(category));
+static cl::opt<std::string> outputPath("o", cl::desc("Output file"),
+                                       cl::value_desc("file"),
+                                       cl::cat(category));
+static cl::opt<std::string> target("target",
+                                   cl::desc("Target: cpu (cuda comes next)"),
+                                   cl::init("cpu"), cl::cat(category));
+enum class Emit { Artifact, Mlir, Manifest };
+static cl::opt<Emit> emit(
+    "emit", cl::desc("What to write"), cl::init(Emit::Artifact),
+    cl::values(clEnumValN(Emit::Artifact, "artifact", "the .kiln artifact"),
+               clEnumValN(Emit::Mlir, "mlir", "the IR after the last stage run"),
+               clEnumValN(Emit::Manifest, "manifest",
+                          "the artifact's manifest JSON")),
+    cl::cat(category));
+// --stop-after=import|graph. LLVM's codegen library already registers a
+// string option of that name, so kiln-compile adopts it (see main) instead of
+// registering a second one.
+static cl::opt<std::string> *stopAfter = nullptr;
+static cl::opt<mlir::kiln::WeightMode> weights(
+    "weights", cl::desc("Where the weights go"),
+    cl::init(mlir::kiln::WeightMode::Embed),
+    cl::values(
+        clEnumValN(mlir::kiln::WeightMode::Embed, "embed",
+                   "into the artifact"),
+        clEnumValN(mlir::kiln::WeightMode::External, "external",
+                   "into a parameter file (--params), bound at load time"),
+        clEnumValN(mlir::kiln::WeightMode::Reference, "reference",
+                   "left in the model's external data files, read at load "
+                   "time")),
+    cl::cat(category));
+static cl::opt<std::string>
+    paramsPath("params",
+               cl::desc("Parameter file for --weights=external (default: "
+                        "<output without .kiln>.kparams)"),
+               cl::value_desc("file"), cl::cat(category));
+static cl::opt<std::string> weightsDir(
+    "weights-dir",
+    cl::desc("Folder weight locations are relative to (default: the input's "
+             "folder)"),
+    cl::value_desc("dir"), cl::cat(category));
+static cl::list<int64_t> eosIds("eos-id",
+                                cl::desc("End-of-sequence token id (repeatable; "
+                                         "default: from the model's config)"),
+                                cl::cat(category));
+static cl::opt<int64_t> bosId("bos-id", cl::desc("Beginning-of-sequence id"),
+                              cl::init(-1), cl::cat(category));
+static cl::opt<int64_t> maxSeqLen(
+    "max-seq-len",
+    cl::desc("Longest sequence (prompt + generated) a session holds in its KV "
+             "cache (default: the model config's context length)"),
+    cl::init(0), cl::cat(category));
+static cl::opt<bool> quiet("quiet", cl::desc("No progress output"),
+                           cl::cat(category));
+static cl::opt<bool> pruneWeights("prune-weights",
+                                  cl::desc("Drop unread weights in the graph "
+                                           "pipeline"),
+                                  cl::init(true), cl::cat(category));
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class Progress {
+public:
+  void stage(StringRef name, StringRef detail) {
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start)
+                    .count();
+    if (!quiet)
+      errs() << formatv("[kiln-compile] {0,-8} {1,8:f1} ms  {2}\n", name, ms,
+                        detail);
+    start = Clock::now();
+  }
+  void restart() { start = Clock::now(); }
+
+private:
+  Clock::time_point start = Clock::now();
+};
+
+int fail(const Twine &message) {
+  WithColor::error(errs(), "kiln-compile") << message << "\n";
+  return 1;
+}
+
+size_t countOps(mlir::ModuleOp m) {
+  size_t n = 0;
+  m.walk([&](mlir::Operation *op) {
+    if (!isa<mlir::ModuleOp, mlir::func::FuncOp>(op))
+      ++n;
+  });
+  return n;
+}
+
+std::string humanBytes(uint64_t b) {
+  if (b >= (1u << 20))
+    return formatv("{0:f2} MiB", b / 1048576.0).str();
+  if (b >= 1024)
+    return formatv("{0:f1} KiB", b / 1024.0).str();
+  return formatv("{0} B", b).str();
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  mlir::registerPassManagerCLOptions();
+  mlir::registerAsmPrinterCLOptions();
+  mlir::registerMLIRContextCLOptions();
+  auto &registered = cl::getRegisteredOptions();
+  auto it = registered.find("stop-after");
+  if (it == registered.end()) {
+    static cl::opt<std::string> own("stop-after");
+    stopAfter = &own;
+  } else {
+    stopAfter = static_cast<cl::opt<std::string> *>(it->second);
+  }
+  stopAfter->setDescription("Stop after this stage and print the IR: import "
+                            "or graph");
+  stopAfter->setValueStr("stage");
+  stopAfter->addCategory(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "kiln-compile: compiles an ONNX model or kiln IR into a .kiln artifact\n\n"
+      "  kiln-compile model.onnx -o model.kiln\n"
+      "  kiln-compile model.onnx --stop-after=graph          (print the IR)\n"
+      "  kiln-compile model.onnx --weights=external -o m.kiln (m.kparams)\n\n"
+      "Stages: import (.onnx only), graph (canonicalize, CSE, prune weights),\n"
+      "plan (kernels, memory plan, weights), write. Pass-manager flags such as\n"
+      "--mlir-print-ir-after-all and --mlir-timing work as in mlir-opt.\n");
+
+  if (inputPath.empty())
+    return fail("no input given (kiln-compile model.onnx -o model.kiln)");
+  StringRef stop = *stopAfter;
+  if (!stop.empty() && stop != "import" && stop != "graph")
+    return fail("--stop-after=" + stop + ": the stages are import and graph");
+  bool wantIr = emit == Emit::Mlir || !stop.empty();
+  if (!wantIr && emit == Emit::Artifact && outputPath.empty())
+    return fail("no output file given (-o model.kiln)");
+  if (outputPath.empty())
+    outputPath = "-";
+
+  mlir::DialectRegistry registry;
+  registry.insert<mlir::kiln::KilnDialect, mlir::arith::ArithDialect,
+                  mlir::func::FuncDialect>();
+  mlir::MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  Progress progress;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  bool isOnnx = StringRef(inputPath).ends_with_insensitive(".onnx");
+  if (isOnnx) {
+    auto imported = mlir::kiln::importOnnxModel(&context, inputPath, {});
+    if (!imported)
+      return fail(toString(imported.takeError()));
+    module = std::move(*imported);
+    progress.stage("import", formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
+  } else {
+    llvm::SourceMgr sourceMgr;
+    mlir::SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+    module = mlir::parseSourceFile<mlir::ModuleOp>(inputPath, sourceMgr,
+                                                   mlir::ParserConfig(&context));
+    if (!module)
+      return 1; // the diagnostic handler printed file:line: error
+    progress.stage("parse", formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
+  }
+
+  auto writeIr = [&]() -> int {
+    std::string error;
+    auto out = mlir::openOutputFile(outputPath, &error);
+    if (!out)
+      return fail(error);
+    (*module)->print(out->os());
+    out->keep();
+    return 0;
+  };
+  if (stop == "import")
+    return writeIr();
+
+  mlir::PassManager pm(&context);
+  if (mlir::failed(mlir::applyPassManagerCLOptions(pm)))
+    return fail("invalid pass-manager options");
+  mlir::kiln::GraphPipelineOptions pipelineOptions;
+  pipelineOptions.pruneWeights = pruneWeights;
+  mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
+  if (mlir::failed(pm.run(*module)))
+    return fail("the graph pipeline failed on '" + inputPath + "'");
+  progress.stage("graph", formatv("{0} ops after canonicalize, CSE, prune",
+                                  countOps(*module))
+                              .str());
+  if (wantIr)
+    return writeIr();
+
+  mlir::kiln::CompileOptions options;
+  options.target = target;
+  options.weights = weights;
+  options.sourcePath = sys::path::filename(inputPath).str();
+  if (!weightsDir.empty()) {
+    options.weightsDir = weightsDir;
+  } else {
+    SmallString<256> dir(inputPath);
+    sys::path::remove_filename(dir);
+    options.weightsDir = dir.empty() ? "." : dir.str().str();
+  }
+  options.eosTokenIds.assign(eosIds.begin(), eosIds.end());
+  if (bosId >= 0)
+    options.bosTokenId = bosId;
+  if (maxSeqLen < 0)
+    return fail("--max-seq-len must be positive");
+  if (maxSeqLen > 0)
+    options.maxSequenceLength = maxSeqLen;
+
+  if (emit == Emit::Manifest) {
+    auto manifest = mlir::kiln::buildManifestJson(*module, options);
+    if (!manifest)
+      return fail(toString(manifest.takeError()));
+    std::string error;
+    auto out = mlir::openOutputFile(outputPath, &error);
+    if (!out)
+      return fail(error);
+    out->os() << *manifest << "\n";
+    out->keep();
+    return 0;
+  }
+
+  if (outputPath == "-")
+    return fail("an artifact cannot be written to stdout; give -o model.kiln");
+  if (options.weights == mlir::kiln::WeightMode::External) {
+    if (paramsPath.empty()) {
+      SmallString<256> p(outputPath);
+      sys::path::replace_extension(p, "kparams");
+      options.paramsPath = p.str().str();
+    } else {
+      options.paramsPath = paramsPath;
+    }
+  }
+  mlir::kiln::CompileStats stats;
+  if (auto e = mlir::kiln::compileModule(*module, options, outputPath, &stats))
+    return fail(toString(std::move(e)));
+  progress.stage(
+      "plan", formatv("{0} launches on {1}, {2} values; arena {3} (unshared "
+                      "{4}), {5} dynamic slots",
+                      stats.launches, options.target, stats.values,
+                      humanBytes(stats.arenaBytes),
+                      humanBytes(stats.unplannedArenaBytes), stats.slots)
+                  .str());
+  std::string where =
+      options.weights == mlir::kiln::WeightMode::Embed ? "embedded"
+      : options.weights == mlir::kiln::WeightMode::External
+          ? "in " + options.paramsPath + " (" + humanBytes(stats.paramsBytes) + ")"
+          : "referenced in the model's files";
+  progress.stage("write",
+                 formatv("{0} ({1}): {2} weights, {3} {4}; constants {5}; "
+                         "generation {6}",
+                         outputPath, humanBytes(stats.artifactBytes),
+                         stats.weights, humanBytes(stats.weightBytes), where,
+                         humanBytes(stats.constantBytes),
+                         stats.generation ? "supported" : "not supported")
+                     .str());
+  return 0;
+}
