@@ -20,7 +20,7 @@ if [[ ! -f "$BUILD/build.ninja" ]]; then
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
     -DKILN_ENABLE_FUZZING=ON -DKILN_BUILD_TESTS=OFF >/dev/null
 fi
-ninja -C "$BUILD" -j "$JOBS" kiln-import-fuzzer kiln-artifact-fuzzer >/dev/null
+ninja -C "$BUILD" -j "$JOBS" kiln-import-fuzzer kiln-artifact-fuzzer kiln-manifest-fuzzer >/dev/null
 
 work="$(mktemp -d)"
 # Inputs that crash are kept in the build folder for reproduction.
@@ -55,6 +55,25 @@ for i, s in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}.kiln", "wb").write(s)
 PY
 
+# Seed manifests: what kiln-compile writes for real models (when the main
+# build has it), plus a minimal valid one.
+mkdir -p "$work/manifest-corpus"
+KILN_COMPILE="${KILN_COMPILE:-$ROOT/build/bin/kiln-compile}"
+if [[ -x "$KILN_COMPILE" ]]; then
+  for fx in llama-genai-int4 gpt2-dynamo phi3-torchscript; do
+    "$KILN_COMPILE" "$ROOT/test/Import/fixtures/$fx/model.onnx" --emit=manifest \
+      --quiet -o "$work/manifest-corpus/$fx.json" 2>/dev/null || true
+  done
+fi
+cat > "$work/manifest-corpus/minimal.json" <<'JSON'
+{"format":"kiln-manifest","schema_version":1,"target":"cpu","model":{"generation":false},
+ "inputs":[{"name":"x","value":0,"dtype":"f32","shape":[-1,4],"role":"input"}],
+ "outputs":[{"name":"y","value":1,"dtype":"f32","shape":[-1,4],"role":"output"}],
+ "weights":[],"memory_plan":{"alignment":64,"arena_bytes":0,"slots":1},
+ "values":[{"kind":"input","dtype":"f32","shape":[-1,4]},{"kind":"temp","dtype":"f32","shape":[-1,4],"slot":0}],
+ "launches":[{"op":"neg","in":[0],"out":[1]}]}
+JSON
+
 # The installed LLVM is not instrumented while the inlined LLVM allocator
 # code in ours is; its manual poisoning would report false positives.
 export ASAN_OPTIONS="allow_user_poisoning=0:detect_leaks=1"
@@ -69,3 +88,8 @@ echo "fuzzing the artifact reader: $((RUNS * 10)) runs from seed $SEED (at most 
   -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
   "$work/artifacts-corpus" 2>&1 | tail -n 8
+echo "fuzzing the manifest decoder: $((RUNS * 2)) runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
+"$BUILD/bin/kiln-manifest-fuzzer" -seed="$SEED" -runs="$((RUNS * 2))" \
+  -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+  -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
+  "$work/manifest-corpus" 2>&1 | tail -n 8

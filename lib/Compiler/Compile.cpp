@@ -128,12 +128,18 @@ llvm::Error encodeAttrs(Operation *op, json::Object &attrs) {
     Attribute a = na.getValue();
     if (name == "operandSegmentSizes" || name.starts_with("kiln."))
       continue;
-    if (auto e = dyn_cast<ActivationKindAttr>(a)) {
-      attrs[name] = stringifyEnum(e.getValue()).str();
-    } else if (auto e = dyn_cast<ReduceKindAttr>(a)) {
-      attrs[name] = stringifyEnum(e.getValue()).str();
-    } else if (auto e = dyn_cast<ComparePredicateAttr>(a)) {
-      attrs[name] = stringifyEnum(e.getValue()).str();
+    // Enum attributes are IntegerAttrs that classof cannot tell apart (every
+    // kiln enum is an i32 in range), so they are read through the op.
+    if (auto r = dyn_cast<ReduceOp>(op); r && name == "kind") {
+      attrs[name] = stringifyEnum(r.getKind()).str();
+    } else if (auto act = dyn_cast<ActivationOp>(op); act && name == "kind") {
+      attrs[name] = stringifyEnum(act.getKind()).str();
+    } else if (auto glu = dyn_cast<GluOp>(op); glu && name == "activation") {
+      attrs[name] = stringifyEnum(glu.getActivation()).str();
+    } else if (auto mlp = dyn_cast<GatedMlpOp>(op); mlp && name == "activation") {
+      attrs[name] = stringifyEnum(mlp.getActivation()).str();
+    } else if (auto cmp = dyn_cast<CompareOp>(op); cmp && name == "predicate") {
+      attrs[name] = stringifyEnum(cmp.getPredicate()).str();
     } else if (auto m = dyn_cast<MaskAttr>(a)) {
       attrs[name] = stringifyEnum(m.getKind()).str();
       attrs[(name + "_window").str()] = m.getWindow();
