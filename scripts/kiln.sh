@@ -19,7 +19,7 @@ APT_PACKAGES=(
 )
 # Python packages the tests use to generate ONNX models and as the reference.
 # onnx 1.22.0 is the last release that ships the backend node-test data.
-PIP_PACKAGES=("onnx==1.22.0" "numpy")
+PIP_PACKAGES=("onnx==1.22.0" "numpy" "onnxruntime==1.32.0")
 
 log() { printf '\033[1m[kiln]\033[0m %s\n' "$*"; }
 

@@ -11,7 +11,7 @@ from lit.llvm.subst import ToolSubst
 config.name = "KILN"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Unit",
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Unit", "make_inputs.py",
                    "fixtures"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
@@ -20,6 +20,8 @@ config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%kiln_src_root", config.kiln_src_root))
 config.substitutions.append(("%kiln_obj_root", config.kiln_obj_root))
 config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%fixtures",
+                             os.path.join(config.kiln_src_root, "test", "Import", "fixtures")))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
@@ -29,8 +31,19 @@ llvm_config.use_default_substitutions()
 if shutil.which("nvidia-smi") and os.path.exists("/dev/nvidiactl"):
     config.available_features.add("cuda")
 
+# The onnxruntime comparison needs the pip package (scripts/kiln.sh installs
+# it); without it those tests are reported unsupported, not passed.
+try:
+    import importlib.util
+    if importlib.util.find_spec("onnxruntime"):
+        config.available_features.add("onnxruntime")
+except Exception:
+    pass
+
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 tool_dirs = [config.kiln_tools_dir, config.llvm_tools_dir]
 tools = [ToolSubst("kiln-opt", unresolved="fatal"),
-         ToolSubst("kiln-import", unresolved="fatal")]
+         ToolSubst("kiln-import", unresolved="fatal"),
+         ToolSubst("kiln-compile", unresolved="fatal"),
+         ToolSubst("kiln-run", unresolved="fatal")]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -102,6 +102,28 @@ kiln_status_t GetIntList(const json& obj, const char* key, const std::string& wh
   return nullptr;
 }
 
+/// Finds where a JSON text stops parsing, for the error message.
+struct ErrorLocator : nlohmann::json_sax<json> {
+  size_t position = 0;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t pos, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    position = pos;
+    return false;
+  }
+};
+
 kiln_status_t ParseAttrs(const json& obj, const std::string& where, Attrs* out) {
   if (!obj.is_object()) return Corrupt(where, "'attrs' is not an object");
   for (auto it = obj.begin(); it != obj.end(); ++it) {
@@ -181,8 +203,12 @@ kiln_status_t ParseIo(const json& list, const char* key, size_t value_count,
 
 kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   json root = json::parse(text, text + size, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object())
-    return Corrupt("manifest", "not a JSON object");
+  if (root.is_discarded()) {
+    ErrorLocator where;
+    json::sax_parse(text, text + size, &where, nlohmann::detail::input_format_t::json, false);
+    return Corrupt("manifest", "invalid JSON at byte %zu of %zu", where.position, size);
+  }
+  if (!root.is_object()) return Corrupt("manifest", "not a JSON object");
   std::string format;
   KILN_RETURN_IF_ERROR(GetString(root, "format", "manifest", &format));
   if (format != "kiln-manifest")

@@ -157,6 +157,10 @@ int main(int argc, char **argv) {
                             "or graph");
   stopAfter->setValueStr("stage");
   stopAfter->addCategory(category);
+  // --help shows kiln-compile's own options; the MLIR pass-manager flags
+  // still work and are listed by --help-hidden.
+  cl::HideUnrelatedOptions(category);
+  stopAfter->setHiddenFlag(cl::NotHidden); // LLVM registers it hidden
   cl::ParseCommandLineOptions(
       argc, argv,
       "kiln-compile: compiles an ONNX model or kiln IR into a .kiln artifact\n\n"

@@ -602,7 +602,7 @@ kiln_status_t Matmul(KernelContext& ctx) {
           astride *= abatch[ad];
         }
         if (bd >= 0) {
-          if (bbatch[bd] != 1) bi += idx * bstride;
+          bi += 0;
           bstride *= bbatch[bd];
         }
       }
