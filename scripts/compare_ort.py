@@ -55,7 +55,7 @@ def ort_type(t):
 
 
 class Model:
-    def __init__(self, folder):
+    def __init__(self, folder, threads=0):
         self.folder = folder
         self.path = os.path.join(folder, "model.onnx")
         with open(os.path.join(folder, "io.json")) as f:
@@ -66,6 +66,7 @@ class Model:
         self.head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        opts.intra_op_num_threads = threads
         self.note = ""
         source = self.path
         proto = onnx.load(self.path, load_external_data=False)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README, idempotent on a fresh Debian 12 machine:
-#   scripts/kiln.sh run    install what is missing, build, import the bundled
-#                          model and print it after the graph pipeline
+#   scripts/kiln.sh run    install what is missing, build, compile the bundled
+#                          model and generate tokens with it
 #   scripts/kiln.sh test   install what is missing, build, run every test
 # A second run installs nothing and rebuilds only what changed.
 set -euo pipefail
@@ -76,10 +76,11 @@ case "$cmd" in
     # The bundled default model: a 2-layer Llama written by onnxruntime-genai's
     # builder at int4 (test/Import/fixtures). KILN_MODEL picks another.
     model="${KILN_MODEL:-$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx}"
-    log "importing $model"
-    "$BUILD/bin/kiln-import" "$model" -o "$BUILD/default-model.mlir"
-    log "running the graph pipeline (kiln-opt --kiln-graph-pipeline)"
-    "$BUILD/bin/kiln-opt" "$BUILD/default-model.mlir" --kiln-graph-pipeline
+    log "compiling $model for CPU (kiln-compile)"
+    "$BUILD/bin/kiln-compile" "$model" -o "$BUILD/default-model.kiln"
+    log "generating 16 tokens for two prompts of different lengths (kiln-run)"
+    "$BUILD/bin/kiln-run" "$BUILD/default-model.kiln" --prompt-ids "${KILN_PROMPT:-1,15,43,186,92}" \
+      --prompt-ids 1,45,96 --max-new-tokens "${KILN_MAX_NEW_TOKENS:-16}"
     ;;
   test)
     install_missing
@@ -88,7 +89,8 @@ case "$cmd" in
     log "running every test"
     python3 "$ROOT/scripts/check.py" --build-dir "$BUILD" \
       --lit /usr/lib/llvm-22/bin/lit -j "$JOBS" \
-      --extra "fuzz-import=$ROOT/scripts/run-fuzzers.sh ${KILN_FUZZ_SECONDS:-60}"
+      --extra "fuzz-import=$ROOT/scripts/run-fuzzers.sh ${KILN_FUZZ_SECONDS:-60}" \
+      --extra "runtime-asan=$ROOT/scripts/check-runtime-asan.sh $BUILD/bin/kiln-compile"
     ;;
   *)
     echo "usage: $0 run|test" >&2

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the runtime alone with AddressSanitizer, LeakSanitizer and UBSan
+# (clang-14) and runs its tests and kiln-run on a compiled model, including
+# the error paths (corrupt and truncated artifacts, bad tokens, a full KV
+# cache): every error must come back as a status, with no sanitizer report
+# and no leak.
+#   scripts/check-runtime-asan.sh KILN_COMPILE
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${KILN_ASAN_BUILD_DIR:-$ROOT/build-asan}"
+KILN_COMPILE="${1:?usage: $0 path/to/kiln-compile}"
+JOBS="${KILN_JOBS:-$(nproc)}"
+SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+if [[ ! -f "$BUILD/build.ninja" ]]; then
+  cmake -S "$ROOT/runtime" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DCMAKE_C_FLAGS="$SAN" -DCMAKE_CXX_FLAGS="$SAN" \
+    -DCMAKE_EXE_LINKER_FLAGS="$SAN" -DCMAKE_SHARED_LINKER_FLAGS="$SAN" >/dev/null
+fi
+ninja -C "$BUILD" -j "$JOBS" kiln-runtime-tests kiln-runtime-kernel-tests kiln-run >/dev/null
+
+# A sanitizer finding exits 86, distinct from kiln-run's own error exit 1.
+export ASAN_OPTIONS="detect_leaks=1:exitcode=86:abort_on_error=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+fail=0
+"$BUILD/bin/kiln-runtime-tests" --gtest_brief=1 >/dev/null || { echo "FAIL runtime tests under ASan"; fail=1; }
+"$BUILD/bin/kiln-runtime-kernel-tests" --gtest_brief=1 >/dev/null || { echo "FAIL kernel tests under ASan"; fail=1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx" -o "$work/m.kiln" --quiet
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/gpt2-torchscript/model.onnx" -o "$work/g.kiln" --quiet
+head -c 1000 "$work/m.kiln" > "$work/trunc.kiln"
+python3 - "$work" <<'PY'
+import sys
+w = sys.argv[1]
+d = bytearray(open(f"{w}/m.kiln", "rb").read())
+i = d.find(b'"launches"')
+d[i + 1:i + 9] = b"xxxxxxxx"
+open(f"{w}/manifest.kiln", "wb").write(d)
+PY
+
+# expect RC CMD...: runs CMD and checks its exit code and that no sanitizer
+# spoke.
+expect() {
+  local want="$1"; shift
+  local rc=0
+  "$@" >"$work/out" 2>&1 || rc=$?
+  if [[ $rc -ne $want ]] || grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$work/out"; then
+    echo "FAIL (exit $rc, wanted $want): $*"; sed -n 1,20p "$work/out"; fail=1
+  else
+    echo "ok   (exit $rc): ${*#$BUILD/bin/}"
+  fi
+}
+RUN="$BUILD/bin/kiln-run"
+expect 0 "$RUN" "$work/m.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8 --threads 2
+expect 0 "$RUN" "$work/g.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8 --temperature 0.7 --top-k 10 --top-p 0.9
+expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
+expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
+expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999
+expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,2 --max-new-tokens 200
+expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1 --max-seq-len 4 --max-new-tokens 4
+if [[ $fail -ne 0 ]]; then
+  echo "runtime under sanitizers: FAILED"
+  exit 1
+fi
+echo "runtime under ASan/LSan/UBSan: tests and kiln-run clean"
