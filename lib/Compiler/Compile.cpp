@@ -35,7 +35,9 @@ namespace {
 /// Weights and constants are aligned so any tensor can be used in place by
 /// vectorized kernels and by mmap-backed loads.
 constexpr uint64_t kWeightAlignment = 64;
-constexpr unsigned kWeightAlignmentLog2 = 6;
+/// Weights sections start on a 64 KiB boundary (mmap granularity on every
+/// platform we target), so the mapped file hands out tensors in place.
+constexpr unsigned kWeightSectionAlignmentLog2 = 16;
 /// Arena offsets are aligned for the widest vector loads.
 constexpr int64_t kArenaAlignment = 64;
 constexpr int kManifestSchemaVersion = 1;
@@ -863,7 +865,7 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
     if (auto e = params.addSection(KILN_SECTION_MANIFEST, toJson(index), 3))
       return e;
     if (auto e = params.addSection(KILN_SECTION_WEIGHTS, compiled->params,
-                                   kWeightAlignmentLog2))
+                                   kWeightSectionAlignmentLog2))
       return e;
     if (auto e = params.writeFile(options.paramsPath))
       return e;
@@ -875,7 +877,7 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
   if (auto e = writer.addSection(KILN_SECTION_MANIFEST, manifest, 3))
     return e;
   if (auto e = writer.addSection(KILN_SECTION_WEIGHTS, compiled->weights,
-                                 kWeightAlignmentLog2))
+                                 kWeightSectionAlignmentLog2))
     return e;
   if (auto e = writer.writeFile(outputPath))
     return e;
