@@ -36,10 +36,14 @@ struct Tol {
 };
 Tol TolFor(kiln_dtype_t t) {
   switch (t) {
-    case KILN_DTYPE_F64: return {1e-12, 1e-12};
-    case KILN_DTYPE_F16: return {2e-3, 2e-3};
-    case KILN_DTYPE_BF16: return {2e-2, 1.6e-2};
-    default: return {1e-4, 1e-4};
+    case KILN_DTYPE_F64:
+      return {1e-12, 1e-12};
+    case KILN_DTYPE_F16:
+      return {2e-3, 2e-3};
+    case KILN_DTYPE_BF16:
+      return {2e-2, 1.6e-2};
+    default:
+      return {1e-4, 1e-4};
   }
 }
 
@@ -51,8 +55,14 @@ HostTensor MakeFloat(kiln_dtype_t t, Dims shape, const std::vector<float>& v,
   std::vector<float> r(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     switch (t) {
-      case KILN_DTYPE_F32: h.as<float>()[i] = v[i]; r[i] = v[i]; break;
-      case KILN_DTYPE_F64: h.as<double>()[i] = v[i]; r[i] = v[i]; break;
+      case KILN_DTYPE_F32:
+        h.as<float>()[i] = v[i];
+        r[i] = v[i];
+        break;
+      case KILN_DTYPE_F64:
+        h.as<double>()[i] = v[i];
+        r[i] = v[i];
+        break;
       case KILN_DTYPE_F16:
         h.as<uint16_t>()[i] = FloatToHalf(v[i]);
         r[i] = HalfToFloat(h.as<uint16_t>()[i]);
@@ -61,7 +71,8 @@ HostTensor MakeFloat(kiln_dtype_t t, Dims shape, const std::vector<float>& v,
         h.as<uint16_t>()[i] = FloatToBF16(v[i]);
         r[i] = BF16ToFloat(h.as<uint16_t>()[i]);
         break;
-      default: ADD_FAILURE() << "not a float dtype";
+      default:
+        ADD_FAILURE() << "not a float dtype";
     }
   }
   if (rounded) *rounded = r;
@@ -69,27 +80,37 @@ HostTensor MakeFloat(kiln_dtype_t t, Dims shape, const std::vector<float>& v,
 }
 
 /// Random values rounded to `t`: the tensor and the stored values.
-HostTensor Random(kiln_dtype_t t, Dims shape, uint32_t seed, std::vector<float>* values,
-                  float lo = -1.f, float hi = 1.f) {
-  return MakeFloat(t, shape, RandomFloats(size_t(shape.numel()), seed, lo, hi), values);
+HostTensor Random(kiln_dtype_t t, Dims shape, uint32_t seed,
+                  std::vector<float>* values, float lo = -1.f, float hi = 1.f) {
+  return MakeFloat(t, shape, RandomFloats(size_t(shape.numel()), seed, lo, hi),
+                   values);
 }
 
 std::vector<double> Values(const HostTensor& h) {
   std::vector<double> out(size_t(h.shape.numel()));
   for (size_t i = 0; i < out.size(); ++i) {
     switch (h.dtype) {
-      case KILN_DTYPE_F32: out[i] = h.as<float>()[i]; break;
-      case KILN_DTYPE_F64: out[i] = h.as<double>()[i]; break;
-      case KILN_DTYPE_F16: out[i] = HalfToFloat(h.as<uint16_t>()[i]); break;
-      case KILN_DTYPE_BF16: out[i] = BF16ToFloat(h.as<uint16_t>()[i]); break;
-      default: ADD_FAILURE() << "not a float dtype";
+      case KILN_DTYPE_F32:
+        out[i] = h.as<float>()[i];
+        break;
+      case KILN_DTYPE_F64:
+        out[i] = h.as<double>()[i];
+        break;
+      case KILN_DTYPE_F16:
+        out[i] = HalfToFloat(h.as<uint16_t>()[i]);
+        break;
+      case KILN_DTYPE_BF16:
+        out[i] = BF16ToFloat(h.as<uint16_t>()[i]);
+        break;
+      default:
+        ADD_FAILURE() << "not a float dtype";
     }
   }
   return out;
 }
 
-void ExpectClose(const HostTensor& got_t, const std::vector<double>& want, Tol tol,
-                 const std::string& what) {
+void ExpectClose(const HostTensor& got_t, const std::vector<double>& want,
+                 Tol tol, const std::string& what) {
   std::vector<double> got = Values(got_t);
   ASSERT_EQ(got.size(), want.size()) << what;
   size_t bad = 0, first = 0;
@@ -103,8 +124,9 @@ void ExpectClose(const HostTensor& got_t, const std::vector<double>& want, Tol t
     if (err > worst || std::isnan(err)) worst = err;
   }
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size()
-                     << " values off; first at " << first << ": got " << got[first] << ", want "
-                     << want[first] << " (worst error " << worst << ")";
+                     << " values off; first at " << first << ": got "
+                     << got[first] << ", want " << want[first]
+                     << " (worst error " << worst << ")";
 }
 
 // ---------------------------------------------------------------------------
@@ -114,7 +136,10 @@ int QMin(kiln_dtype_t t) {
   return t == KILN_DTYPE_I4 ? -8 : t == KILN_DTYPE_I8 ? -128 : 0;
 }
 int QMax(kiln_dtype_t t) {
-  return t == KILN_DTYPE_I4 ? 7 : t == KILN_DTYPE_U4 ? 15 : t == KILN_DTYPE_I8 ? 127 : 255;
+  return t == KILN_DTYPE_I4   ? 7
+         : t == KILN_DTYPE_U4 ? 15
+         : t == KILN_DTYPE_I8 ? 127
+                              : 255;
 }
 
 struct Quant {
@@ -125,8 +150,8 @@ struct Quant {
 
 /// Random block-quantized data of `shape` (scales in [0.01, 0.1], values
 /// over the storage's whole range, zero points likewise when asked).
-Quant MakeQuant(kiln_dtype_t st, Dims shape, Dims block, bool with_zp, uint32_t seed,
-                kiln_dtype_t scale_dt = KILN_DTYPE_F32) {
+Quant MakeQuant(kiln_dtype_t st, Dims shape, Dims block, bool with_zp,
+                uint32_t seed, kiln_dtype_t scale_dt = KILN_DTYPE_F32) {
   Quant q;
   q.block = block;
   const int rank = shape.rank;
@@ -140,7 +165,8 @@ Quant MakeQuant(kiln_dtype_t st, Dims shape, Dims block, bool with_zp, uint32_t 
   const bool nibbles = st == KILN_DTYPE_I4 || st == KILN_DTYPE_U4;
 
   std::vector<float> svals;
-  q.scales = MakeFloat(scale_dt, ss, RandomFloats(size_t(ss.numel()), seed + 1, 0.01f, 0.1f),
+  q.scales = MakeFloat(scale_dt, ss,
+                       RandomFloats(size_t(ss.numel()), seed + 1, 0.01f, 0.1f),
                        &svals);
   std::vector<int> zvals(size_t(ss.numel()), 0);
   const int64_t scols = rank ? ss.back() : 1;
@@ -175,14 +201,17 @@ Quant MakeQuant(kiln_dtype_t st, Dims shape, Dims block, bool with_zp, uint32_t 
     float v;
     if (f8) {
       const float x = fd(rng);
-      const uint8_t code = st == KILN_DTYPE_F8E4M3FN ? FloatToF8E4M3FN(x) : FloatToF8E5M2(x);
+      const uint8_t code =
+          st == KILN_DTYPE_F8E4M3FN ? FloatToF8E4M3FN(x) : FloatToF8E5M2(x);
       q.data.bytes[size_t(e)] = code;
-      v = st == KILN_DTYPE_F8E4M3FN ? F8E4M3FNToFloat(code) : F8E5M2ToFloat(code);
+      v = st == KILN_DTYPE_F8E4M3FN ? F8E4M3FNToFloat(code)
+                                    : F8E5M2ToFloat(code);
     } else {
       const int x = qd(rng);
       if (nibbles) {
         const int64_t r = e / cols, c = e % cols;
-        q.data.bytes[size_t(r * ((cols + 1) / 2) + c / 2)] |= uint8_t((x & 15) << ((c & 1) * 4));
+        q.data.bytes[size_t(r * ((cols + 1) / 2) + c / 2)] |=
+            uint8_t((x & 15) << ((c & 1) * 4));
       } else {
         q.data.bytes[size_t(e)] = uint8_t(x);
       }
@@ -193,7 +222,8 @@ Quant MakeQuant(kiln_dtype_t st, Dims shape, Dims block, bool with_zp, uint32_t 
   return q;
 }
 
-KernelHarness& InQuant(KernelHarness& h, const Quant& q, kiln_dtype_t expressed = KILN_DTYPE_F32) {
+KernelHarness& InQuant(KernelHarness& h, const Quant& q,
+                       kiln_dtype_t expressed = KILN_DTYPE_F32) {
   return h.InQ(q.data, q.scales, q.zp, q.block, expressed);
 }
 
@@ -201,8 +231,9 @@ KernelHarness& InQuant(KernelHarness& h, const Quant& q, kiln_dtype_t expressed 
 // References.
 
 /// C[M, N] = A[M, K] @ B (+ bias), B stored [K, N] or (trans) [N, K].
-std::vector<double> RefGemm(const float* a, const float* b, int64_t M, int64_t K, int64_t N,
-                            bool trans, const float* bias = nullptr) {
+std::vector<double> RefGemm(const float* a, const float* b, int64_t M,
+                            int64_t K, int64_t N, bool trans,
+                            const float* bias = nullptr) {
   std::vector<double> c(size_t(M * N));
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
@@ -222,10 +253,12 @@ struct MatmulCase {
   bool trans, bias;
 };
 
-void RunMatmul(kiln_dtype_t dt, const MatmulCase& c, uint32_t seed, int threads = 4) {
-  SCOPED_TRACE("matmul " + std::string(kiln_dtype_name(dt)) + " M=" + std::to_string(c.M) +
-               " K=" + std::to_string(c.K) + " N=" + std::to_string(c.N) +
-               (c.trans ? " transpose_b" : "") + " seed=" + std::to_string(seed));
+void RunMatmul(kiln_dtype_t dt, const MatmulCase& c, uint32_t seed,
+               int threads = 4) {
+  SCOPED_TRACE("matmul " + std::string(kiln_dtype_name(dt)) +
+               " M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) +
+               " N=" + std::to_string(c.N) + (c.trans ? " transpose_b" : "") +
+               " seed=" + std::to_string(seed));
   std::vector<float> a, b, bias;
   KernelHarness h("matmul", threads);
   h.In(Random(dt, {c.M, c.K}, seed, &a));
@@ -237,16 +270,21 @@ void RunMatmul(kiln_dtype_t dt, const MatmulCase& c, uint32_t seed, int threads 
   h.Out(dt, {-1, c.N});
   if (c.trans) h.Flag("transpose_b");
   ASSERT_EQ(h.RunMessage(), "");
-  ExpectClose(h.Result(), RefGemm(a.data(), b.data(), c.M, c.K, c.N, c.trans,
-                                  c.bias ? bias.data() : nullptr),
+  ExpectClose(h.Result(),
+              RefGemm(a.data(), b.data(), c.M, c.K, c.N, c.trans,
+                      c.bias ? bias.data() : nullptr),
               TolFor(dt), "matmul");
 }
 
+// Row counts straddle the GEMV / GEMM switch (6 rows for [K, N], 12 for
+// [N, K]); sizes are odd and not multiples of any tile.
 const MatmulCase kMatmulCases[] = {
-    {1, 64, 48, true, false},   {1, 64, 48, false, true},   {3, 33, 65, true, true},
-    {7, 33, 65, false, false},  {8, 100, 37, true, false},  {9, 100, 37, true, true},
-    {64, 300, 129, true, false}, {64, 300, 129, false, true}, {130, 257, 70, true, true},
-    {2, 1, 5, false, false},    {13, 513, 300, false, false},
+    {1, 64, 48, true, false},    {1, 64, 48, false, true},
+    {3, 33, 65, true, true},     {6, 33, 65, false, false},
+    {7, 33, 65, false, false},   {12, 100, 37, true, false},
+    {13, 100, 37, true, true},   {64, 300, 129, true, false},
+    {64, 300, 129, false, true}, {130, 257, 70, true, true},
+    {2, 1, 5, false, false},     {13, 513, 300, false, false},
 };
 
 TEST(LlmMatmul, F32Shapes) {
@@ -261,7 +299,8 @@ TEST(LlmMatmul, EveryIsaVariant) {
     SCOPED_TRACE("isa cap " + std::to_string(cap));
     SetLlmIsaCapForTesting(cap);
     uint32_t seed = 200;
-    for (const MatmulCase& c : kMatmulCases) RunMatmul(KILN_DTYPE_F32, c, seed++);
+    for (const MatmulCase& c : kMatmulCases)
+      RunMatmul(KILN_DTYPE_F32, c, seed++);
     RunMatmul(KILN_DTYPE_F64, {9, 70, 33, false, true}, seed++);
     RunMatmul(KILN_DTYPE_F64, {2, 70, 33, true, true}, seed++);
   }
@@ -271,8 +310,9 @@ TEST(LlmMatmul, EveryIsaVariant) {
 TEST(LlmMatmul, HalfAndDoubleTypes) {
   uint32_t seed = 300;
   for (kiln_dtype_t dt : {KILN_DTYPE_F16, KILN_DTYPE_BF16, KILN_DTYPE_F64})
-    for (const MatmulCase& c : {MatmulCase{1, 96, 40, true, true}, MatmulCase{5, 77, 31, false, true},
-                                MatmulCase{70, 130, 90, true, false}})
+    for (const MatmulCase& c :
+         {MatmulCase{1, 96, 40, true, true}, MatmulCase{5, 77, 31, false, true},
+          MatmulCase{70, 130, 90, true, false}})
       RunMatmul(dt, c, seed++);
 }
 
@@ -313,11 +353,19 @@ TEST(LlmMatmul, BatchBroadcast) {
       for (int d = batch.rank - 1; d >= 0; --d) {
         const int64_t idx = rem % batch[d];
         rem /= batch[d];
-        const int ad = d - (batch.rank - (c.a.rank - 2)), bd = d - (batch.rank - (c.b.rank - 2));
-        if (ad >= 0) { ai += (c.a[ad] == 1 ? 0 : idx) * as; as *= c.a[ad]; }
-        if (bd >= 0) { bi += (c.b[bd] == 1 ? 0 : idx) * bs; bs *= c.b[bd]; }
+        const int ad = d - (batch.rank - (c.a.rank - 2)),
+                  bd = d - (batch.rank - (c.b.rank - 2));
+        if (ad >= 0) {
+          ai += (c.a[ad] == 1 ? 0 : idx) * as;
+          as *= c.a[ad];
+        }
+        if (bd >= 0) {
+          bi += (c.b[bd] == 1 ? 0 : idx) * bs;
+          bs *= c.b[bd];
+        }
       }
-      std::vector<double> part = RefGemm(a.data() + ai * M * K, b.data() + bi * K * N, M, K, N, c.trans);
+      std::vector<double> part = RefGemm(
+          a.data() + ai * M * K, b.data() + bi * K * N, M, K, N, c.trans);
       want.insert(want.end(), part.begin(), part.end());
     }
     ExpectClose(h.Result(), want, TolFor(KILN_DTYPE_F32), "batched matmul");
@@ -328,32 +376,40 @@ TEST(LlmMatmul, Rank1OperandsFollowOnnx) {
   std::vector<float> a, b, b2;
   {
     KernelHarness h("matmul", 4);  // [K] @ [K, N] -> [N]
-    h.In(Random(KILN_DTYPE_F32, {20}, 600, &a)).In(Random(KILN_DTYPE_F32, {20, 7}, 601, &b));
+    h.In(Random(KILN_DTYPE_F32, {20}, 600, &a))
+        .In(Random(KILN_DTYPE_F32, {20, 7}, 601, &b));
     h.None().Out(KILN_DTYPE_F32, {7});
     ASSERT_EQ(h.RunMessage(), "");
-    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 1, 20, 7, false), TolFor(KILN_DTYPE_F32), "[K]@[K,N]");
+    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 1, 20, 7, false),
+                TolFor(KILN_DTYPE_F32), "[K]@[K,N]");
   }
   {
     KernelHarness h("matmul", 4);  // [M, K] @ [K] -> [M]
-    h.In(Random(KILN_DTYPE_F32, {6, 20}, 602, &a)).In(Random(KILN_DTYPE_F32, {20}, 603, &b));
+    h.In(Random(KILN_DTYPE_F32, {6, 20}, 602, &a))
+        .In(Random(KILN_DTYPE_F32, {20}, 603, &b));
     h.None().Out(KILN_DTYPE_F32, {6});
     ASSERT_EQ(h.RunMessage(), "");
-    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 6, 20, 1, false), TolFor(KILN_DTYPE_F32), "[M,K]@[K]");
+    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 6, 20, 1, false),
+                TolFor(KILN_DTYPE_F32), "[M,K]@[K]");
   }
   {
     KernelHarness h("matmul", 4);  // [K] @ [K] -> []
-    h.In(Random(KILN_DTYPE_F32, {20}, 604, &a)).In(Random(KILN_DTYPE_F32, {20}, 605, &b));
+    h.In(Random(KILN_DTYPE_F32, {20}, 604, &a))
+        .In(Random(KILN_DTYPE_F32, {20}, 605, &b));
     h.None().Out(KILN_DTYPE_F32, Dims{});
     ASSERT_EQ(h.RunMessage(), "");
-    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 1, 20, 1, false), TolFor(KILN_DTYPE_F32), "[K]@[K]");
+    ExpectClose(h.Result(), RefGemm(a.data(), b.data(), 1, 20, 1, false),
+                TolFor(KILN_DTYPE_F32), "[K]@[K]");
   }
   {
     KernelHarness h("matmul", 4);  // [K] @ [2, K, N] -> [2, N]
-    h.In(Random(KILN_DTYPE_F32, {9}, 606, &a)).In(Random(KILN_DTYPE_F32, {2, 9, 5}, 607, &b2));
+    h.In(Random(KILN_DTYPE_F32, {9}, 606, &a))
+        .In(Random(KILN_DTYPE_F32, {2, 9, 5}, 607, &b2));
     h.None().Out(KILN_DTYPE_F32, {2, 5});
     ASSERT_EQ(h.RunMessage(), "");
     std::vector<double> want = RefGemm(a.data(), b2.data(), 1, 9, 5, false);
-    std::vector<double> second = RefGemm(a.data(), b2.data() + 45, 1, 9, 5, false);
+    std::vector<double> second =
+        RefGemm(a.data(), b2.data() + 45, 1, 9, 5, false);
     want.insert(want.end(), second.begin(), second.end());
     ExpectClose(h.Result(), want, TolFor(KILN_DTYPE_F32), "[K]@[2,K,N]");
   }
@@ -369,9 +425,10 @@ struct QMatmulCase {
 
 void RunQuantMatmul(const QMatmulCase& c, uint32_t seed, int threads = 4) {
   SCOPED_TRACE(std::string("quantized matmul ") + kiln_dtype_name(c.storage) +
-               (c.zp ? " zp" : "") + (c.trans ? " transpose_b" : "") + " M=" +
-               std::to_string(c.M) + " K=" + std::to_string(c.K) + " N=" + std::to_string(c.N) +
-               " block " + c.block.str() + " seed=" + std::to_string(seed));
+               (c.zp ? " zp" : "") + (c.trans ? " transpose_b" : "") +
+               " M=" + std::to_string(c.M) + " K=" + std::to_string(c.K) +
+               " N=" + std::to_string(c.N) + " block " + c.block.str() +
+               " seed=" + std::to_string(seed));
   std::vector<float> a, bias;
   const Dims bshape = c.trans ? Dims{c.N, c.K} : Dims{c.K, c.N};
   Quant q = MakeQuant(c.storage, bshape, c.block, c.zp, seed + 1, c.scale_dt);
@@ -382,8 +439,10 @@ void RunQuantMatmul(const QMatmulCase& c, uint32_t seed, int threads = 4) {
   h.Out(KILN_DTYPE_F32, {c.M, c.N});
   if (c.trans) h.Flag("transpose_b");
   ASSERT_EQ(h.RunMessage(), "");
-  ExpectClose(h.Result(), RefGemm(a.data(), q.deq.data(), c.M, c.K, c.N, c.trans, bias.data()),
-              TolFor(KILN_DTYPE_F32), "quantized matmul");
+  ExpectClose(
+      h.Result(),
+      RefGemm(a.data(), q.deq.data(), c.M, c.K, c.N, c.trans, bias.data()),
+      TolFor(KILN_DTYPE_F32), "quantized matmul");
 }
 
 const QMatmulCase kQuantCases[] = {
@@ -400,6 +459,11 @@ const QMatmulCase kQuantCases[] = {
     {KILN_DTYPE_I4, false, true, 1, 192, 70, {1, 64}, KILN_DTYPE_F32},
     {KILN_DTYPE_I4, false, true, 40, 192, 70, {1, 64}, KILN_DTYPE_BF16},
     {KILN_DTYPE_I4, true, true, 1, 128, 20, {1, 32}, KILN_DTYPE_F32},
+    // Fused GEMV over several row groups of four (7 and 16 rows).
+    {KILN_DTYPE_U4, true, true, 16, 128, 40, {1, 32}, KILN_DTYPE_F32},
+    {KILN_DTYPE_I4, false, true, 7, 96, 21, {1, 32}, KILN_DTYPE_F16},
+    {KILN_DTYPE_I8, false, true, 7, 96, 33, {1, 32}, KILN_DTYPE_F32},
+    {KILN_DTYPE_U8, true, true, 16, 64, 20, {1, 16}, KILN_DTYPE_F32},
     // 8-bit: block-wise and per output channel.
     {KILN_DTYPE_I8, false, true, 1, 160, 50, {1, 32}, KILN_DTYPE_F32},
     {KILN_DTYPE_I8, false, true, 12, 160, 50, {1, 32}, KILN_DTYPE_F32},
@@ -430,9 +494,13 @@ TEST(LlmMatmul, QuantizedWeightsEveryIsaVariant) {
 }
 
 TEST(LlmMatmul, LargeQuantizedDecodeMultithreaded) {
-  RunQuantMatmul({KILN_DTYPE_U4, true, true, 1, 1024, 777, {1, 32}, KILN_DTYPE_F16}, 900);
-  RunQuantMatmul({KILN_DTYPE_I4, false, true, 1, 1024, 777, {1, 128}, KILN_DTYPE_F32}, 901);
-  RunQuantMatmul({KILN_DTYPE_U4, true, true, 100, 512, 300, {1, 32}, KILN_DTYPE_F16}, 902);
+  RunQuantMatmul(
+      {KILN_DTYPE_U4, true, true, 1, 1024, 777, {1, 32}, KILN_DTYPE_F16}, 900);
+  RunQuantMatmul(
+      {KILN_DTYPE_I4, false, true, 1, 1024, 777, {1, 128}, KILN_DTYPE_F32},
+      901);
+  RunQuantMatmul(
+      {KILN_DTYPE_U4, true, true, 100, 512, 300, {1, 32}, KILN_DTYPE_F16}, 902);
 }
 
 TEST(LlmMatmul, QuantizedActivations) {
@@ -442,15 +510,17 @@ TEST(LlmMatmul, QuantizedActivations) {
   InQuant(h, qa).In(Random(KILN_DTYPE_F32, {40, 11}, 951, &b)).None();
   h.Out(KILN_DTYPE_F32, {6, 11});
   ASSERT_EQ(h.RunMessage(), "");
-  ExpectClose(h.Result(), RefGemm(qa.deq.data(), b.data(), 6, 40, 11, false), TolFor(KILN_DTYPE_F32),
-              "quantized a");
+  ExpectClose(h.Result(), RefGemm(qa.deq.data(), b.data(), 6, 40, 11, false),
+              TolFor(KILN_DTYPE_F32), "quantized a");
 }
 
 TEST(LlmMatmul, ShapeErrorsNameTheShapes) {
   std::vector<float> v;
   {
     KernelHarness h("matmul");
-    h.In(Random(KILN_DTYPE_F32, {3, 5}, 1, &v)).In(Random(KILN_DTYPE_F32, {6, 4}, 2, &v)).None();
+    h.In(Random(KILN_DTYPE_F32, {3, 5}, 1, &v))
+        .In(Random(KILN_DTYPE_F32, {6, 4}, 2, &v))
+        .None();
     h.Out(KILN_DTYPE_F32, {3, 4});
     std::string m = h.RunMessage();
     EXPECT_NE(m.find("contraction dimensions differ"), std::string::npos) << m;
@@ -459,17 +529,21 @@ TEST(LlmMatmul, ShapeErrorsNameTheShapes) {
   }
   {
     KernelHarness h("matmul");
-    h.In(Random(KILN_DTYPE_F32, {2, 3, 5}, 1, &v)).In(Random(KILN_DTYPE_F32, {3, 5, 4}, 2, &v)).None();
+    h.In(Random(KILN_DTYPE_F32, {2, 3, 5}, 1, &v))
+        .In(Random(KILN_DTYPE_F32, {3, 5, 4}, 2, &v))
+        .None();
     h.Out(KILN_DTYPE_F32, {-1, 3, 4});
     std::string m = h.RunMessage();
     EXPECT_NE(m.find("not broadcast-compatible"), std::string::npos) << m;
   }
   {
     KernelHarness h("matmul");
-    h.In(Random(KILN_DTYPE_F32, {3, 5}, 1, &v)).In(Random(KILN_DTYPE_F32, {5, 4}, 2, &v));
+    h.In(Random(KILN_DTYPE_F32, {3, 5}, 1, &v))
+        .In(Random(KILN_DTYPE_F32, {5, 4}, 2, &v));
     h.In(Random(KILN_DTYPE_F32, {5}, 3, &v)).Out(KILN_DTYPE_F32, {3, 4});
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("bias shape [5] does not match [4]"), std::string::npos) << m;
+    EXPECT_NE(m.find("bias shape [5] does not match [4]"), std::string::npos)
+        << m;
   }
   {
     // Scales that do not fit the data.
@@ -479,7 +553,9 @@ TEST(LlmMatmul, ShapeErrorsNameTheShapes) {
     h.In(Random(KILN_DTYPE_F32, {1, 64}, 1, &v));
     InQuant(h, q).None().Out(KILN_DTYPE_F32, {1, 8}).Flag("transpose_b");
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("scales [8, 2] do not match data [8, 64]"), std::string::npos) << m;
+    EXPECT_NE(m.find("scales [8, 2] do not match data [8, 64]"),
+              std::string::npos)
+        << m;
   }
 }
 
@@ -498,24 +574,29 @@ double RefAct(const std::string& act, double x) {
   if (act == "silu") return x / (1 + std::exp(-x));
   if (act == "gelu") return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
   if (act == "gelu_tanh")
-    return 0.5 * x * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+    return 0.5 * x *
+           (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) *
+                          (x + 0.044715 * x * x * x)));
   return 1 / (1 + std::exp(-x));
 }
 
 void RunMlp(const MlpCase& c, uint32_t seed) {
-  SCOPED_TRACE(std::string("gated_mlp ") + c.act + (c.fused ? " fused" : " split") +
-               (c.transposed ? " transposed" : "") + (c.quantized ? " ui4" : "") + " " +
-               kiln_dtype_name(c.dt) + " seed=" + std::to_string(seed));
+  SCOPED_TRACE(
+      std::string("gated_mlp ") + c.act + (c.fused ? " fused" : " split") +
+      (c.transposed ? " transposed" : "") + (c.quantized ? " ui4" : "") + " " +
+      kiln_dtype_name(c.dt) + " seed=" + std::to_string(seed));
   const int64_t H = c.H, F = c.F, R = c.rows;
   std::vector<float> x;
   KernelHarness h("gated_mlp", 4);
   h.In(Random(c.dt, {1, R, H}, seed, &x));
   // A weight of logical [in, out]: stored [out, in] when transposed.
-  auto weight = [&](int64_t in, int64_t out, uint32_t s, std::vector<float>* logical) {
+  auto weight = [&](int64_t in, int64_t out, uint32_t s,
+                    std::vector<float>* logical) {
     const Dims shape = c.transposed ? Dims{out, in} : Dims{in, out};
     std::vector<float> stored;
     if (c.quantized) {
-      Quant q = MakeQuant(KILN_DTYPE_U4, shape, c.transposed ? Dims{1, 16} : Dims{16, 1}, true, s);
+      Quant q = MakeQuant(KILN_DTYPE_U4, shape,
+                          c.transposed ? Dims{1, 16} : Dims{16, 1}, true, s);
       InQuant(h, q, c.dt);
       stored = q.deq;
     } else {
@@ -524,7 +605,8 @@ void RunMlp(const MlpCase& c, uint32_t seed) {
     logical->assign(size_t(in * out), 0.f);
     for (int64_t i = 0; i < in; ++i)
       for (int64_t o = 0; o < out; ++o)
-        (*logical)[size_t(i * out + o)] = stored[size_t(c.transposed ? o * in + i : i * out + o)];
+        (*logical)[size_t(i * out + o)] =
+            stored[size_t(c.transposed ? o * in + i : i * out + o)];
   };
   std::vector<float> wg, wu, wgu, wd;
   if (c.fused) {
@@ -549,8 +631,10 @@ void RunMlp(const MlpCase& c, uint32_t seed) {
   std::vector<double> g = RefGemm(x.data(), wg.data(), R, H, F, false);
   std::vector<double> u = RefGemm(x.data(), wu.data(), R, H, F, false);
   std::vector<float> hid(size_t(R * F));
-  for (size_t i = 0; i < hid.size(); ++i) hid[i] = float(RefAct(c.act, g[i]) * u[i]);
-  ExpectClose(h.Result(), RefGemm(hid.data(), wd.data(), R, F, H, false), TolFor(c.dt), "gated_mlp");
+  for (size_t i = 0; i < hid.size(); ++i)
+    hid[i] = float(RefAct(c.act, g[i]) * u[i]);
+  ExpectClose(h.Result(), RefGemm(hid.data(), wd.data(), R, F, H, false),
+              TolFor(c.dt), "gated_mlp");
 }
 
 TEST(LlmGatedMlp, SplitFusedTransposedQuantized) {
@@ -573,18 +657,23 @@ TEST(LlmGatedMlp, Errors) {
   std::vector<float> v;
   KernelHarness h("gated_mlp");
   h.In(Random(KILN_DTYPE_F32, {2, 16}, 1, &v));
-  h.In(Random(KILN_DTYPE_F32, {16, 8}, 2, &v)).In(Random(KILN_DTYPE_F32, {16, 9}, 3, &v)).None();
+  h.In(Random(KILN_DTYPE_F32, {16, 8}, 2, &v))
+      .In(Random(KILN_DTYPE_F32, {16, 9}, 3, &v))
+      .None();
   h.In(Random(KILN_DTYPE_F32, {8, 16}, 4, &v));
   h.Out(KILN_DTYPE_F32, {2, 16}).AttrS("activation", "silu");
   std::string m = h.RunMessage();
-  EXPECT_NE(m.find("gate [16, 8] and up [16, 9] widths differ"), std::string::npos) << m;
+  EXPECT_NE(m.find("gate [16, 8] and up [16, 9] widths differ"),
+            std::string::npos)
+      << m;
 }
 
 // ---------------------------------------------------------------------------
 // Norms.
 
-std::vector<double> RefNorm(const std::vector<float>& x, int64_t rows, int64_t n,
-                            const std::vector<float>& w, const std::vector<float>* b, double eps,
+std::vector<double> RefNorm(const std::vector<float>& x, int64_t rows,
+                            int64_t n, const std::vector<float>& w,
+                            const std::vector<float>* b, double eps,
                             bool layer) {
   std::vector<double> y(x.size());
   for (int64_t r = 0; r < rows; ++r) {
@@ -598,7 +687,8 @@ std::vector<double> RefNorm(const std::vector<float>& x, int64_t rows, int64_t n
     for (int64_t i = 0; i < n; ++i) ss += (xr[i] - mean) * (xr[i] - mean);
     const double inv = 1 / std::sqrt(ss / double(n) + eps);
     for (int64_t i = 0; i < n; ++i)
-      y[size_t(r * n + i)] = (xr[i] - mean) * inv * w[size_t(i)] + (b ? (*b)[size_t(i)] : 0.0);
+      y[size_t(r * n + i)] =
+          (xr[i] - mean) * inv * w[size_t(i)] + (b ? (*b)[size_t(i)] : 0.0);
   }
   return y;
 }
@@ -623,8 +713,8 @@ TEST(LlmNorm, RmsNormAxesAndTypes) {
       {{3, 130}, -1, {130}, KILN_DTYPE_F64, 2},
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE("rms_norm " + c.x.str() + " axis " + std::to_string(c.axis) + " " +
-                 kiln_dtype_name(c.dt));
+    SCOPED_TRACE("rms_norm " + c.x.str() + " axis " + std::to_string(c.axis) +
+                 " " + kiln_dtype_name(c.dt));
     std::vector<float> x, w;
     KernelHarness h("rms_norm", c.threads);
     h.In(Random(c.dt, c.x, seed++, &x, -2.f, 2.f));
@@ -635,8 +725,10 @@ TEST(LlmNorm, RmsNormAxesAndTypes) {
     int64_t n = 1;
     for (int d = axis; d < c.x.rank; ++d) n *= c.x[d];
     std::vector<float> wfull(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) wfull[size_t(i)] = w[size_t(i % c.w.numel())];
-    ExpectClose(h.Result(), RefNorm(x, c.x.numel() / n, n, wfull, nullptr, 1e-6, false),
+    for (int64_t i = 0; i < n; ++i)
+      wfull[size_t(i)] = w[size_t(i % c.w.numel())];
+    ExpectClose(h.Result(),
+                RefNorm(x, c.x.numel() / n, n, wfull, nullptr, 1e-6, false),
                 TolFor(c.dt), "rms_norm");
   }
 }
@@ -645,19 +737,21 @@ TEST(LlmNorm, LayerNormWithAndWithoutBias) {
   uint32_t seed = 1200;
   for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_BF16, KILN_DTYPE_F16})
     for (bool bias : {false, true}) {
-      SCOPED_TRACE(std::string("layer_norm ") + kiln_dtype_name(dt) + (bias ? " bias" : ""));
+      SCOPED_TRACE(std::string("layer_norm ") + kiln_dtype_name(dt) +
+                   (bias ? " bias" : ""));
       std::vector<float> x, w, b;
       KernelHarness h("layer_norm", 4);
       h.In(Random(dt, {9, 2, 100}, seed++, &x, -1.f, 3.f));
-    h.In(Random(dt, {100}, seed++, &w));
+      h.In(Random(dt, {100}, seed++, &w));
       if (bias)
         h.In(Random(dt, {100}, seed++, &b));
       else
         h.None();
       h.Out(dt, {9, 2, 100}).AttrF("epsilon", 1e-5);
       ASSERT_EQ(h.RunMessage(), "");
-      ExpectClose(h.Result(), RefNorm(x, 18, 100, w, bias ? &b : nullptr, 1e-5, true), TolFor(dt),
-                  "layer_norm");
+      ExpectClose(h.Result(),
+                  RefNorm(x, 18, 100, w, bias ? &b : nullptr, 1e-5, true),
+                  TolFor(dt), "layer_norm");
     }
 }
 
@@ -665,18 +759,25 @@ TEST(LlmNorm, Errors) {
   std::vector<float> v;
   {
     KernelHarness h("rms_norm");
-    h.In(Random(KILN_DTYPE_F32, {3, 8}, 1, &v)).In(Random(KILN_DTYPE_F32, {7}, 2, &v));
+    h.In(Random(KILN_DTYPE_F32, {3, 8}, 1, &v))
+        .In(Random(KILN_DTYPE_F32, {7}, 2, &v));
     h.Out(KILN_DTYPE_F32, {3, 8}).AttrF("epsilon", 1e-6);
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("weight shape [7] does not match the normalized dimensions [8]"),
-              std::string::npos) << m;
+    EXPECT_NE(
+        m.find("weight shape [7] does not match the normalized dimensions [8]"),
+        std::string::npos)
+        << m;
   }
   {
     KernelHarness h("layer_norm");
-    h.In(Random(KILN_DTYPE_F32, {3, 8}, 1, &v)).In(Random(KILN_DTYPE_F32, {8}, 2, &v)).None();
+    h.In(Random(KILN_DTYPE_F32, {3, 8}, 1, &v))
+        .In(Random(KILN_DTYPE_F32, {8}, 2, &v))
+        .None();
     h.Out(KILN_DTYPE_F32, {3, 8}).AttrF("epsilon", 1e-6).Attr("axis", 2);
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("axis 2 is out of range for input [3, 8]"), std::string::npos) << m;
+    EXPECT_NE(m.find("axis 2 is out of range for input [3, 8]"),
+              std::string::npos)
+        << m;
   }
 }
 
@@ -690,10 +791,10 @@ struct RopeCase {
 };
 
 void RunRope(const RopeCase& c, uint32_t seed) {
-  SCOPED_TRACE("rope B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) + " D=" +
-               std::to_string(c.D) + " rot=" + std::to_string(c.rot) +
-               (c.interleaved ? " interleaved" : "") + (c.positions ? " positions" : "") + " " +
-               kiln_dtype_name(c.dt));
+  SCOPED_TRACE("rope B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
+               " D=" + std::to_string(c.D) + " rot=" + std::to_string(c.rot) +
+               (c.interleaved ? " interleaved" : "") +
+               (c.positions ? " positions" : "") + " " + kiln_dtype_name(c.dt));
   const int64_t rot = c.rot ? c.rot : c.D, half = rot / 2, P = 40;
   std::vector<float> x;
   KernelHarness h("rope", 4);
@@ -701,7 +802,8 @@ void RunRope(const RopeCase& c, uint32_t seed) {
   std::vector<int64_t> pos(size_t(c.B * c.S));
   std::mt19937 rng(seed + 1);
   for (auto& p : pos) p = std::uniform_int_distribution<int64_t>(0, P - 1)(rng);
-  // Angles as a real model's (theta = 10000); the gathered form uses them at `pos`.
+  // Angles as a real model's (theta = 10000); the gathered form uses them at
+  // `pos`.
   auto angle = [&](int64_t p, int64_t i) {
     return double(p) * std::pow(10000.0, -2.0 * double(i) / double(rot));
   };
@@ -735,8 +837,10 @@ void RunRope(const RopeCase& c, uint32_t seed) {
     for (int64_t hh = 0; hh < c.H; ++hh) {
       const int64_t off = (bs * c.H + hh) * c.D;
       for (int64_t i = 0; i < half; ++i) {
-        const int64_t i1 = c.interleaved ? 2 * i : i, i2 = c.interleaved ? 2 * i + 1 : i + half;
-        const double co = cr[size_t(row * half + i)], si = sr[size_t(row * half + i)];
+        const int64_t i1 = c.interleaved ? 2 * i : i,
+                      i2 = c.interleaved ? 2 * i + 1 : i + half;
+        const double co = cr[size_t(row * half + i)],
+                     si = sr[size_t(row * half + i)];
         const double x1 = x[size_t(off + i1)], x2 = x[size_t(off + i2)];
         want[size_t(off + i1)] = x1 * co - x2 * si;
         want[size_t(off + i2)] = x1 * si + x2 * co;
@@ -765,7 +869,8 @@ TEST(LlmRope, PositionOutsideTheCacheIsAnError) {
   std::vector<float> v;
   KernelHarness h("rope");
   h.In(Random(KILN_DTYPE_F32, {1, 3, 2, 8}, 1, &v));
-  h.In(Random(KILN_DTYPE_F32, {20, 4}, 2, &v)).In(Random(KILN_DTYPE_F32, {20, 4}, 3, &v));
+  h.In(Random(KILN_DTYPE_F32, {20, 4}, 2, &v))
+      .In(Random(KILN_DTYPE_F32, {20, 4}, 3, &v));
   h.In(HostTensor::Of<int64_t>(KILN_DTYPE_I64, {1, 3}, {0, 25, 1}));
   h.Out(KILN_DTYPE_F32, {1, 3, 2, 8});
   std::string m = h.RunMessage();
@@ -774,7 +879,8 @@ TEST(LlmRope, PositionOutsideTheCacheIsAnError) {
 
   KernelHarness neg("rope");
   neg.In(Random(KILN_DTYPE_F32, {1, 3, 2, 8}, 1, &v));
-  neg.In(Random(KILN_DTYPE_F32, {20, 4}, 2, &v)).In(Random(KILN_DTYPE_F32, {20, 4}, 3, &v));
+  neg.In(Random(KILN_DTYPE_F32, {20, 4}, 2, &v))
+      .In(Random(KILN_DTYPE_F32, {20, 4}, 3, &v));
   neg.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {1, 3}, {0, 1, -1}));
   neg.Out(KILN_DTYPE_F32, {1, 3, 2, 8});
   m = neg.RunMessage();
@@ -789,10 +895,11 @@ struct AttnCase {
   int64_t B, Sq, Skv, Hq, Hkv, D, Dv;
   std::string mask = "none";
   int64_t window = 0, sink = 0;
-  double scale = 0;    // 0: default 1/sqrt(D)
+  double scale = 0;  // 0: default 1/sqrt(D)
   double softcap = 0;
-  int attn_mask = 0;   // 0 none, 1 bool [B, 1, Sq, Skv], 2 additive f32 [Sq, Skv], 3 additive [B, 1, 1, Skv]
-  int tree = 0;        // 0 none, 2: [Sq, Sq], 3: [B, Sq, Sq]
+  int attn_mask = 0;  // 0 none, 1 bool [B, 1, Sq, Skv], 2 additive f32 [Sq,
+                      // Skv], 3 additive [B, 1, 1, Skv]
+  int tree = 0;       // 0 none, 2: [Sq, Sq], 3: [B, Sq, Sq]
   kiln_dtype_t dt = KILN_DTYPE_F32;
   bool quant_kv = false;
   int threads = 4;
@@ -800,13 +907,16 @@ struct AttnCase {
 
 void RunAttention(const AttnCase& c, uint32_t seed) {
   SCOPED_TRACE("attention " + c.name + " seed=" + std::to_string(seed));
-  const int64_t B = c.B, Sq = c.Sq, Skv = c.Skv, Hq = c.Hq, Hkv = c.Hkv, D = c.D, Dv = c.Dv;
+  const int64_t B = c.B, Sq = c.Sq, Skv = c.Skv, Hq = c.Hq, Hkv = c.Hkv,
+                D = c.D, Dv = c.Dv;
   std::vector<float> q, k, v;
   KernelHarness h("attention", c.threads);
   h.In(Random(c.dt, {B, Sq, Hq, D}, seed, &q, -2.f, 2.f));
   if (c.quant_kv) {
-    Quant qk = MakeQuant(KILN_DTYPE_I8, {B, Skv, Hkv, D}, {1, 1, 1, 0}, false, seed + 1);
-    Quant qv = MakeQuant(KILN_DTYPE_U8, {B, Skv, Hkv, Dv}, {1, 1, 1, 16}, true, seed + 2);
+    Quant qk = MakeQuant(KILN_DTYPE_I8, {B, Skv, Hkv, D}, {1, 1, 1, 0}, false,
+                         seed + 1);
+    Quant qv = MakeQuant(KILN_DTYPE_U8, {B, Skv, Hkv, Dv}, {1, 1, 1, 16}, true,
+                         seed + 2);
     InQuant(h, qk);
     InQuant(h, qv);
     k = qk.deq;
@@ -834,18 +944,22 @@ void RunAttention(const AttnCase& c, uint32_t seed) {
     std::vector<float> mv(size_t(Sq * Skv));
     for (int64_t i = 0; i < Sq; ++i)
       for (int64_t j = 0; j < Skv; ++j) {
-        const float val = rng() % 4 == 0 ? -INFINITY : float(int(rng() % 200) - 100) / 50.f;
+        const float val =
+            rng() % 4 == 0 ? -INFINITY : float(int(rng() % 200) - 100) / 50.f;
         mv[size_t(i * Skv + j)] = val;
-        for (int64_t b = 0; b < B; ++b) add[size_t((b * Sq + i) * Skv + j)] = val;
+        for (int64_t b = 0; b < B; ++b)
+          add[size_t((b * Sq + i) * Skv + j)] = val;
       }
     h.In(HostTensor::Of<float>(KILN_DTYPE_F32, {Sq, Skv}, mv));
   } else if (c.attn_mask == 3) {
-    // Padding: batch b hides its first b keys (a large negative, as exporters write).
+    // Padding: batch b hides its first b keys (a large negative, as exporters
+    // write).
     std::vector<float> mv(size_t(B * Skv));
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < Skv; ++j) {
         mv[size_t(b * Skv + j)] = j < b ? -3.4e38f : 0.f;
-        for (int64_t i = 0; i < Sq; ++i) add[size_t((b * Sq + i) * Skv + j)] = mv[size_t(b * Skv + j)];
+        for (int64_t i = 0; i < Sq; ++i)
+          add[size_t((b * Sq + i) * Skv + j)] = mv[size_t(b * Skv + j)];
       }
     h.In(HostTensor::Of<float>(KILN_DTYPE_F32, {B, 1, 1, Skv}, mv));
   } else {
@@ -853,22 +967,27 @@ void RunAttention(const AttnCase& c, uint32_t seed) {
   }
   std::vector<uint8_t> tree(size_t(B * Sq * Sq), 0);
   if (c.tree) {
-    // A token tree: each new token sees itself and a random earlier ancestor chain.
+    // A token tree: each new token sees itself and a random earlier ancestor
+    // chain.
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = 0; i < Sq; ++i)
         for (int64_t t = 0; t <= i; ++t)
-          tree[size_t((b * Sq + i) * Sq + t)] = (t == i || t == 0 || rng() % 2) ? 1 : 0;
+          tree[size_t((b * Sq + i) * Sq + t)] =
+              (t == i || t == 0 || rng() % 2) ? 1 : 0;
     if (c.tree == 2)
       for (int64_t b = 1; b < B; ++b)
-        std::copy(tree.begin(), tree.begin() + Sq * Sq, tree.begin() + b * Sq * Sq);
+        std::copy(tree.begin(), tree.begin() + Sq * Sq,
+                  tree.begin() + b * Sq * Sq);
     HostTensor t(KILN_DTYPE_I1, c.tree == 2 ? Dims{Sq, Sq} : Dims{B, Sq, Sq});
-    std::copy(tree.begin(), tree.begin() + int64_t(t.bytes.size()), t.bytes.begin());
+    std::copy(tree.begin(), tree.begin() + int64_t(t.bytes.size()),
+              t.bytes.begin());
     h.In(t);
   } else {
     h.None();
   }
   h.Out(c.dt, {B, Sq, Hq, Dv}).AttrS("mask", c.mask);
-  if (c.mask == "sliding_window") h.Attr("mask_window", c.window).Attr("mask_sink", c.sink);
+  if (c.mask == "sliding_window")
+    h.Attr("mask_window", c.window).Attr("mask_sink", c.sink);
   if (c.scale) h.AttrF("scale", c.scale);
   if (c.softcap) h.AttrF("softcap", c.softcap);
   ASSERT_EQ(h.RunMessage(), "");
@@ -884,8 +1003,10 @@ void RunAttention(const AttnCase& c, uint32_t seed) {
         for (int64_t j = 0; j < Skv; ++j) {
           bool vis = true;
           if (c.mask == "causal") vis = j <= pos;
-          if (c.mask == "sliding_window") vis = j <= pos && (pos - j < c.window || j < c.sink);
-          if (c.mask == "tree" && j >= Skv - Sq) vis = tree[size_t((b * Sq + i) * Sq + j - (Skv - Sq))];
+          if (c.mask == "sliding_window")
+            vis = j <= pos && (pos - j < c.window || j < c.sink);
+          if (c.mask == "tree" && j >= Skv - Sq)
+            vis = tree[size_t((b * Sq + i) * Sq + j - (Skv - Sq))];
           if (!vis) continue;
           double dot = 0;
           for (int64_t d = 0; d < D; ++d)
@@ -902,7 +1023,8 @@ void RunAttention(const AttnCase& c, uint32_t seed) {
         for (double& x : s) sum += (x = std::exp(x - mx));
         for (int64_t d = 0; d < Dv; ++d) {
           double o = 0;
-          for (int64_t j = 0; j < Skv; ++j) o += s[size_t(j)] * v[size_t(((b * Skv + j) * Hkv + kh) * Dv + d)];
+          for (int64_t j = 0; j < Skv; ++j)
+            o += s[size_t(j)] * v[size_t(((b * Skv + j) * Hkv + kh) * Dv + d)];
           want[size_t(((b * Sq + i) * Hq + hh) * Dv + d)] = o / sum;
         }
       }
@@ -913,15 +1035,19 @@ void RunAttention(const AttnCase& c, uint32_t seed) {
 TEST(LlmAttention, MasksGqaAndShapes) {
   std::vector<AttnCase> cases;
   cases.push_back({"none mha", 1, 7, 7, 4, 4, 16, 16});
-  cases.push_back({"causal prefill gqa4 dv", 2, 33, 33, 8, 2, 64, 32, "causal"});
+  cases.push_back(
+      {"causal prefill gqa4 dv", 2, 33, 33, 8, 2, 64, 32, "causal"});
   cases.push_back({"causal decode gqa2", 2, 1, 50, 4, 2, 32, 32, "causal"});
   cases.push_back({"causal chunk", 1, 5, 20, 2, 1, 24, 24, "causal"});
   cases.push_back({"causal sq > skv", 1, 6, 4, 2, 2, 8, 8, "causal"});
-  AttnCase sw{"sliding window + sink", 1, 24, 24, 4, 2, 16, 16, "sliding_window", 4, 2};
+  AttnCase sw{"sliding window + sink", 1, 24, 24, 4, 2, 16, 16,
+              "sliding_window",        4, 2};
   cases.push_back(sw);
-  AttnCase swd{"sliding window decode", 2, 1, 40, 4, 4, 16, 16, "sliding_window", 8, 3};
+  AttnCase swd{"sliding window decode", 2, 1, 40, 4, 4, 16, 16,
+               "sliding_window",        8, 3};
   cases.push_back(swd);
-  AttnCase swn{"sliding window no sink", 1, 10, 30, 2, 1, 16, 16, "sliding_window", 5, 0};
+  AttnCase swn{"sliding window no sink", 1, 10, 30, 2, 1, 16, 16,
+               "sliding_window",         5, 0};
   cases.push_back(swn);
   AttnCase tr{"tree [q, q]", 2, 6, 16, 4, 2, 16, 16, "tree"};
   tr.tree = 2;
@@ -929,7 +1055,8 @@ TEST(LlmAttention, MasksGqaAndShapes) {
   AttnCase tr3{"tree [b, q, q]", 2, 5, 12, 2, 1, 8, 8, "tree"};
   tr3.tree = 3;
   cases.push_back(tr3);
-  AttnCase mb{"bool attn_mask with an empty row", 2, 6, 9, 4, 2, 16, 16, "none"};
+  AttnCase mb{
+      "bool attn_mask with an empty row", 2, 6, 9, 4, 2, 16, 16, "none"};
   mb.attn_mask = 1;
   cases.push_back(mb);
   AttnCase ma{"additive attn_mask + causal", 1, 8, 8, 2, 2, 16, 16, "causal"};
@@ -947,6 +1074,40 @@ TEST(LlmAttention, MasksGqaAndShapes) {
   AttnCase one{"single thread", 1, 17, 17, 4, 1, 40, 24, "causal"};
   one.threads = 1;
   cases.push_back(one);
+  // Several 64-key blocks: the online softmax rescales partial outputs.
+  cases.push_back({"long causal chunk", 1, 70, 200, 8, 2, 64, 48, "causal", 0,
+                   0, 0, 0, 0, 0, KILN_DTYPE_F32, false, 2});
+  cases.push_back({"long decode, grouped heads", 2, 1, 300, 8, 2, 32, 32,
+                   "causal", 0, 0, 0, 0, 0, 0, KILN_DTYPE_F32, false, 1});
+  cases.push_back({"long none, split heads", 1, 3, 150, 4, 1, 16, 16, "none", 0,
+                   0, 0, 0, 0, 0, KILN_DTYPE_F32, false, 4});
+  AttnCase gap{"sliding window skipping blocks",
+               1,
+               100,
+               300,
+               4,
+               2,
+               16,
+               16,
+               "sliding_window",
+               20,
+               4};
+  cases.push_back(gap);
+  AttnCase lb{"bool mask over blocks", 2, 6, 140, 4, 2, 16, 16, "none"};
+  lb.attn_mask = 1;
+  cases.push_back(lb);
+  AttnCase la{"additive mask over blocks + softcap",
+              1,
+              20,
+              130,
+              2,
+              1,
+              16,
+              16,
+              "causal"};
+  la.attn_mask = 2;
+  la.softcap = 3.0;
+  cases.push_back(la);
   uint32_t seed = 1400;
   for (const AttnCase& c : cases) RunAttention(c, seed += 4);
 }
@@ -984,16 +1145,28 @@ TEST(LlmAttention, ErrorsAndUnimplemented) {
   {
     KernelHarness h("attention");
     base(h, 3);
-    h.None().None().None().Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "causal");
+    h.None()
+        .None()
+        .None()
+        .Out(KILN_DTYPE_F32, {1, 2, 4, 8})
+        .AttrS("mask", "causal");
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("query heads 4 are not a multiple of kv heads 3"), std::string::npos) << m;
+    EXPECT_NE(m.find("query heads 4 are not a multiple of kv heads 3"),
+              std::string::npos)
+        << m;
   }
   {
     KernelHarness h("attention");
     base(h, 2);
-    h.None().None().None().Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "tree");
+    h.None()
+        .None()
+        .None()
+        .Out(KILN_DTYPE_F32, {1, 2, 4, 8})
+        .AttrS("mask", "tree");
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("mask kind tree needs a tree_mask operand"), std::string::npos) << m;
+    EXPECT_NE(m.find("mask kind tree needs a tree_mask operand"),
+              std::string::npos)
+        << m;
   }
   {
     KernelHarness h("attention");
@@ -1001,7 +1174,9 @@ TEST(LlmAttention, ErrorsAndUnimplemented) {
     h.None().In(Random(KILN_DTYPE_F32, {1, 4, 3, 3}, 4, &v)).None();
     h.Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "none");
     std::string m = h.RunMessage();
-    EXPECT_NE(m.find("attn_mask shape [1, 4, 3, 3] does not broadcast"), std::string::npos) << m;
+    EXPECT_NE(m.find("attn_mask shape [1, 4, 3, 3] does not broadcast"),
+              std::string::npos)
+        << m;
   }
   {
     // A cache operand (any tensor stands in for the KV-cache value here).
@@ -1011,7 +1186,8 @@ TEST(LlmAttention, ErrorsAndUnimplemented) {
     h.Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "causal");
     kiln_status_t s = h.Run();
     EXPECT_EQ(kiln_status_code(s), KILN_STATUS_UNIMPLEMENTED);
-    EXPECT_NE(std::string(kiln_status_message(s)).find("cache"), std::string::npos);
+    EXPECT_NE(std::string(kiln_status_message(s)).find("cache"),
+              std::string::npos);
     kiln_status_free(s);
   }
   {
@@ -1019,10 +1195,13 @@ TEST(LlmAttention, ErrorsAndUnimplemented) {
     base(h, 2);
     h.None().None().None();
     h.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {1, 4, 1, 1}, {0, 0, 0, 0}));
-    h.Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "sparse").AttrS("sparsity", "block_sparse");
+    h.Out(KILN_DTYPE_F32, {1, 2, 4, 8})
+        .AttrS("mask", "sparse")
+        .AttrS("sparsity", "block_sparse");
     kiln_status_t s = h.Run();
     EXPECT_EQ(kiln_status_code(s), KILN_STATUS_UNIMPLEMENTED);
-    EXPECT_NE(std::string(kiln_status_message(s)).find("sparse"), std::string::npos);
+    EXPECT_NE(std::string(kiln_status_message(s)).find("sparse"),
+              std::string::npos);
     kiln_status_free(s);
   }
 }
@@ -1035,7 +1214,8 @@ TEST(LlmGlu, ActivationsSplitAndFused) {
   for (const char* act : {"relu", "silu", "gelu", "gelu_tanh", "sigmoid"})
     for (bool fused : {false, true})
       for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_F16}) {
-        SCOPED_TRACE(std::string("glu ") + act + (fused ? " fused " : " ") + kiln_dtype_name(dt));
+        SCOPED_TRACE(std::string("glu ") + act + (fused ? " fused " : " ") +
+                     kiln_dtype_name(dt));
         const int64_t R = 37, F = 45;
         std::vector<float> g, u, gu;
         KernelHarness h("glu", 4);
@@ -1050,12 +1230,13 @@ TEST(LlmGlu, ActivationsSplitAndFused) {
             }
         } else {
           h.In(Random(dt, {R, F}, seed++, &g, -4.f, 4.f));
-    h.In(Random(dt, {R, F}, seed++, &u));
+          h.In(Random(dt, {R, F}, seed++, &u));
         }
         h.Out(dt, {R, F}).AttrS("activation", act);
         ASSERT_EQ(h.RunMessage(), "");
         std::vector<double> want(g.size());
-        for (size_t i = 0; i < g.size(); ++i) want[i] = RefAct(act, g[i]) * u[i];
+        for (size_t i = 0; i < g.size(); ++i)
+          want[i] = RefAct(act, g[i]) * u[i];
         ExpectClose(h.Result(), want, TolFor(dt), "glu");
       }
 }
@@ -1069,30 +1250,40 @@ TEST(LlmEmbedding, PlainAndQuantizedTables) {
   {
     KernelHarness h("embedding", 4);
     h.In(Random(KILN_DTYPE_F32, {50, 16}, 1800, &table));
-    h.In(HostTensor::Of<int64_t>(KILN_DTYPE_I64, {2, 3}, ids)).Out(KILN_DTYPE_F32, {2, 3, 16});
+    h.In(HostTensor::Of<int64_t>(KILN_DTYPE_I64, {2, 3}, ids))
+        .Out(KILN_DTYPE_F32, {2, 3, 16});
     ASSERT_EQ(h.RunMessage(), "");
     std::vector<double> want;
-    for (int64_t id : ids) want.insert(want.end(), table.begin() + id * 16, table.begin() + id * 16 + 16);
+    for (int64_t id : ids)
+      want.insert(want.end(), table.begin() + id * 16,
+                  table.begin() + id * 16 + 16);
     ExpectClose(h.Result(), want, {0, 0}, "f32 embedding");
   }
   {
     KernelHarness h("embedding", 4);
     h.In(Random(KILN_DTYPE_BF16, {50, 24}, 1801, &table));
     std::vector<int32_t> ids32(ids.begin(), ids.end());
-    h.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {6}, ids32)).Out(KILN_DTYPE_BF16, {6, 24});
+    h.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {6}, ids32))
+        .Out(KILN_DTYPE_BF16, {6, 24});
     ASSERT_EQ(h.RunMessage(), "");
     std::vector<double> want;
-    for (int64_t id : ids) want.insert(want.end(), table.begin() + id * 24, table.begin() + id * 24 + 24);
+    for (int64_t id : ids)
+      want.insert(want.end(), table.begin() + id * 24,
+                  table.begin() + id * 24 + 24);
     ExpectClose(h.Result(), want, {0, 0}, "bf16 embedding");
   }
   {
-    Quant q = MakeQuant(KILN_DTYPE_U4, {50, 20}, {1, 8}, true, 1802, KILN_DTYPE_F16);
+    Quant q =
+        MakeQuant(KILN_DTYPE_U4, {50, 20}, {1, 8}, true, 1802, KILN_DTYPE_F16);
     KernelHarness h("embedding", 4);
     InQuant(h, q, KILN_DTYPE_F16);
-    h.In(HostTensor::Of<int64_t>(KILN_DTYPE_I64, {6}, ids)).Out(KILN_DTYPE_F16, {6, 20});
+    h.In(HostTensor::Of<int64_t>(KILN_DTYPE_I64, {6}, ids))
+        .Out(KILN_DTYPE_F16, {6, 20});
     ASSERT_EQ(h.RunMessage(), "");
     std::vector<double> want;
-    for (int64_t id : ids) want.insert(want.end(), q.deq.begin() + id * 20, q.deq.begin() + id * 20 + 20);
+    for (int64_t id : ids)
+      want.insert(want.end(), q.deq.begin() + id * 20,
+                  q.deq.begin() + id * 20 + 20);
     ExpectClose(h.Result(), want, TolFor(KILN_DTYPE_F16), "ui4 embedding");
   }
 }
@@ -1109,7 +1300,8 @@ TEST(LlmEmbedding, IdOutOfRangeNamesIdPositionAndVocab) {
 
   KernelHarness neg("embedding");
   neg.In(Random(KILN_DTYPE_F32, {50, 4}, 1, &table));
-  neg.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {3}, {1, -2, 3})).Out(KILN_DTYPE_F32, {3, 4});
+  neg.In(HostTensor::Of<int32_t>(KILN_DTYPE_I32, {3}, {1, -2, 3}))
+      .Out(KILN_DTYPE_F32, {3, 4});
   m = neg.RunMessage();
   EXPECT_NE(m.find("id -2 at position [1]"), std::string::npos) << m;
 }
@@ -1125,25 +1317,51 @@ TEST(LlmQuant, DequantizeBlockLayouts) {
     kiln_dtype_t scale_dt, out;
   };
   const Case cases[] = {
-      {KILN_DTYPE_U4, {3, 5, 9}, {2, 1, 4}, true, KILN_DTYPE_F32, KILN_DTYPE_F32},
+      {KILN_DTYPE_U4,
+       {3, 5, 9},
+       {2, 1, 4},
+       true,
+       KILN_DTYPE_F32,
+       KILN_DTYPE_F32},
       {KILN_DTYPE_I4, {4, 7}, {0, 3}, true, KILN_DTYPE_F16, KILN_DTYPE_F16},
-      {KILN_DTYPE_I8, {2, 3, 8}, {0, 0, 0}, false, KILN_DTYPE_F32, KILN_DTYPE_F32},
+      {KILN_DTYPE_I8,
+       {2, 3, 8},
+       {0, 0, 0},
+       false,
+       KILN_DTYPE_F32,
+       KILN_DTYPE_F32},
       {KILN_DTYPE_U8, {6, 10}, {4, 0}, true, KILN_DTYPE_BF16, KILN_DTYPE_BF16},
-      {KILN_DTYPE_F8E4M3FN, {5, 16}, {1, 0}, false, KILN_DTYPE_F32, KILN_DTYPE_F32},
-      {KILN_DTYPE_F8E5M2, {5, 16}, {0, 8}, false, KILN_DTYPE_F16, KILN_DTYPE_F32},
-      {KILN_DTYPE_U4, {300, 64}, {1, 32}, false, KILN_DTYPE_F32, KILN_DTYPE_F32},
+      {KILN_DTYPE_F8E4M3FN,
+       {5, 16},
+       {1, 0},
+       false,
+       KILN_DTYPE_F32,
+       KILN_DTYPE_F32},
+      {KILN_DTYPE_F8E5M2,
+       {5, 16},
+       {0, 8},
+       false,
+       KILN_DTYPE_F16,
+       KILN_DTYPE_F32},
+      {KILN_DTYPE_U4,
+       {300, 64},
+       {1, 32},
+       false,
+       KILN_DTYPE_F32,
+       KILN_DTYPE_F32},
   };
   uint32_t seed = 1900;
   for (const Case& c : cases) {
-    SCOPED_TRACE(std::string("dequantize ") + kiln_dtype_name(c.st) + " " + c.shape.str() +
-                 " block " + c.block.str());
+    SCOPED_TRACE(std::string("dequantize ") + kiln_dtype_name(c.st) + " " +
+                 c.shape.str() + " block " + c.block.str());
     Quant q = MakeQuant(c.st, c.shape, c.block, c.zp, seed++, c.scale_dt);
     KernelHarness h("dequantize", 4);
     InQuant(h, q, c.out).Out(c.out, c.shape);
     ASSERT_EQ(h.RunMessage(), "");
     std::vector<double> want(q.deq.begin(), q.deq.end());
     // The reference is the exact product in f32; the result rounds it once.
-    ExpectClose(h.Result(), want, c.out == KILN_DTYPE_F32 ? Tol{1e-7, 1e-6} : TolFor(c.out),
+    ExpectClose(h.Result(), want,
+                c.out == KILN_DTYPE_F32 ? Tol{1e-7, 1e-6} : TolFor(c.out),
                 "dequantize");
   }
 }
@@ -1168,7 +1386,8 @@ TEST(LlmQuant, QuantizeIsNotRegistered) {
 
 TEST(LlmUtil, BranchlessHalfConversionIsExact) {
   for (uint32_t h = 0; h < 65536; ++h) {
-    const float want = HalfToFloat(uint16_t(h)), got = HalfToFloatFast(uint16_t(h));
+    const float want = HalfToFloat(uint16_t(h)),
+                got = HalfToFloatFast(uint16_t(h));
     if (std::isnan(want)) {
       EXPECT_TRUE(std::isnan(got)) << h;
     } else {

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string_view>
 #include <vector>
@@ -27,7 +28,15 @@ namespace kiln {
 
 namespace {
 
-enum Operand : size_t { kQuery = 0, kKey, kValue, kCache, kAttnMask, kTreeMask, kSparseIndex };
+enum Operand : size_t {
+  kQuery = 0,
+  kKey,
+  kValue,
+  kCache,
+  kAttnMask,
+  kTreeMask,
+  kSparseIndex
+};
 enum class MaskKind { kNone, kCausal, kSlidingWindow, kTree };
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -38,10 +47,12 @@ void ToF32(KernelContext& ctx, size_t i, std::vector<float>& out) {
     QView q(ctx.qinput(i));
     const int64_t cols = q.cols();
     out.resize(size_t(q.rows() * cols));
-    ctx.pool().parallel_for(q.rows(), std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)),
-                            [&](int64_t b, int64_t e) {
-                              for (int64_t r = b; r < e; ++r) q.Row(r, 0, cols, out.data() + r * cols);
-                            });
+    ctx.pool().parallel_for(
+        q.rows(), std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)),
+        [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r)
+            q.Row(r, 0, cols, out.data() + r * cols);
+        });
     return;
   }
   const Tensor& t = ctx.input(i);
@@ -51,10 +62,23 @@ void ToF32(KernelContext& ctx, size_t i, std::vector<float>& out) {
   });
 }
 
+/// Flash-attention-2 on the CPU. A task owns `heads` query heads of one KV
+/// group (sharing its K/V reads) for a block of query rows; its rows are
+/// (query i, head) pairs, row r = qi * heads + hh. For each block of kKB keys
+/// it packs K^T and V into micro-kernel panels, computes the scores
+/// S = Q K^T with the GEMM micro-kernel, masks them, folds them into the
+/// running max / sum of each row (online softmax: rescaling the partial
+/// output when the max grows), and accumulates P V. Key blocks no row of the
+/// task can see (past the causal frontier, inside a sliding window's gap)
+/// are skipped.
 struct AttentionTask {
+  static constexpr int64_t kKB = 64;  // keys per block
+
   // Shapes.
   int64_t B, Sq, Skv, Hq, Hkv, D, Dv, group;
-  int64_t rows_per_task, tasks_per_head;
+  int64_t heads;     // query heads per task (a divisor of group)
+  int64_t q_rows;    // query rows per task
+  int64_t q_blocks;  // ceil(Sq / q_rows)
   // Data: q in its dtype; k, v f32 [B, Skv, Hkv, D / Dv].
   const Tensor* q;
   const float* k;
@@ -69,80 +93,182 @@ struct AttentionTask {
   const uint8_t* tree;
   int64_t tree_bstride;  // 0 for a [Sq, Sq] tree mask
 
+  /// Keys query `i` may see: [0, lo_end) and [lo, hi).
+  void Candidates(int64_t i, int64_t* lo_end, int64_t* lo, int64_t* hi) const {
+    const int64_t pos = Skv - Sq + i;  // the query's absolute position
+    *lo_end = 0;
+    *lo = 0;
+    *hi = Skv;
+    if (kind == MaskKind::kCausal) {
+      *hi = std::clamp<int64_t>(pos + 1, 0, Skv);
+    } else if (kind == MaskKind::kSlidingWindow) {
+      *hi = std::clamp<int64_t>(pos + 1, 0, Skv);
+      *lo = std::clamp<int64_t>(pos - window + 1, 0, *hi);
+      *lo_end = std::min(sink, *lo);
+    }
+  }
+
   template <int VB>
   KILN_ALWAYS_INLINE void Run(int64_t begin, int64_t end) const {
-    std::vector<float> qrow(static_cast<size_t>(D)), scores(static_cast<size_t>(Skv)), acc(static_cast<size_t>(Dv)),
-        mask_row(attn_mask ? size_t(Skv) : 0);
+    constexpr int NR = 2 * Vec<float, VB>::kLanes;
+    const int64_t rows_max = q_rows * heads;
+    const int64_t kb_pad = (kKB + NR - 1) / NR * NR;
+    const int64_t dv_pad = (Dv + NR - 1) / NR * NR;
+    std::vector<float> qa(size_t(rows_max * D)), kpanel(size_t(kb_pad * D)),
+        vpanel(size_t(kKB * dv_pad)), sc(size_t(rows_max * kb_pad)),
+        o(size_t(rows_max * dv_pad)), row_max(static_cast<size_t>(rows_max)),
+        row_sum(static_cast<size_t>(rows_max)),
+        mask_vals(static_cast<size_t>(kKB));
     const bool bool_mask = attn_mask && attn_mask->dtype == KILN_DTYPE_I1;
+    const int64_t head_groups = group / heads;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t bh = t / tasks_per_head;
-      const int64_t b = bh / Hq, h = bh % Hq, kvh = h / group;
-      const int64_t i0 = (t % tasks_per_head) * rows_per_task;
-      const int64_t i1 = std::min(Sq, i0 + rows_per_task);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t pos = Skv - Sq + i;  // the query's absolute position
-        // Candidate keys: [0, lo_end) and [lo, hi).
-        int64_t lo_end = 0, lo = 0, hi = Skv;
-        if (kind == MaskKind::kCausal) {
-          hi = std::clamp<int64_t>(pos + 1, 0, Skv);
-        } else if (kind == MaskKind::kSlidingWindow) {
-          hi = std::clamp<int64_t>(pos + 1, 0, Skv);
-          lo = std::clamp<int64_t>(pos - window + 1, 0, hi);
-          lo_end = std::min(sink, lo);
-        }
-        if (attn_mask) LoadMaskRow(b, h, i, bool_mask, mask_row.data());
-        LoadRow<float>(q->dtype, q->data, ((b * Sq + i) * Hq + h) * D, D, qrow.data());
-        float max = kNegInf;
-        auto score = [&](int64_t j) {
-          float s = kNegInf;
-          bool visible = true;
-          if (kind == MaskKind::kTree && j >= Skv - Sq)
-            visible = tree[b * tree_bstride + i * Sq + (j - (Skv - Sq))] != 0;
-          if (visible) {
-            const float* kr = k + ((b * Skv + j) * Hkv + kvh) * D;
-            s = Dot<float, VB>(qrow.data(), kr, D) * scale;
-            if (softcap > 0) s = softcap * std::tanh(s / softcap);
-            if (attn_mask) s += mask_row[size_t(j)];  // -inf where a bool mask hides
-          }
-          scores[size_t(j)] = s;
-          max = std::max(max, s);
-        };
-        for (int64_t j = 0; j < lo_end; ++j) score(j);
-        for (int64_t j = lo; j < hi; ++j) score(j);
-        std::fill(acc.begin(), acc.end(), 0.f);
-        float* o = acc.data();
-        if (max != kNegInf && !std::isnan(max)) {
-          float sum = 0;
-          auto accumulate = [&](int64_t j) {
-            const float s = scores[size_t(j)];
-            if (s == kNegInf) return;
-            const float p = std::exp(s - max);
-            sum += p;
-            Axpy<float, VB>(p, v + ((b * Skv + j) * Hkv + kvh) * Dv, o, Dv);
-          };
-          for (int64_t j = 0; j < lo_end; ++j) accumulate(j);
-          for (int64_t j = lo; j < hi; ++j) accumulate(j);
-          const float inv = 1.f / sum;
-          for (int64_t d = 0; d < Dv; ++d) o[d] *= inv;
-        }
-        StoreRow<float>(o, Dv, out->dtype, out->data, ((b * Sq + i) * Hq + h) * Dv);
+      const int64_t qb = t % q_blocks;
+      const int64_t hg = (t / q_blocks) % (Hkv * head_groups);
+      const int64_t b = t / (q_blocks * Hkv * head_groups);
+      const int64_t kvh = hg / head_groups;
+      const int64_t h0 = kvh * group + (hg % head_groups) * heads;
+      const int64_t i0 = qb * q_rows, nq = std::min(q_rows, Sq - i0);
+      const int64_t rows = nq * heads;
+      for (int64_t qi = 0; qi < nq; ++qi)
+        for (int64_t hh = 0; hh < heads; ++hh)
+          LoadRow<float>(q->dtype, q->data,
+                         ((b * Sq + i0 + qi) * Hq + h0 + hh) * D, D,
+                         qa.data() + (qi * heads + hh) * D);
+      std::fill(o.begin(), o.begin() + rows * dv_pad, 0.f);
+      std::fill(row_max.begin(), row_max.end(), kNegInf);
+      std::fill(row_sum.begin(), row_sum.end(), 0.f);
+      // Candidate ranges grow with the query position, so the task's union
+      // is [0, first row's lo_end) and [first row's lo, last row's hi).
+      int64_t first_lo_end, first_lo, first_hi, last_lo_end, last_lo, last_hi;
+      Candidates(i0, &first_lo_end, &first_lo, &first_hi);
+      Candidates(i0 + nq - 1, &last_lo_end, &last_lo, &last_hi);
+      for (int64_t j0 = 0; j0 < last_hi; j0 += kKB) {
+        const int64_t kb = std::min(kKB, last_hi - j0);
+        if (j0 >= first_lo_end && j0 + kb <= first_lo)
+          continue;  // a sliding window's gap
+        PackKeys<NR>(b, kvh, j0, kb, kpanel.data());
+        MultiplyPanel<float, VB>(rows, kb_pad / NR, D, qa.data(), D,
+                                 kpanel.data(), sc.data(), kb_pad, true);
+        bool any = false;
+        for (int64_t r = 0; r < rows; ++r)
+          any |= Softmax(b, h0 + r % heads, i0 + r / heads, j0, kb, bool_mask,
+                         sc.data() + r * kb_pad, mask_vals.data(),
+                         &row_max[size_t(r)], &row_sum[size_t(r)],
+                         o.data() + r * dv_pad);
+        if (!any) continue;
+        PackValues<NR>(b, kvh, j0, kb, dv_pad, vpanel.data());
+        MultiplyPanel<float, VB>(rows, dv_pad / NR, kb, sc.data(), kb_pad,
+                                 vpanel.data(), o.data(), dv_pad, false);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        float* orow = o.data() + r * dv_pad;
+        // No visible key: zeros (row_sum stays 0 and orow was never touched).
+        const float inv =
+            row_sum[size_t(r)] > 0 ? 1.f / row_sum[size_t(r)] : 0.f;
+        for (int64_t d = 0; d < Dv; ++d) orow[d] *= inv;
+        StoreRow<float>(orow, Dv, out->dtype, out->data,
+                        ((b * Sq + i0 + r / heads) * Hq + h0 + r % heads) * Dv);
       }
     }
   }
 
-  /// mask_row[j] = the additive mask of (b, h, i, j); a boolean mask gives
-  /// 0 (visible) or -inf.
-  void LoadMaskRow(int64_t b, int64_t h, int64_t i, bool bool_mask, float* row) const {
-    const int64_t base = b * ms[0] + h * ms[1] + i * ms[2];
+  /// K[j0:j0+kb]^T as strips of NR keys: panel[(j / NR) * D * NR + d * NR + j %
+  /// NR].
+  template <int NR>
+  KILN_ALWAYS_INLINE void PackKeys(int64_t b, int64_t kvh, int64_t j0,
+                                   int64_t kb, float* __restrict panel) const {
+    const int64_t strips = (kb + NR - 1) / NR;
+    for (int64_t jj = 0; jj < strips * NR; ++jj) {
+      float* dst = panel + (jj / NR) * D * NR + jj % NR;
+      if (jj < kb) {
+        const float* src = k + ((b * Skv + j0 + jj) * Hkv + kvh) * D;
+        for (int64_t d = 0; d < D; ++d) dst[d * NR] = src[d];
+      } else {
+        for (int64_t d = 0; d < D; ++d) dst[d * NR] = 0.f;
+      }
+    }
+  }
+
+  /// V[j0:j0+kb] as strips of NR value channels: panel[(d / NR) * kb * NR + j *
+  /// NR + d % NR].
+  template <int NR>
+  KILN_ALWAYS_INLINE void PackValues(int64_t b, int64_t kvh, int64_t j0,
+                                     int64_t kb, int64_t dv_pad,
+                                     float* __restrict panel) const {
+    for (int64_t jj = 0; jj < kb; ++jj) {
+      const float* src = v + ((b * Skv + j0 + jj) * Hkv + kvh) * Dv;
+      for (int64_t s = 0; s < dv_pad / NR; ++s) {
+        float* dst = panel + (s * kb + jj) * NR;
+        const int64_t w = std::min<int64_t>(NR, Dv - s * NR);
+        std::memcpy(dst, src + s * NR, size_t(w) * sizeof(float));
+        for (int64_t x = w; x < NR; ++x) dst[x] = 0.f;
+      }
+    }
+  }
+
+  /// Turns one row's raw scores s[0:kb] (keys j0..) into probabilities
+  /// relative to the row's running max, rescaling its partial output and
+  /// sum when the max grows. Masked keys get probability 0. Returns whether
+  /// any key of the block was visible.
+  KILN_ALWAYS_INLINE bool Softmax(int64_t b, int64_t h, int64_t i, int64_t j0,
+                                  int64_t kb, bool bool_mask, float* s,
+                                  float* mask_vals, float* row_max,
+                                  float* row_sum, float* orow) const {
+    int64_t lo_end, lo, hi;
+    Candidates(i, &lo_end, &lo, &hi);
+    if (attn_mask) LoadMask(b, h, i, j0, kb, bool_mask, mask_vals);
+    float block_max = kNegInf;
+    for (int64_t jj = 0; jj < kb; ++jj) {
+      const int64_t j = j0 + jj;
+      bool visible = j < lo_end || (j >= lo && j < hi);
+      if (visible && kind == MaskKind::kTree && j >= Skv - Sq)
+        visible = tree[b * tree_bstride + i * Sq + (j - (Skv - Sq))] != 0;
+      float x = kNegInf;
+      if (visible) {
+        x = s[jj] * scale;
+        if (softcap > 0) x = softcap * std::tanh(x / softcap);
+        if (attn_mask) x += mask_vals[jj];  // -inf where a bool mask hides
+      }
+      s[jj] = x;
+      block_max = std::max(block_max, x);
+    }
+    if (block_max == kNegInf || std::isnan(block_max)) {
+      std::fill(s, s + kb, 0.f);
+      return false;
+    }
+    const float new_max = std::max(*row_max, block_max);
+    if (new_max != *row_max) {
+      const float alpha =
+          std::exp(*row_max - new_max);  // 0 while the row was empty
+      *row_sum *= alpha;
+      for (int64_t d = 0; d < Dv; ++d) orow[d] *= alpha;
+      *row_max = new_max;
+    }
+    float sum = 0;
+    for (int64_t jj = 0; jj < kb; ++jj) {
+      const float p = s[jj] == kNegInf ? 0.f : std::exp(s[jj] - new_max);
+      s[jj] = p;
+      sum += p;
+    }
+    *row_sum += sum;
+    return true;
+  }
+
+  /// mask_vals[jj] = the additive mask of (b, h, i, j0 + jj); a boolean
+  /// mask gives 0 (visible) or -inf.
+  KILN_ALWAYS_INLINE void LoadMask(int64_t b, int64_t h, int64_t i, int64_t j0,
+                                   int64_t kb, bool bool_mask,
+                                   float* vals) const {
+    const int64_t base = b * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
     const int64_t js = ms[3];
     if (bool_mask) {
       const uint8_t* m = static_cast<const uint8_t*>(attn_mask->data) + base;
-      for (int64_t j = 0; j < Skv; ++j) row[j] = m[j * js] ? 0.f : kNegInf;
+      for (int64_t jj = 0; jj < kb; ++jj) vals[jj] = m[jj * js] ? 0.f : kNegInf;
     } else if (js == 1) {
-      LoadRow<float>(attn_mask->dtype, attn_mask->data, base, Skv, row);
+      LoadRow<float>(attn_mask->dtype, attn_mask->data, base, kb, vals);
     } else {
-      const float val = float(LoadScalar(attn_mask->dtype, attn_mask->data, base));
-      std::fill(row, row + Skv, val);
+      std::fill(vals, vals + kb,
+                float(LoadScalar(attn_mask->dtype, attn_mask->data, base)));
     }
   }
 };
@@ -154,41 +280,53 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   const Attrs& attrs = ctx.attrs();
   // Later work: KV-cache operands and sparse attention.
   if (ctx.num_inputs() > kCache && ctx.has_input(kCache))
-    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                       "cache(...) operands (!kiln.kv_cache) are not supported by the CPU "
-                       "attention kernel yet; only kv(key, value) tensors are");
+    return KernelError(
+        ctx, KILN_STATUS_UNIMPLEMENTED,
+        "cache(...) operands (!kiln.kv_cache) are not supported by the CPU "
+        "attention kernel yet; only kv(key, value) tensors are");
   for (size_t i = kSparseIndex; i < ctx.num_inputs(); ++i)
     if (ctx.has_input(i))
       return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                         "sparse attention (sparse_index operands) is not supported by the CPU "
+                         "sparse attention (sparse_index operands) is not "
+                         "supported by the CPU "
                          "attention kernel yet");
   const std::string_view sparsity = attrs.String("sparsity");
   if (!sparsity.empty())
-    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                       "sparsity '%.*s' is not supported by the CPU attention kernel yet",
-                       int(sparsity.size()), sparsity.data());
+    return KernelError(
+        ctx, KILN_STATUS_UNIMPLEMENTED,
+        "sparsity '%.*s' is not supported by the CPU attention kernel yet",
+        int(sparsity.size()), sparsity.data());
   const std::string_view mask_name = attrs.String("mask", "none");
   MaskKind kind;
-  if (mask_name == "none") kind = MaskKind::kNone;
-  else if (mask_name == "causal") kind = MaskKind::kCausal;
-  else if (mask_name == "sliding_window") kind = MaskKind::kSlidingWindow;
-  else if (mask_name == "tree") kind = MaskKind::kTree;
+  if (mask_name == "none")
+    kind = MaskKind::kNone;
+  else if (mask_name == "causal")
+    kind = MaskKind::kCausal;
+  else if (mask_name == "sliding_window")
+    kind = MaskKind::kSlidingWindow;
+  else if (mask_name == "tree")
+    kind = MaskKind::kTree;
   else if (mask_name == "sparse")
-    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                       "mask kind sparse is not supported by the CPU attention kernel yet");
+    return KernelError(
+        ctx, KILN_STATUS_UNIMPLEMENTED,
+        "mask kind sparse is not supported by the CPU attention kernel yet");
   else
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "unknown mask kind '%.*s'",
-                       int(mask_name.size()), mask_name.data());
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "unknown mask kind '%.*s'", int(mask_name.size()),
+                       mask_name.data());
 
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, kQuery, "query"));
-  if (ctx.num_inputs() <= kValue || !ctx.has_input(kKey) || !ctx.has_input(kValue))
+  if (ctx.num_inputs() <= kValue || !ctx.has_input(kKey) ||
+      !ctx.has_input(kValue))
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "needs kv(key, value) operands (or a cache)");
   for (size_t i : {size_t(kKey), size_t(kValue)}) {
     const char* what = i == kKey ? "key" : "value";
     if (ctx.is_quantized(i)) {
       std::string err = CheckQTensor(ctx.qinput(i), what);
-      if (!err.empty()) return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s", err.c_str());
+      if (!err.empty())
+        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s",
+                           err.c_str());
     } else {
       KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, i, what));
     }
@@ -197,32 +335,42 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   const Dims& ks = OperandShape(ctx, kKey);
   const Dims& vs = OperandShape(ctx, kValue);
   if (q.shape.rank != 4 || ks.rank != 4 || vs.rank != 4)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "query %s, key %s and value %s must be [batch, seq, heads, head_dim]",
-                       q.shape.str().c_str(), ks.str().c_str(), vs.str().c_str());
-  const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    return KernelError(
+        ctx, KILN_STATUS_INVALID_ARGUMENT,
+        "query %s, key %s and value %s must be [batch, seq, heads, head_dim]",
+        q.shape.str().c_str(), ks.str().c_str(), vs.str().c_str());
+  const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2],
+                D = q.shape[3];
   const int64_t Skv = ks[1], Hkv = ks[2], Dv = vs[3];
   if (ks[0] != B || vs[0] != B || vs[1] != Skv || vs[2] != Hkv || ks[3] != D)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "key %s and value %s do not match query %s (batch, kv length, kv heads, "
+                       "key %s and value %s do not match query %s (batch, kv "
+                       "length, kv heads, "
                        "head_dim)",
-                       ks.str().c_str(), vs.str().c_str(), q.shape.str().c_str());
+                       ks.str().c_str(), vs.str().c_str(),
+                       q.shape.str().c_str());
   if (Hkv == 0 ? Hq != 0 : Hq % Hkv != 0)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "query heads %lld are not a multiple of kv heads %lld (query %s, key %s)",
-                       (long long)Hq, (long long)Hkv, q.shape.str().c_str(), ks.str().c_str());
+                       "query heads %lld are not a multiple of kv heads %lld "
+                       "(query %s, key %s)",
+                       (long long)Hq, (long long)Hkv, q.shape.str().c_str(),
+                       ks.str().c_str());
 
-  const double scale = attrs.Has("scale") ? attrs.Float("scale") : 1.0 / std::sqrt(double(D));
+  const double scale =
+      attrs.Has("scale") ? attrs.Float("scale") : 1.0 / std::sqrt(double(D));
   if (!(scale > 0) || !std::isfinite(scale))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "scale must be positive, found %g", scale);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "scale must be positive, found %g", scale);
   const double softcap = attrs.Float("softcap", 0);
   if (!(softcap >= 0) || !std::isfinite(softcap))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "softcap must be non-negative, found %g",
-                       softcap);
-  const int64_t window = attrs.Int("mask_window", 0), sink = attrs.Int("mask_sink", 0);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "softcap must be non-negative, found %g", softcap);
+  const int64_t window = attrs.Int("mask_window", 0),
+                sink = attrs.Int("mask_sink", 0);
   if (kind == MaskKind::kSlidingWindow && (window <= 0 || sink < 0))
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "sliding_window mask needs window > 0 and sink >= 0, found window = %lld, "
+                       "sliding_window mask needs window > 0 and sink >= 0, "
+                       "found window = %lld, "
                        "sink = %lld",
                        (long long)window, (long long)sink);
 
@@ -230,11 +378,13 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   task.attn_mask = nullptr;
   if (ctx.num_inputs() > kAttnMask && ctx.has_input(kAttnMask)) {
     if (ctx.is_quantized(kAttnMask))
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "attn_mask must not be quantized");
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "attn_mask must not be quantized");
     const Tensor& m = ctx.input(kAttnMask);
     if (m.dtype != KILN_DTYPE_I1 && !IsFloatDtype(m.dtype))
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "attn_mask element type %s must be i1 or a float type", DtypeName(m.dtype));
+                         "attn_mask element type %s must be i1 or a float type",
+                         DtypeName(m.dtype));
     const int64_t full[4] = {B, Hq, Sq, Skv};
     bool ok = m.shape.rank <= 4 && (m.data || m.numel() == 0);
     const Dims strides = StridesOf(m.shape);
@@ -248,14 +398,16 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
       task.ms[t] = m.shape[md] == 1 ? 0 : strides[md];
     }
     if (!ok)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "attn_mask shape %s does not broadcast to [batch, heads, q, k] = "
-                         "[%lld, %lld, %lld, %lld]",
-                         m.shape.str().c_str(), (long long)B, (long long)Hq, (long long)Sq,
-                         (long long)Skv);
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT,
+          "attn_mask shape %s does not broadcast to [batch, heads, q, k] = "
+          "[%lld, %lld, %lld, %lld]",
+          m.shape.str().c_str(), (long long)B, (long long)Hq, (long long)Sq,
+          (long long)Skv);
     task.attn_mask = &m;
   }
-  const bool has_tree = ctx.num_inputs() > kTreeMask && ctx.has_input(kTreeMask);
+  const bool has_tree =
+      ctx.num_inputs() > kTreeMask && ctx.has_input(kTreeMask);
   if (has_tree != (kind == MaskKind::kTree))
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        has_tree ? "tree_mask given but the mask kind is %.*s"
@@ -264,17 +416,22 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   if (has_tree) {
     const Tensor& t = ctx.input(kTreeMask);
     if (ctx.is_quantized(kTreeMask) || t.dtype != KILN_DTYPE_I1)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "tree_mask element type must be i1");
-    const bool batched = t.shape.rank == 3 && t.shape[0] == B && t.shape[1] == Sq && t.shape[2] == Sq;
-    const bool shared = t.shape.rank == 2 && t.shape[0] == Sq && t.shape[1] == Sq;
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "tree_mask element type must be i1");
+    const bool batched = t.shape.rank == 3 && t.shape[0] == B &&
+                         t.shape[1] == Sq && t.shape[2] == Sq;
+    const bool shared =
+        t.shape.rank == 2 && t.shape[0] == Sq && t.shape[1] == Sq;
     if (!batched && !shared)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "tree_mask shape %s must be [batch, q, q] or [q, q] for query %s",
-                         t.shape.str().c_str(), q.shape.str().c_str());
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT,
+          "tree_mask shape %s must be [batch, q, q] or [q, q] for query %s",
+          t.shape.str().c_str(), q.shape.str().c_str());
     if (Sq > Skv)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "tree attention needs the %lld new tokens among the %lld keys",
-                         (long long)Sq, (long long)Skv);
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT,
+          "tree attention needs the %lld new tokens among the %lld keys",
+          (long long)Sq, (long long)Skv);
     task.tree = static_cast<const uint8_t*>(t.data);
     task.tree_bstride = batched ? Sq * Sq : 0;
   }
@@ -316,12 +473,22 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   task.sink = sink;
   task.scale = float(scale);
   task.softcap = float(softcap);
-  // About 8 tasks per thread, each at least one row.
-  const int64_t heads = B * Hq;
-  const int64_t want = int64_t(ctx.pool().size()) * 8;
-  task.rows_per_task = std::max<int64_t>(1, std::min<int64_t>(Sq, (heads * Sq + want - 1) / want));
-  task.tasks_per_head = (Sq + task.rows_per_task - 1) / task.rows_per_task;
-  ParallelForIsa(ctx.pool(), heads * task.tasks_per_head, 1, task);
+  // Rows per task: up to ~48 (query rows x heads of one KV group), fewer
+  // when that leaves threads idle; a group's heads are split across tasks
+  // only when batch x KV heads alone cannot keep the threads busy.
+  const int64_t threads = ctx.pool().size();
+  task.heads = task.group;
+  while (task.heads > 1 && B * Hq / task.heads < 2 * threads &&
+         task.heads % 2 == 0)
+    task.heads /= 2;
+  task.q_rows = std::max<int64_t>(1, 48 / task.heads);
+  const int64_t units = B * (Hq / task.heads);
+  while (task.q_rows > 1 &&
+         units * ((Sq + task.q_rows - 1) / task.q_rows) < 4 * threads)
+    task.q_rows /= 2;
+  task.q_rows = std::min(task.q_rows, Sq);
+  task.q_blocks = (Sq + task.q_rows - 1) / task.q_rows;
+  ParallelForIsa(ctx.pool(), units * task.q_blocks, 1, task);
   return nullptr;
 }
 

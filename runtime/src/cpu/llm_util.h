@@ -85,16 +85,19 @@ void ParallelForIsa(ThreadPool& pool, int64_t n, int64_t grain, const F& f) {
 #if KILN_X86_DISPATCH
   switch (LlmIsa()) {
     case Isa::kAvx512:
-      pool.parallel_for(n, grain, [&f](int64_t b, int64_t e) { RunIsaAvx512(f, b, e); });
+      pool.parallel_for(n, grain,
+                        [&f](int64_t b, int64_t e) { RunIsaAvx512(f, b, e); });
       return;
     case Isa::kAvx2:
-      pool.parallel_for(n, grain, [&f](int64_t b, int64_t e) { RunIsaAvx2(f, b, e); });
+      pool.parallel_for(n, grain,
+                        [&f](int64_t b, int64_t e) { RunIsaAvx2(f, b, e); });
       return;
     case Isa::kBase:
       break;
   }
 #endif
-  pool.parallel_for(n, grain, [&f](int64_t b, int64_t e) { RunIsaBase(f, b, e); });
+  pool.parallel_for(n, grain,
+                    [&f](int64_t b, int64_t e) { RunIsaBase(f, b, e); });
 }
 
 // ---------------------------------------------------------------------------
@@ -150,18 +153,95 @@ KILN_ALWAYS_INLINE void Axpy(T alpha, const T* x, T* y, int64_t n) {
   using V = typename Vec<T, VB>::type;
   constexpr int L = Vec<T, VB>::kLanes;
   int64_t i = 0;
-  for (; i + L <= n; i += L) StoreV(y + i, LoadV<V>(y + i) + alpha * LoadV<V>(x + i));
+  for (; i + L <= n; i += L)
+    StoreV(y + i, LoadV<V>(y + i) + alpha * LoadV<V>(x + i));
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-// u8 lanes -> f32 lanes for the fused int4/int8 GEMV (one overload per
-// width: GCC 12 rejects __builtin_convertvector on dependent vector types).
+// ---------------------------------------------------------------------------
+// The register-tiled micro-kernel (GEMM in matmul.cc, attention's Q K^T and
+// P V in attention.cc). B is packed in strips of NR = 2 vectors of columns:
+// strip s holds [kc][NR] values, zero-padded past the last column.
+
+/// Rows of A per micro-kernel call: 6 x 2 vector accumulators use 12 of the
+/// 16 AVX2 registers (AVX-512 has 32; SSE2 spills a little).
+constexpr int kPanelMR = 6;
+
+/// c[0:R, 0:NR] (+)= a[0:R, 0:kc] @ panel strip b[0:kc, 0:NR].
+template <typename T, int VB, int R>
+KILN_ALWAYS_INLINE void MicroKernel(int64_t kc, const T* __restrict a,
+                                    int64_t lda, const T* __restrict b,
+                                    T* __restrict c, int64_t ldc, bool first) {
+  using V = typename Vec<T, VB>::type;
+  constexpr int L = Vec<T, VB>::kLanes;
+  constexpr int NR = 2 * L;
+  V acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V{};
+  for (int64_t k = 0; k < kc; ++k) {
+    const V b0 = LoadV<V>(b + k * NR), b1 = LoadV<V>(b + k * NR + L);
+    for (int r = 0; r < R; ++r) {
+      const T av = a[r * lda + k];
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    T* cr = c + r * ldc;
+    if (first) {
+      StoreV(cr, acc[r][0]);
+      StoreV(cr + L, acc[r][1]);
+    } else {
+      StoreV(cr, LoadV<V>(cr) + acc[r][0]);
+      StoreV(cr + L, LoadV<V>(cr + L) + acc[r][1]);
+    }
+  }
+}
+
+/// c[0:rows, 0:strips*NR] (+)= a[0:rows, 0:kc] @ panel. Strips outer, rows
+/// inner: a strip (kc * NR values) stays in L1 while A's rows stream.
+template <typename T, int VB>
+KILN_ALWAYS_INLINE void MultiplyPanel(int64_t rows, int64_t strips, int64_t kc,
+                                      const T* a, int64_t lda, const T* panel,
+                                      T* c, int64_t ldc, bool first) {
+  constexpr int NR = 2 * Vec<T, VB>::kLanes;
+  for (int64_t s = 0; s < strips; ++s) {
+    const T* strip = panel + s * kc * NR;
+    int64_t r = 0;
+    for (; r + kPanelMR <= rows; r += kPanelMR)
+      MicroKernel<T, VB, kPanelMR>(kc, a + r * lda, lda, strip,
+                                   c + r * ldc + s * NR, ldc, first);
+    const T* ar = a + r * lda;
+    T* cr = c + r * ldc + s * NR;
+    switch (rows - r) {
+      case 5:
+        MicroKernel<T, VB, 5>(kc, ar, lda, strip, cr, ldc, first);
+        break;
+      case 4:
+        MicroKernel<T, VB, 4>(kc, ar, lda, strip, cr, ldc, first);
+        break;
+      case 3:
+        MicroKernel<T, VB, 3>(kc, ar, lda, strip, cr, ldc, first);
+        break;
+      case 2:
+        MicroKernel<T, VB, 2>(kc, ar, lda, strip, cr, ldc, first);
+        break;
+      case 1:
+        MicroKernel<T, VB, 1>(kc, ar, lda, strip, cr, ldc, first);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// u8 lanes -> i32 / f32 lanes for the fused int4 / int8 GEMV, one overload
+// per width (GCC 12 rejects __builtin_convertvector on dependent vector
+// types). Only unsigned bytes: GCC 12 lowers a zero-extending conversion to
+// pmovzxbd but scalarizes a sign-extending one, so signed storage is
+// decoded as (u ^ 0x80) - 128.
 typedef uint8_t U8x4 __attribute__((vector_size(4)));
 typedef uint8_t U8x8 __attribute__((vector_size(8)));
 typedef uint8_t U8x16 __attribute__((vector_size(16)));
-typedef int8_t S8x4 __attribute__((vector_size(4)));
-typedef int8_t S8x8 __attribute__((vector_size(8)));
-typedef int8_t S8x16 __attribute__((vector_size(16)));
 typedef int32_t I32x4 __attribute__((vector_size(16)));
 typedef int32_t I32x8 __attribute__((vector_size(32)));
 typedef int32_t I32x16 __attribute__((vector_size(64)));
@@ -174,29 +254,35 @@ struct ByteLanes;
 template <>
 struct ByteLanes<16> {
   typedef U8x4 U;
-  typedef S8x4 S;
   typedef F32x4 F;
-  static KILN_ALWAYS_INLINE I32x4 Widen(U u) { return __builtin_convertvector(u, I32x4); }
-  static KILN_ALWAYS_INLINE I32x4 Widen(S s) { return __builtin_convertvector(s, I32x4); }
-  static KILN_ALWAYS_INLINE F Float(I32x4 i) { return __builtin_convertvector(i, F32x4); }
+  static KILN_ALWAYS_INLINE I32x4 Widen(U u) {
+    return __builtin_convertvector(u, I32x4);
+  }
+  static KILN_ALWAYS_INLINE F Float(I32x4 i) {
+    return __builtin_convertvector(i, F32x4);
+  }
 };
 template <>
 struct ByteLanes<32> {
   typedef U8x8 U;
-  typedef S8x8 S;
   typedef F32x8 F;
-  static KILN_ALWAYS_INLINE I32x8 Widen(U u) { return __builtin_convertvector(u, I32x8); }
-  static KILN_ALWAYS_INLINE I32x8 Widen(S s) { return __builtin_convertvector(s, I32x8); }
-  static KILN_ALWAYS_INLINE F Float(I32x8 i) { return __builtin_convertvector(i, F32x8); }
+  static KILN_ALWAYS_INLINE I32x8 Widen(U u) {
+    return __builtin_convertvector(u, I32x8);
+  }
+  static KILN_ALWAYS_INLINE F Float(I32x8 i) {
+    return __builtin_convertvector(i, F32x8);
+  }
 };
 template <>
 struct ByteLanes<64> {
   typedef U8x16 U;
-  typedef S8x16 S;
   typedef F32x16 F;
-  static KILN_ALWAYS_INLINE I32x16 Widen(U u) { return __builtin_convertvector(u, I32x16); }
-  static KILN_ALWAYS_INLINE I32x16 Widen(S s) { return __builtin_convertvector(s, I32x16); }
-  static KILN_ALWAYS_INLINE F Float(I32x16 i) { return __builtin_convertvector(i, F32x16); }
+  static KILN_ALWAYS_INLINE I32x16 Widen(U u) {
+    return __builtin_convertvector(u, I32x16);
+  }
+  static KILN_ALWAYS_INLINE F Float(I32x16 i) {
+    return __builtin_convertvector(i, F32x16);
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -208,9 +294,14 @@ inline bool IsFloatDtype(kiln_dtype_t t) {
 }
 inline bool IsIntDtype(kiln_dtype_t t) {
   switch (t) {
-    case KILN_DTYPE_I8: case KILN_DTYPE_U8: case KILN_DTYPE_I16:
-    case KILN_DTYPE_U16: case KILN_DTYPE_I32: case KILN_DTYPE_U32:
-    case KILN_DTYPE_I64: case KILN_DTYPE_U64:
+    case KILN_DTYPE_I8:
+    case KILN_DTYPE_U8:
+    case KILN_DTYPE_I16:
+    case KILN_DTYPE_U16:
+    case KILN_DTYPE_I32:
+    case KILN_DTYPE_U32:
+    case KILN_DTYPE_I64:
+    case KILN_DTYPE_U64:
       return true;
     default:
       return false;
@@ -226,7 +317,8 @@ KILN_ALWAYS_INLINE float HalfToFloatFast(uint16_t h) {
   const uint32_t w = uint32_t(h) << 16;
   const uint32_t sign = w & 0x80000000u;
   const uint32_t two_w = w + w;
-  const float normalized = BitsToFloat((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  const float normalized =
+      BitsToFloat((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
   const float denormalized = BitsToFloat((two_w >> 17) | (126u << 23)) - 0.5f;
   const uint32_t bits =
       two_w < (1u << 27) ? FloatBits(denormalized) : FloatBits(normalized);
@@ -235,8 +327,8 @@ KILN_ALWAYS_INLINE float HalfToFloatFast(uint16_t h) {
 
 /// dst[i] = element (offset + i) of a float tensor of dtype `dt`.
 template <typename T>
-KILN_ALWAYS_INLINE void LoadRow(kiln_dtype_t dt, const void* base, int64_t offset,
-                                int64_t n, T* __restrict dst) {
+KILN_ALWAYS_INLINE void LoadRow(kiln_dtype_t dt, const void* base,
+                                int64_t offset, int64_t n, T* __restrict dst) {
   switch (dt) {
     case KILN_DTYPE_F32: {
       const float* s = static_cast<const float*>(base) + offset;
@@ -255,7 +347,8 @@ KILN_ALWAYS_INLINE void LoadRow(kiln_dtype_t dt, const void* base, int64_t offse
     }
     case KILN_DTYPE_BF16: {
       const uint16_t* s = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t i = 0; i < n; ++i) dst[i] = T(BitsToFloat(uint32_t(s[i]) << 16));
+      for (int64_t i = 0; i < n; ++i)
+        dst[i] = T(BitsToFloat(uint32_t(s[i]) << 16));
       return;
     }
     default:  // callers validate dtypes; never read unknown storage
@@ -266,8 +359,8 @@ KILN_ALWAYS_INLINE void LoadRow(kiln_dtype_t dt, const void* base, int64_t offse
 
 /// Element (offset + i) of a float tensor = src[i], rounded to nearest even.
 template <typename T>
-KILN_ALWAYS_INLINE void StoreRow(const T* __restrict src, int64_t n, kiln_dtype_t dt,
-                                 void* base, int64_t offset) {
+KILN_ALWAYS_INLINE void StoreRow(const T* __restrict src, int64_t n,
+                                 kiln_dtype_t dt, void* base, int64_t offset) {
   switch (dt) {
     case KILN_DTYPE_F32: {
       float* d = static_cast<float*>(base) + offset;
@@ -297,11 +390,16 @@ KILN_ALWAYS_INLINE void StoreRow(const T* __restrict src, int64_t n, kiln_dtype_
 /// One element of a float tensor.
 inline double LoadScalar(kiln_dtype_t dt, const void* base, int64_t index) {
   switch (dt) {
-    case KILN_DTYPE_F32: return static_cast<const float*>(base)[index];
-    case KILN_DTYPE_F64: return static_cast<const double*>(base)[index];
-    case KILN_DTYPE_F16: return HalfToFloat(static_cast<const uint16_t*>(base)[index]);
-    case KILN_DTYPE_BF16: return BF16ToFloat(static_cast<const uint16_t*>(base)[index]);
-    default: return 0;
+    case KILN_DTYPE_F32:
+      return static_cast<const float*>(base)[index];
+    case KILN_DTYPE_F64:
+      return static_cast<const double*>(base)[index];
+    case KILN_DTYPE_F16:
+      return HalfToFloat(static_cast<const uint16_t*>(base)[index]);
+    case KILN_DTYPE_BF16:
+      return BF16ToFloat(static_cast<const uint16_t*>(base)[index]);
+    default:
+      return 0;
   }
 }
 
@@ -309,18 +407,26 @@ inline double LoadScalar(kiln_dtype_t dt, const void* base, int64_t index) {
 /// int64 saturate, which every caller's range check then rejects.
 inline int64_t LoadInt(kiln_dtype_t dt, const void* base, int64_t index) {
   switch (dt) {
-    case KILN_DTYPE_I8: return static_cast<const int8_t*>(base)[index];
-    case KILN_DTYPE_U8: return static_cast<const uint8_t*>(base)[index];
-    case KILN_DTYPE_I16: return static_cast<const int16_t*>(base)[index];
-    case KILN_DTYPE_U16: return static_cast<const uint16_t*>(base)[index];
-    case KILN_DTYPE_I32: return static_cast<const int32_t*>(base)[index];
-    case KILN_DTYPE_U32: return static_cast<const uint32_t*>(base)[index];
-    case KILN_DTYPE_I64: return static_cast<const int64_t*>(base)[index];
+    case KILN_DTYPE_I8:
+      return static_cast<const int8_t*>(base)[index];
+    case KILN_DTYPE_U8:
+      return static_cast<const uint8_t*>(base)[index];
+    case KILN_DTYPE_I16:
+      return static_cast<const int16_t*>(base)[index];
+    case KILN_DTYPE_U16:
+      return static_cast<const uint16_t*>(base)[index];
+    case KILN_DTYPE_I32:
+      return static_cast<const int32_t*>(base)[index];
+    case KILN_DTYPE_U32:
+      return static_cast<const uint32_t*>(base)[index];
+    case KILN_DTYPE_I64:
+      return static_cast<const int64_t*>(base)[index];
     case KILN_DTYPE_U64: {
       uint64_t v = static_cast<const uint64_t*>(base)[index];
       return v > uint64_t(INT64_MAX) ? INT64_MAX : int64_t(v);
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -341,7 +447,9 @@ class QView {
   /// Elements along the innermost dimension that share a scale.
   int64_t col_block() const { return col_block_; }
   bool has_zero_points() const { return zp_ != nullptr; }
-  const uint8_t* row_data(int64_t row) const { return data_ + row * row_bytes_; }
+  const uint8_t* row_data(int64_t row) const {
+    return data_ + row * row_bytes_;
+  }
 
   /// The index of `row`'s first scale in the scale tensor's rows.
   KILN_ALWAYS_INLINE int64_t ScaleRow(int64_t row) const {
@@ -357,11 +465,15 @@ class QView {
   KILN_ALWAYS_INLINE float Scale(int64_t sr, int64_t sc) const {
     int64_t i = sr * scale_cols_ + sc;
     switch (scale_dtype_) {
-      case KILN_DTYPE_F32: return static_cast<const float*>(scales_)[i];
-      case KILN_DTYPE_F16: return HalfToFloatFast(static_cast<const uint16_t*>(scales_)[i]);
+      case KILN_DTYPE_F32:
+        return static_cast<const float*>(scales_)[i];
+      case KILN_DTYPE_F16:
+        return HalfToFloatFast(static_cast<const uint16_t*>(scales_)[i]);
       case KILN_DTYPE_BF16:
-        return BitsToFloat(uint32_t(static_cast<const uint16_t*>(scales_)[i]) << 16);
-      default: return float(LoadScalar(scale_dtype_, scales_, i));
+        return BitsToFloat(uint32_t(static_cast<const uint16_t*>(scales_)[i])
+                           << 16);
+      default:
+        return float(LoadScalar(scale_dtype_, scales_, i));
     }
   }
   /// Zero point `sc` of scale row `sr` (0 without zero points).
@@ -376,14 +488,18 @@ class QView {
         uint8_t b = zp_[sr * zp_row_bytes_ + sc / 2];
         return float((sc & 1) ? int8_t(b) >> 4 : int8_t(uint8_t(b << 4)) >> 4);
       }
-      case KILN_DTYPE_I8: return float(int8_t(zp_[sr * scale_cols_ + sc]));
-      case KILN_DTYPE_U8: return float(zp_[sr * scale_cols_ + sc]);
-      default: return 0.f;  // float storage is symmetric
+      case KILN_DTYPE_I8:
+        return float(int8_t(zp_[sr * scale_cols_ + sc]));
+      case KILN_DTYPE_U8:
+        return float(zp_[sr * scale_cols_ + sc]);
+      default:
+        return 0.f;  // float storage is symmetric
     }
   }
 
   /// out[i] = dequantized element (c0 + i) of `row`, for i < n.
-  KILN_ALWAYS_INLINE void Row(int64_t row, int64_t c0, int64_t n, float* __restrict out) const {
+  KILN_ALWAYS_INLINE void Row(int64_t row, int64_t c0, int64_t n,
+                              float* __restrict out) const {
     const uint8_t* p = row_data(row);
     const int64_t sr = ScaleRow(row);
     int64_t c = c0;
@@ -400,8 +516,9 @@ class QView {
 
  private:
   // out[i] = (q[c + i] - z) * s.
-  KILN_ALWAYS_INLINE void DecodeSegment(const uint8_t* p, int64_t c, int64_t n, float s,
-                                        float z, float* __restrict out) const {
+  KILN_ALWAYS_INLINE void DecodeSegment(const uint8_t* p, int64_t c, int64_t n,
+                                        float s, float z,
+                                        float* __restrict out) const {
     switch (storage_) {
       case KILN_DTYPE_U4:
       case KILN_DTYPE_I4: {
@@ -421,7 +538,8 @@ class QView {
           o[2 * k] = float(b & 15) * s + zs;
           o[2 * k + 1] = float(b >> 4) * s + zs;
         }
-        if ((n - i) & 1) out[n - 1] = float(uint8_t(q[pairs] ^ flip) & 15) * s + zs;
+        if ((n - i) & 1)
+          out[n - 1] = float(uint8_t(q[pairs] ^ flip) & 15) * s + zs;
         return;
       }
       case KILN_DTYPE_I8: {
@@ -479,14 +597,18 @@ bool ParseActivation(std::string_view name, Act* act);
 template <Act A, typename T>
 KILN_ALWAYS_INLINE T Activate(T x) {
   switch (A) {
-    case Act::kRelu: return x > T(0) ? x : T(0);
-    case Act::kSilu: return x / (T(1) + std::exp(-x));
-    case Act::kGelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    case Act::kRelu:
+      return x > T(0) ? x : T(0);
+    case Act::kSilu:
+      return x / (T(1) + std::exp(-x));
+    case Act::kGelu:
+      return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
     case Act::kGeluTanh: {
       const T k = T(0.79788456080286535588);  // sqrt(2 / pi)
       return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
     }
-    case Act::kSigmoid: return T(1) / (T(1) + std::exp(-x));
+    case Act::kSigmoid:
+      return T(1) / (T(1) + std::exp(-x));
   }
   return x;
 }
@@ -495,8 +617,10 @@ KILN_ALWAYS_INLINE T Activate(T x) {
 template <typename T>
 void GluRow(Act act, const T* gate, const T* up, int64_t n, T* out) {
   switch (act) {
-#define KILN_GLU_CASE(K) \
-  case K: for (int64_t i = 0; i < n; ++i) out[i] = Activate<K>(gate[i]) * up[i]; return;
+#define KILN_GLU_CASE(K)                                                   \
+  case K:                                                                  \
+    for (int64_t i = 0; i < n; ++i) out[i] = Activate<K>(gate[i]) * up[i]; \
+    return;
     KILN_GLU_CASE(Act::kRelu)
     KILN_GLU_CASE(Act::kSilu)
     KILN_GLU_CASE(Act::kGelu)
@@ -520,18 +644,22 @@ inline kiln_status_t CheckFloatOutput(const KernelContext& ctx, size_t i = 0) {
 }
 
 /// Checks a plain operand is present with a float dtype.
-inline kiln_status_t CheckFloatInput(const KernelContext& ctx, size_t i, const char* what) {
+inline kiln_status_t CheckFloatInput(const KernelContext& ctx, size_t i,
+                                     const char* what) {
   if (!ctx.has_input(i))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "missing operand %s", what);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "missing operand %s",
+                       what);
   if (ctx.is_quantized(i))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s must not be quantized", what);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "%s must not be quantized", what);
   const Tensor& t = ctx.input(i);
   if (!IsFloatDtype(t.dtype))
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "%s element type %s is not f32, f16, bf16 or f64", what,
                        DtypeName(t.dtype));
   if (!t.data && t.numel() != 0)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s has no data", what);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s has no data",
+                       what);
   return nullptr;
 }
 

@@ -1,14 +1,21 @@
 // kiln.matmul and kiln.gated_mlp: a register-tiled GEMM over packed B panels
-// (prefill) and a row-dot GEMV (decode), both reading B plain (f32, f64, f16,
-// bf16) or block-quantized (i4, ui4, i8, ui8, f8), transposed or not, and
-// dequantizing on the fly into cache-sized panels or rows.
+// (prefill) and GEMV paths (decode: at most kGemvMaxRows rows of A), reading
+// B plain (f32, f64, f16, bf16) or block-quantized (i4, ui4, i8, ui8, f8),
+// stored [K, N] or transposed [N, K], and dequantizing on the fly into
+// cache-sized panels or rows; the whole dequantized B never exists.
 //
-// Blocking (GotoBLAS order): a task owns an [MC x NC] tile of C. For each
-// depth block of KC it packs B[k0:k0+KC, n0:n0+NC] into strips of NR columns
-// ([strip][k][NR], zero-padded), then runs the MR x NR micro-kernel over
-// every MR rows of A for each strip; a strip (KC * NR values) stays in L1
-// while A's rows stream from L2. Accumulation is in T = f32, or f64 when any
-// operand or the result is f64.
+// GEMM blocking (GotoBLAS order): a task owns an [MC x NC] tile of C. For
+// each depth block of KC it packs B[k0:k0+KC, n0:n0+NC] into strips of NR
+// columns ([strip][k][NR], zero-padded), then runs the MR x NR micro-kernel
+// (llm_util.h) over every MR rows of A for each strip; a strip (KC * NR
+// values) stays in L1 while A's rows stream from L2.
+//
+// GEMV: a transposed B is read row by row, each row dotted with every A row;
+// 4-bit and 8-bit rows with K-blocks of whole vectors are dotted straight
+// from their bytes (FusedDots4 / FusedDots8), never decoded to memory. A
+// [K, N] B is streamed four rows at a time into per-column accumulators.
+//
+// Accumulation is in T = f32, or f64 when an operand or the result is f64.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -21,17 +28,22 @@ namespace kiln {
 
 namespace {
 
-constexpr int kMR = 6;          // rows of the micro-kernel
-constexpr int64_t kKC = 256;    // depth of a packed panel
-constexpr int64_t kMC = 120;    // rows of a task (a multiple of kMR)
-constexpr int64_t kNCMax = 256; // columns of a task, at most
-// Decode-shaped products (few rows of A against a transposed B) take the
-// GEMV path: a B row is read once and dotted with every A row, with no
-// packing. Measured crossover with the GEMM path on AVX-512: about 8 rows.
-constexpr int64_t kGemvMaxRows = 8;
+constexpr int64_t kKC = 256;     // depth of a packed panel
+constexpr int64_t kMC = 120;     // rows of a task (a multiple of kPanelMR)
+constexpr int64_t kNCMax = 256;  // columns of a task, at most
+// Decode-shaped products (few rows of A) take a GEMV path that streams B
+// once without packing it, up to a row count measured against the GEMM path
+// (AVX-512, K = N = 2048, 2 threads): a transposed f32 B breaks even near 12
+// rows, a [K, N] one near 6, a quantized transposed one (whose GEMM decodes
+// every panel) near 16.
+constexpr int64_t kGemvMaxRows = 16;
+int64_t GemvMaxRows(bool trans, bool quantized) {
+  if (!trans) return 6;
+  return quantized ? kGemvMaxRows : 12;
+}
 
-/// A B operand of a GEMM: logically [K, N], stored [K, N] or (trans) [N, K],
-/// `count` matrices of it back to back (batch), plain or quantized.
+/// The B operand of a GEMM: logically [K, N], stored [K, N] or (trans)
+/// [N, K], plain or quantized; a batched B holds its matrices back to back.
 struct BMatrix {
   int64_t K = 0, N = 0;
   bool trans = false;
@@ -87,8 +99,8 @@ struct GemmArgs {
   const T* bias = nullptr;           // [N] or null
   kiln_dtype_t out_dtype = KILN_DTYPE_F32;
   void* out = nullptr;
-  int64_t ldo = 0;                   // row stride of the result, elements
-  int64_t out_col0 = 0;              // first result column written
+  int64_t ldo = 0;       // row stride of the result, elements
+  int64_t out_col0 = 0;  // first result column written
 
   int64_t AOffset(int64_t i) const { return a_offset ? a_offset[i] : 0; }
   int64_t BIndex(int64_t i) const { return b_index ? b_index[i] : 0; }
@@ -114,41 +126,11 @@ KILN_ALWAYS_INLINE void StoreTile(const GemmArgs<T>& g, int64_t i, int64_t m0,
 // ---------------------------------------------------------------------------
 // GEMM path.
 
-/// c[0:R, 0:NR] (+)= a[0:R, 0:kc] @ panel strip b[0:kc, 0:NR].
-template <typename T, int VB, int R>
-KILN_ALWAYS_INLINE void MicroKernel(int64_t kc, const T* __restrict a, int64_t lda,
-                                    const T* __restrict b, T* __restrict c,
-                                    int64_t ldc, bool first) {
-  using V = typename Vec<T, VB>::type;
-  constexpr int L = Vec<T, VB>::kLanes;
-  constexpr int NR = 2 * L;
-  V acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V{};
-  for (int64_t k = 0; k < kc; ++k) {
-    const V b0 = LoadV<V>(b + k * NR), b1 = LoadV<V>(b + k * NR + L);
-    for (int r = 0; r < R; ++r) {
-      const T av = a[r * lda + k];
-      acc[r][0] += av * b0;
-      acc[r][1] += av * b1;
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    T* cr = c + r * ldc;
-    if (first) {
-      StoreV(cr, acc[r][0]);
-      StoreV(cr + L, acc[r][1]);
-    } else {
-      StoreV(cr, LoadV<V>(cr) + acc[r][0]);
-      StoreV(cr + L, LoadV<V>(cr + L) + acc[r][1]);
-    }
-  }
-}
-
 /// Packs B[k0:k0+kc, n0:n0+nc] of matrix `bi` into strips of NR columns.
 template <typename T, int NR>
-KILN_ALWAYS_INLINE void PackB(const BMatrix& b, int64_t bi, int64_t k0, int64_t kc,
-                              int64_t n0, int64_t nc, T* __restrict panel,
-                              T* __restrict tmp) {
+KILN_ALWAYS_INLINE void PackB(const BMatrix& b, int64_t bi, int64_t k0,
+                              int64_t kc, int64_t n0, int64_t nc,
+                              T* __restrict panel, T* __restrict tmp) {
   const int64_t strips = (nc + NR - 1) / NR;
   if (!b.trans) {
     for (int64_t k = 0; k < kc; ++k) {
@@ -201,24 +183,8 @@ struct GemmTask {
       for (int64_t k0 = 0; k0 < a.K; k0 += kKC) {
         const int64_t kc = std::min(kKC, a.K - k0);
         PackB<T, NR>(a.b, bi, k0, kc, n0, cols, panel.data(), tmp.data());
-        const bool first = k0 == 0;
-        for (int64_t s = 0; s < strips; ++s) {
-          const T* strip = panel.data() + s * kc * NR;
-          int64_t r = 0;
-          for (; r + kMR <= rows; r += kMR)
-            MicroKernel<T, VB, kMR>(kc, abase + r * a.lda + k0, a.lda, strip,
-                                    ctile.data() + r * nc_pad + s * NR, nc_pad, first);
-          const T* ar = abase + r * a.lda + k0;
-          T* cr = ctile.data() + r * nc_pad + s * NR;
-          switch (rows - r) {
-            case 5: MicroKernel<T, VB, 5>(kc, ar, a.lda, strip, cr, nc_pad, first); break;
-            case 4: MicroKernel<T, VB, 4>(kc, ar, a.lda, strip, cr, nc_pad, first); break;
-            case 3: MicroKernel<T, VB, 3>(kc, ar, a.lda, strip, cr, nc_pad, first); break;
-            case 2: MicroKernel<T, VB, 2>(kc, ar, a.lda, strip, cr, nc_pad, first); break;
-            case 1: MicroKernel<T, VB, 1>(kc, ar, a.lda, strip, cr, nc_pad, first); break;
-            default: break;
-          }
-        }
+        MultiplyPanel<T, VB>(rows, strips, kc, abase + k0, a.lda, panel.data(),
+                             ctile.data(), nc_pad, k0 == 0);
       }
       StoreTile(a, i, m0, n0, rows, cols, ctile.data(), nc_pad);
     }
@@ -226,28 +192,30 @@ struct GemmTask {
 };
 
 // ---------------------------------------------------------------------------
-// GEMV path (transposed B, few rows of A).
+// GEMV paths (few rows of A).
 
 /// A's rows rearranged for the fused 4-bit dot: per 2-element pair, the even
 /// element in `even`, the odd one in `odd` (so nibbles need no shuffling),
 /// plus the sum of each scale block's elements (for the zero points).
 struct NibbleActs {
   std::vector<float> even, odd, block_sums;
-  int64_t half = 0, blocks = 0;
 };
 
+/// Transposed B ([N, K]): each task takes a run of B rows; each B row is
+/// read once (decoded into `tmp` unless it already is T) and dotted with
+/// every A row.
 template <typename T>
 struct GemvTask {
   const GemmArgs<T>* g;
   int64_t n_chunk, n_chunks;
-  // Fused int4 / int8 decoding (T = float, B quantized along K).
+  // Fused int4 / int8 decoding (T = f32, B quantized in blocks along K).
   bool fused4 = false, fused8 = false;
-  const NibbleActs* acts = nullptr;  // fused4: per (batch A offset, row)
+  const NibbleActs* acts = nullptr;  // fused4: [batch][row]
 
   template <int VB>
   KILN_ALWAYS_INLINE void Run(int64_t begin, int64_t end) const {
     const GemmArgs<T>& a = *g;
-    std::vector<T> tmp(size_t(a.K));
+    std::vector<T> tmp(static_cast<size_t>(a.K));
     std::vector<T> res(size_t(a.M * n_chunk));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = t / n_chunks;
@@ -258,110 +226,206 @@ struct GemvTask {
       for (int64_t j = 0; j < cols; ++j) {
         const int64_t n = n0 + j;
         if constexpr (sizeof(T) == sizeof(float)) {
-          if (fused4) {
-            for (int64_t m = 0; m < a.M; ++m)
-              res[m * n_chunk + j] = FusedDot4<VB>(bi * a.N + n, acts[i * a.M + m]);
-            continue;
-          }
-          if (fused8) {
-            for (int64_t m = 0; m < a.M; ++m)
-              res[m * n_chunk + j] = FusedDot8<VB>(bi * a.N + n, abase + m * a.lda);
+          if (fused4 || fused8) {
+            // Up to four A rows per pass over the B row: their accumulators
+            // stay in registers.
+            for (int64_t m = 0; m < a.M; m += 4) {
+              const int64_t r = bi * a.N + n;
+              float* out = res.data() + m * n_chunk + j;
+              const NibbleActs* x4 = fused4 ? acts + i * a.M + m : nullptr;
+              const float* x8 = abase + m * a.lda;
+              switch (std::min<int64_t>(4, a.M - m)) {
+                case 4:
+                  Fused<VB, 4>(r, x4, x8, out);
+                  break;
+                case 3:
+                  Fused<VB, 3>(r, x4, x8, out);
+                  break;
+                case 2:
+                  Fused<VB, 2>(r, x4, x8, out);
+                  break;
+                default:
+                  Fused<VB, 1>(r, x4, x8, out);
+                  break;
+              }
+            }
             continue;
           }
         }
         const T* brow = a.b.template Row<T>(bi, n, 0, a.K, tmp.data());
         for (int64_t m = 0; m < a.M; ++m)
-          res[m * n_chunk + j] = Dot<T, VB>(abase + m * a.lda, brow, a.K);
+          res[size_t(m * n_chunk + j)] =
+              Dot<T, VB>(abase + m * a.lda, brow, a.K);
       }
       StoreTile(a, i, 0, n0, a.M, cols, res.data(), n_chunk);
     }
   }
 
-  /// dot(A row, dequantized 4-bit B row `row`) without materializing the
-  /// row: per scale block, s * sum(q * a) - s * z * sum(a). Needs blocks of
-  /// whole multiples of 32 elements along K (checked by the caller).
-  template <int VB>
-  KILN_ALWAYS_INLINE float FusedDot4(int64_t row, const NibbleActs& x) const {
+  template <int VB, int M>
+  KILN_ALWAYS_INLINE void Fused(int64_t row, const NibbleActs* x4,
+                                const float* x8, float* res) const {
+    if (fused4)
+      FusedDots4<VB, M>(row, x4, res);
+    else if (g->b.q->storage() == KILN_DTYPE_I8)
+      FusedDots8<VB, M, true>(row, x8, res);
+    else
+      FusedDots8<VB, M, false>(row, x8, res);
+  }
+
+  /// res[m * n_chunk] = dot(A row m, dequantized 4-bit B row `row`) for
+  /// m < M, without materializing the row: per scale block,
+  /// s * sum(q * a) - s * z * sum(a), the nibbles decoded once for all rows.
+  /// Needs blocks of whole multiples of 32 elements along K (the caller
+  /// checks); a partial last block is decoded one element at a time.
+  template <int VB, int M>
+  KILN_ALWAYS_INLINE void FusedDots4(int64_t row, const NibbleActs* x,
+                                     float* res) const {
     using BL = ByteLanes<VB>;
     using F = typename BL::F;
     constexpr int L = Vec<float, VB>::kLanes;
     const QView& q = *g->b.q;
+    const int64_t K = g->K;
     const uint8_t* p = q.row_data(row);
     const int64_t sr = q.ScaleRow(row);
     const int64_t bl = q.col_block(), hb = bl / 2;
+    // Signed nibbles are unsigned ones with the top bit flipped, minus 8.
     const uint8_t flip = q.storage() == KILN_DTYPE_I4 ? 0x88 : 0;
     const float bias = flip ? 8.f : 0.f;
-    const int64_t K = g->K;
-    const int64_t full = K / bl;  // whole blocks; the rest is decoded scalar
-    F acc0{}, acc1{};
-    float corr = 0.f;
+    const int64_t full = K / bl;
+    F acc[M], bacc[M];
+    float corr[M];
+    for (int m = 0; m < M; ++m) {
+      acc[m] = F{};
+      corr[m] = 0.f;
+    }
     for (int64_t blk = 0; blk < full; ++blk) {
       const float s = q.Scale(sr, blk);
-      corr += (q.ZeroPoint(sr, blk) + bias) * s * x.block_sums[size_t(blk)];
+      const float zs = (q.ZeroPoint(sr, blk) + bias) * s;
       const uint8_t* qb = p + blk * hb;
-      const float* ae = x.even.data() + blk * hb;
-      const float* ao = x.odd.data() + blk * hb;
-      F bacc{};
+      const int64_t off = blk * hb;
+      for (int m = 0; m < M; ++m) bacc[m] = F{};
       for (int64_t c = 0; c < hb; c += L) {
         typename BL::U u = LoadV<typename BL::U>(qb + c);
         u ^= flip;
         const auto wide = BL::Widen(u);
-        bacc += BL::Float(wide & 15) * LoadV<F>(ae + c);
-        bacc += BL::Float(wide >> 4) * LoadV<F>(ao + c);
+        const F lo = BL::Float(wide & 15), hi = BL::Float(wide >> 4);
+        for (int m = 0; m < M; ++m)
+          bacc[m] += lo * LoadV<F>(x[m].even.data() + off + c) +
+                     hi * LoadV<F>(x[m].odd.data() + off + c);
       }
-      if (blk & 1)
-        acc1 += s * bacc;
-      else
-        acc0 += s * bacc;
+      for (int m = 0; m < M; ++m) {
+        acc[m] += s * bacc[m];
+        corr[m] += zs * x[m].block_sums[size_t(blk)];
+      }
     }
-    float sum = HorizontalSum<float>(acc0 + acc1) - corr;
-    for (int64_t k = full * bl; k < K; ++k) {
-      const int64_t sc = k / bl;
-      const uint8_t b = uint8_t(p[k / 2] ^ flip);
-      const float v = float((k & 1) ? b >> 4 : b & 15) - bias - q.ZeroPoint(sr, sc);
-      const float av = (k & 1) ? x.odd[size_t(k / 2)] : x.even[size_t(k / 2)];
-      sum += v * q.Scale(sr, sc) * av;
+    for (int m = 0; m < M; ++m) {
+      float sum = HorizontalSum<float>(acc[m]) - corr[m];
+      for (int64_t k = full * bl; k < K; ++k) {
+        const int64_t sc = k / bl;
+        const uint8_t b = uint8_t(p[k / 2] ^ flip);
+        const float v =
+            float((k & 1) ? b >> 4 : b & 15) - bias - q.ZeroPoint(sr, sc);
+        const float av =
+            (k & 1) ? x[m].odd[size_t(k / 2)] : x[m].even[size_t(k / 2)];
+        sum += v * q.Scale(sr, sc) * av;
+      }
+      res[m * n_chunk] = sum;
     }
-    return sum;
   }
 
-  /// The 8-bit counterpart of FusedDot4 (blocks of whole multiples of 16).
-  template <int VB>
-  KILN_ALWAYS_INLINE float FusedDot8(int64_t row, const float* x) const {
+  /// The 8-bit counterpart of FusedDots4 (blocks of whole multiples of 16).
+  template <int VB, int M, bool kSigned>
+  KILN_ALWAYS_INLINE void FusedDots8(int64_t row, const float* x,
+                                     float* res) const {
     using BL = ByteLanes<VB>;
     using F = typename BL::F;
     constexpr int L = Vec<float, VB>::kLanes;
     const QView& q = *g->b.q;
+    const int64_t K = g->K, lda = g->lda;
+    // Signed bytes are unsigned ones with the top bit flipped, minus 128.
+    const uint8_t flip = kSigned ? 0x80 : 0;
+    const float bias = kSigned ? 128.f : 0.f;
     const uint8_t* p = q.row_data(row);
     const int64_t sr = q.ScaleRow(row);
     const int64_t bl = q.col_block();
-    const bool is_signed = q.storage() == KILN_DTYPE_I8;
-    const int64_t K = g->K;
     const int64_t full = K / bl;
-    F acc{};
+    F acc[M], bacc[M];
+    for (int m = 0; m < M; ++m) acc[m] = F{};
     for (int64_t blk = 0; blk < full; ++blk) {
-      const float s = q.Scale(sr, blk), z = q.ZeroPoint(sr, blk);
+      const float s = q.Scale(sr, blk), z = q.ZeroPoint(sr, blk) + bias;
       const uint8_t* qb = p + blk * bl;
-      const float* xb = x + blk * bl;
-      F bacc{};
-      if (is_signed) {
-        for (int64_t c = 0; c < bl; c += L)
-          bacc += (BL::Float(BL::Widen(LoadV<typename BL::S>(qb + c))) - z) *
-                  LoadV<F>(xb + c);
-      } else {
-        for (int64_t c = 0; c < bl; c += L)
-          bacc += (BL::Float(BL::Widen(LoadV<typename BL::U>(qb + c))) - z) *
-                  LoadV<F>(xb + c);
+      for (int m = 0; m < M; ++m) bacc[m] = F{};
+      for (int64_t c = 0; c < bl; c += L) {
+        typename BL::U u = LoadV<typename BL::U>(qb + c);
+        u ^= flip;
+        const F v = BL::Float(BL::Widen(u)) - z;
+        for (int m = 0; m < M; ++m)
+          bacc[m] += v * LoadV<F>(x + m * lda + blk * bl + c);
       }
-      acc += s * bacc;
+      for (int m = 0; m < M; ++m) acc[m] += s * bacc[m];
     }
-    float sum = HorizontalSum<float>(acc);
-    for (int64_t k = full * bl; k < K; ++k) {
-      const int64_t sc = k / bl;
-      const float v = is_signed ? float(int8_t(p[k])) : float(p[k]);
-      sum += (v - q.ZeroPoint(sr, sc)) * q.Scale(sr, sc) * x[k];
+    for (int m = 0; m < M; ++m) {
+      float sum = HorizontalSum<float>(acc[m]);
+      for (int64_t k = full * bl; k < K; ++k) {
+        const int64_t sc = k / bl;
+        const float v = kSigned ? float(int8_t(p[k])) : float(p[k]);
+        sum += (v - q.ZeroPoint(sr, sc)) * q.Scale(sr, sc) * x[m * lda + k];
+      }
+      res[m * n_chunk] = sum;
     }
-    return sum;
+  }
+};
+
+/// Non-transposed B ([K, N]): each task takes a run of columns and
+/// accumulates A[m, k] * B[k, n0:n1] over k, four B rows at a time, into
+/// L1-resident accumulators; B is streamed once, unpacked.
+template <typename T>
+struct GemvNTask {
+  const GemmArgs<T>* g;
+  int64_t n_chunk, n_chunks;
+
+  template <int VB>
+  KILN_ALWAYS_INLINE void Run(int64_t begin, int64_t end) const {
+    using V = typename Vec<T, VB>::type;
+    constexpr int L = Vec<T, VB>::kLanes;
+    const GemmArgs<T>& a = *g;
+    std::vector<T> tmp(size_t(4 * n_chunk)), acc(size_t(a.M * n_chunk));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i = t / n_chunks;
+      const int64_t n0 = (t % n_chunks) * n_chunk;
+      const int64_t cols = std::min(n_chunk, a.N - n0);
+      const int64_t bi = a.BIndex(i);
+      const T* abase = a.a + a.AOffset(i);
+      std::fill(acc.begin(), acc.end(), T(0));
+      int64_t k = 0;
+      for (; k + 4 <= a.K; k += 4) {
+        const T* b0 = a.b.template Row<T>(bi, k, n0, cols, tmp.data());
+        const T* b1 =
+            a.b.template Row<T>(bi, k + 1, n0, cols, tmp.data() + n_chunk);
+        const T* b2 =
+            a.b.template Row<T>(bi, k + 2, n0, cols, tmp.data() + 2 * n_chunk);
+        const T* b3 =
+            a.b.template Row<T>(bi, k + 3, n0, cols, tmp.data() + 3 * n_chunk);
+        for (int64_t m = 0; m < a.M; ++m) {
+          const T* am = abase + m * a.lda + k;
+          const T a0 = am[0], a1 = am[1], a2 = am[2], a3 = am[3];
+          T* y = acc.data() + m * n_chunk;
+          int64_t n = 0;
+          for (; n + L <= cols; n += L)
+            StoreV(y + n, LoadV<V>(y + n) + a0 * LoadV<V>(b0 + n) +
+                              a1 * LoadV<V>(b1 + n) + a2 * LoadV<V>(b2 + n) +
+                              a3 * LoadV<V>(b3 + n));
+          for (; n < cols; ++n)
+            y[n] += a0 * b0[n] + a1 * b1[n] + a2 * b2[n] + a3 * b3[n];
+        }
+      }
+      for (; k < a.K; ++k) {
+        const T* b0 = a.b.template Row<T>(bi, k, n0, cols, tmp.data());
+        for (int64_t m = 0; m < a.M; ++m)
+          Axpy<T, VB>(abase[m * a.lda + k], b0, acc.data() + m * n_chunk, cols);
+      }
+      StoreTile(a, i, 0, n0, a.M, cols, acc.data(), n_chunk);
+    }
   }
 };
 
@@ -370,10 +434,23 @@ template <typename T>
 void RunGemm(ThreadPool& pool, const GemmArgs<T>& g) {
   if (g.batches == 0 || g.M == 0 || g.N == 0) return;
   const int threads = pool.size();
-  if (g.b.trans && g.M <= kGemvMaxRows) {
+  if (g.M <= GemvMaxRows(g.b.trans, g.b.q != nullptr)) {
+    // Columns per task: ~8 tasks per thread, whole vectors, at most 256 (B
+    // rows per task for the transposed form) or 512 (columns for [K, N]).
+    const int64_t cap = g.b.trans ? 256 : 512;
+    int64_t chunk = (g.N + int64_t(threads) * 8 - 1) / (int64_t(threads) * 8);
+    chunk = std::min(
+        cap, std::max<int64_t>(g.b.trans ? 4 : 64, (chunk + 15) / 16 * 16));
+    const int64_t chunks = (g.N + chunk - 1) / chunk;
+    if (!g.b.trans) {
+      GemvNTask<T> task{&g, chunk, chunks};
+      ParallelForIsa(pool, g.batches * chunks, 1, task);
+      return;
+    }
     GemvTask<T> task;
     task.g = &g;
-    NibbleActs* acts_storage = nullptr;
+    task.n_chunk = chunk;
+    task.n_chunks = chunks;
     std::vector<NibbleActs> acts;
     if constexpr (sizeof(T) == sizeof(float)) {
       const QView* q = g.b.q;
@@ -388,41 +465,36 @@ void RunGemm(ThreadPool& pool, const GemmArgs<T>& g) {
             for (int64_t m = 0; m < g.M; ++m) {
               NibbleActs& x = acts[size_t(i * g.M + m)];
               const T* row = g.a + g.AOffset(i) + m * g.lda;
-              x.half = (g.K + 1) / 2;
-              x.blocks = (g.K + bl - 1) / bl;
-              x.even.assign(size_t(x.half), 0.f);
-              x.odd.assign(size_t(x.half), 0.f);
-              x.block_sums.assign(size_t(x.blocks), 0.f);
+              x.even.assign(size_t((g.K + 1) / 2), 0.f);
+              x.odd.assign(size_t((g.K + 1) / 2), 0.f);
+              x.block_sums.assign(size_t((g.K + bl - 1) / bl), 0.f);
               for (int64_t k = 0; k < g.K; ++k) {
                 (k & 1 ? x.odd : x.even)[size_t(k / 2)] = row[k];
                 x.block_sums[size_t(k / bl)] += row[k];
               }
             }
-          acts_storage = acts.data();
-        } else if ((st == KILN_DTYPE_I8 || st == KILN_DTYPE_U8) && bl % 16 == 0) {
+          task.acts = acts.data();
+        } else if ((st == KILN_DTYPE_I8 || st == KILN_DTYPE_U8) &&
+                   bl % 16 == 0) {
           task.fused8 = true;
         }
       }
     }
-    task.acts = acts_storage;
-    // Rows per task: enough to amortize the task, and ~8 tasks per thread.
-    int64_t chunk = std::max<int64_t>(4, g.N / (int64_t(threads) * 8));
-    chunk = std::min<int64_t>(chunk, 256);
-    task.n_chunk = chunk;
-    task.n_chunks = (g.N + chunk - 1) / chunk;
-    ParallelForIsa(pool, g.batches * task.n_chunks, 1, task);
+    ParallelForIsa(pool, g.batches * chunks, 1, task);
     return;
   }
   GemmTask<T> task;
   task.g = &g;
-  task.mc = std::min<int64_t>(kMC, (g.M + kMR - 1) / kMR * kMR);
+  task.mc = std::min<int64_t>(kMC, (g.M + kPanelMR - 1) / kPanelMR * kPanelMR);
   task.nc = std::min<int64_t>(kNCMax, (g.N + 31) / 32 * 32);
   auto count = [&] {
-    return g.batches * ((g.M + task.mc - 1) / task.mc) * ((g.N + task.nc - 1) / task.nc);
+    return g.batches * ((g.M + task.mc - 1) / task.mc) *
+           ((g.N + task.nc - 1) / task.nc);
   };
   // Enough tasks to balance the threads; tiles shrink to at least 64 x 48.
   while (threads > 1 && count() < 4 * threads && task.nc > 64) task.nc /= 2;
-  while (threads > 1 && count() < 4 * threads && task.mc > 48) task.mc = task.mc / 2 / kMR * kMR;
+  while (threads > 1 && count() < 4 * threads && task.mc > 48)
+    task.mc = task.mc / 2 / kPanelMR * kPanelMR;
   task.m_tiles = (g.M + task.mc - 1) / task.mc;
   task.n_tiles = (g.N + task.nc - 1) / task.nc;
   ParallelForIsa(pool, count(), 1, task);
@@ -434,19 +506,21 @@ void RunGemm(ThreadPool& pool, const GemmArgs<T>& g) {
 /// Reads a plain or quantized operand fully as T (for A operands and tiny
 /// cases). Parallel over rows.
 template <typename T>
-void MaterializeOperand(KernelContext& ctx, size_t i, const QView* q, std::vector<T>& out) {
+void MaterializeOperand(KernelContext& ctx, size_t i, const QView* q,
+                        std::vector<T>& out) {
   if (q) {
     out.resize(size_t(q->rows() * q->cols()));
     const int64_t cols = q->cols();
-    ctx.pool().parallel_for(q->rows(), std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)),
-                            [&](int64_t b, int64_t e) {
-                              std::vector<float> row(static_cast<size_t>(cols));
-                              for (int64_t r = b; r < e; ++r) {
-                                q->Row(r, 0, cols, row.data());
-                                for (int64_t c = 0; c < cols; ++c)
-                                  out[size_t(r * cols + c)] = T(row[size_t(c)]);
-                              }
-                            });
+    ctx.pool().parallel_for(
+        q->rows(), std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)),
+        [&](int64_t b, int64_t e) {
+          std::vector<float> row(static_cast<size_t>(cols));
+          for (int64_t r = b; r < e; ++r) {
+            q->Row(r, 0, cols, row.data());
+            for (int64_t c = 0; c < cols; ++c)
+              out[size_t(r * cols + c)] = T(row[size_t(c)]);
+          }
+        });
     return;
   }
   const Tensor& t = ctx.input(i);
@@ -459,14 +533,16 @@ void MaterializeOperand(KernelContext& ctx, size_t i, const QView* q, std::vecto
 
 /// Validates a weight-like operand (plain float or quantized) and, when
 /// quantized, fills `q`.
-kiln_status_t CheckWeight(KernelContext& ctx, size_t i, const char* what, QView* q,
-                          bool* quantized) {
+kiln_status_t CheckWeight(KernelContext& ctx, size_t i, const char* what,
+                          QView* q, bool* quantized) {
   if (!ctx.has_input(i))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "missing operand %s", what);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "missing operand %s",
+                       what);
   *quantized = ctx.is_quantized(i);
   if (*quantized) {
     std::string err = CheckQTensor(ctx.qinput(i), what);
-    if (!err.empty()) return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s", err.c_str());
+    if (!err.empty())
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s", err.c_str());
     *q = QView(ctx.qinput(i));
     return nullptr;
   }
@@ -476,7 +552,8 @@ kiln_status_t CheckWeight(KernelContext& ctx, size_t i, const char* what, QView*
 bool NeedsF64(KernelContext& ctx, std::initializer_list<size_t> inputs) {
   if (ctx.output_dtype(0) == KILN_DTYPE_F64) return true;
   for (size_t i : inputs)
-    if (ctx.has_input(i) && !ctx.is_quantized(i) && ctx.input(i).dtype == KILN_DTYPE_F64)
+    if (ctx.has_input(i) && !ctx.is_quantized(i) &&
+        ctx.input(i).dtype == KILN_DTYPE_F64)
       return true;
   return false;
 }
@@ -498,8 +575,8 @@ kiln_status_t Matmul(KernelContext& ctx) {
   const Dims& bs = OperandShape(ctx, 1);
   if (as.rank < 1 || bs.rank < 1)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "operands need rank >= 1, found a %s and b %s", as.str().c_str(),
-                       bs.str().c_str());
+                       "operands need rank >= 1, found a %s and b %s",
+                       as.str().c_str(), bs.str().c_str());
   // ONNX MatMul: a rank-1 a is a row [1, K] and a rank-1 b a column [K, 1],
   // each extra dimension dropped from the result. A column [K, 1] is the
   // same bytes as a transposed [1, K], which the GEMV path handles.
@@ -510,10 +587,11 @@ kiln_status_t Matmul(KernelContext& ctx) {
   const int64_t bK = b_vec ? bs[0] : (trans ? bs.back(0) : bs.back(1));
   const int64_t N = b_vec ? 1 : (trans ? bs.back(1) : bs.back(0));
   if (K != bK)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "contraction dimensions differ: a %s has K = %lld, b %s%s has K = %lld",
-                       as.str().c_str(), (long long)K, bs.str().c_str(),
-                       trans_attr ? " (transposed)" : "", (long long)bK);
+    return KernelError(
+        ctx, KILN_STATUS_INVALID_ARGUMENT,
+        "contraction dimensions differ: a %s has K = %lld, b %s%s has K = %lld",
+        as.str().c_str(), (long long)K, bs.str().c_str(),
+        trans_attr ? " (transposed)" : "", (long long)bK);
 
   // Batch dimensions broadcast NumPy-style.
   Dims abatch, bbatch, batch;
@@ -521,18 +599,21 @@ kiln_status_t Matmul(KernelContext& ctx) {
   for (int d = 0; d + 2 < bs.rank; ++d) bbatch.push_back(bs[d]);
   batch.rank = std::max(abatch.rank, bbatch.rank);
   for (int d = 0; d < batch.rank; ++d) {
-    int ad = d - (batch.rank - abatch.rank), bd = d - (batch.rank - bbatch.rank);
+    int ad = d - (batch.rank - abatch.rank),
+        bd = d - (batch.rank - bbatch.rank);
     int64_t x = ad >= 0 ? abatch[ad] : 1, y = bd >= 0 ? bbatch[bd] : 1;
     if (x != y && x != 1 && y != 1)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "batch dimensions of a %s and b %s are not broadcast-compatible",
-                         as.str().c_str(), bs.str().c_str());
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT,
+          "batch dimensions of a %s and b %s are not broadcast-compatible",
+          as.str().c_str(), bs.str().c_str());
     batch[d] = x == 1 ? y : x;
   }
   if (has_bias) {
     const Dims& bias = ctx.input(2).shape;
     if (bias.rank != 1 || bias[0] != N)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "bias shape %s does not match [%lld]",
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "bias shape %s does not match [%lld]",
                          bias.str().c_str(), (long long)N);
   }
 
@@ -546,8 +627,9 @@ kiln_status_t Matmul(KernelContext& ctx) {
   // A as T: the input itself when it already is, else a converted copy.
   std::vector<T> a_copy;
   const T* a_data;
-  const bool a_direct = !a_quant && ((sizeof(T) == 4 && ctx.input(0).dtype == KILN_DTYPE_F32) ||
-                                     (sizeof(T) == 8 && ctx.input(0).dtype == KILN_DTYPE_F64));
+  const bool a_direct =
+      !a_quant && ((sizeof(T) == 4 && ctx.input(0).dtype == KILN_DTYPE_F32) ||
+                   (sizeof(T) == 8 && ctx.input(0).dtype == KILN_DTYPE_F64));
   if (a_direct) {
     a_data = static_cast<const T*>(ctx.input(0).data);
   } else {
@@ -596,13 +678,14 @@ kiln_status_t Matmul(KernelContext& ctx) {
       for (int d = batch.rank - 1; d >= 0; --d) {
         const int64_t idx = rem % batch[d];
         rem /= batch[d];
-        int ad = d - (batch.rank - abatch.rank), bd = d - (batch.rank - bbatch.rank);
+        int ad = d - (batch.rank - abatch.rank),
+            bd = d - (batch.rank - bbatch.rank);
         if (ad >= 0) {
           if (abatch[ad] != 1) ai += idx * astride;
           astride *= abatch[ad];
         }
         if (bd >= 0) {
-          bi += 0;
+          if (bbatch[bd] != 1) bi += idx * bstride;
           bstride *= bbatch[bd];
         }
       }
@@ -621,19 +704,21 @@ kiln_status_t Matmul(KernelContext& ctx) {
 
 /// A [rows, cols] weight (plain or quantized) as a BMatrix for x @ W, where
 /// x has `hidden_in` columns. `transposed` means stored [out, in].
-kiln_status_t WeightMatrix(KernelContext& ctx, size_t i, const char* what, bool transposed,
-                           int64_t in_dim, QView* q, BMatrix* b) {
+kiln_status_t WeightMatrix(KernelContext& ctx, size_t i, const char* what,
+                           bool transposed, int64_t in_dim, QView* q,
+                           BMatrix* b) {
   bool quant = false;
   KILN_RETURN_IF_ERROR(CheckWeight(ctx, i, what, q, &quant));
   const Dims& s = OperandShape(ctx, i);
   if (s.rank != 2)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s weight %s must have rank 2", what,
-                       s.str().c_str());
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "%s weight %s must have rank 2", what, s.str().c_str());
   const int64_t k = transposed ? s[1] : s[0];
   if (k != in_dim)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "%s weight %s%s does not match the input width %lld", what, s.str().c_str(),
-                       transposed ? " (transposed)" : "", (long long)in_dim);
+                       "%s weight %s%s does not match the input width %lld",
+                       what, s.str().c_str(), transposed ? " (transposed)" : "",
+                       (long long)in_dim);
   b->K = k;
   b->N = transposed ? s[0] : s[1];
   b->trans = transposed;
@@ -651,14 +736,15 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
   enum { kInput = 0, kGate = 1, kUp = 2, kGateUp = 3, kDown = 4 };
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, kInput, "input"));
   if (ctx.num_inputs() < 5)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "expected 5 operands (input, gate, up, gate_up, down), found %zu",
-                       ctx.num_inputs());
+    return KernelError(
+        ctx, KILN_STATUS_INVALID_ARGUMENT,
+        "expected 5 operands (input, gate, up, gate_up, down), found %zu",
+        ctx.num_inputs());
   const bool tw = ctx.attrs().Flag("transpose_weights");
   const Tensor& x = ctx.input(kInput);
   if (x.shape.rank < 1)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "input %s needs rank >= 1",
-                       x.shape.str().c_str());
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "input %s needs rank >= 1", x.shape.str().c_str());
   const int64_t H = x.shape.back();
   const bool split = ctx.has_input(kGate) || ctx.has_input(kUp);
   if (split == ctx.has_input(kGateUp) ||
@@ -673,14 +759,17 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
     KILN_RETURN_IF_ERROR(WeightMatrix(ctx, kUp, "up", tw, H, &qu, &wu));
     if (wg.N != wu.N)
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "gate %s and up %s widths differ", OperandShape(ctx, kGate).str().c_str(),
+                         "gate %s and up %s widths differ",
+                         OperandShape(ctx, kGate).str().c_str(),
                          OperandShape(ctx, kUp).str().c_str());
     F = wg.N;
   } else {
-    KILN_RETURN_IF_ERROR(WeightMatrix(ctx, kGateUp, "gate_up", tw, H, &qg, &wg));
+    KILN_RETURN_IF_ERROR(
+        WeightMatrix(ctx, kGateUp, "gate_up", tw, H, &qg, &wg));
     if (wg.N % 2)
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "gate_up %s width %lld is odd",
-                         OperandShape(ctx, kGateUp).str().c_str(), (long long)wg.N);
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT, "gate_up %s width %lld is odd",
+          OperandShape(ctx, kGateUp).str().c_str(), (long long)wg.N);
     F = wg.N / 2;
   }
   KILN_RETURN_IF_ERROR(WeightMatrix(ctx, kDown, "down", tw, F, &qd, &wd));
@@ -697,7 +786,8 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
 
   // Rows go through in chunks so the [rows, F] intermediates stay bounded.
   const int64_t chunk = std::min<int64_t>(rows, 512);
-  std::vector<T> xa(size_t(chunk * H)), gu(size_t(chunk * 2 * F)), h(size_t(chunk * F));
+  std::vector<T> xa(size_t(chunk * H)), gu(size_t(chunk * 2 * F)),
+      h(size_t(chunk * F));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t m = std::min(chunk, rows - r0);
     LoadRow<T>(x.dtype, x.data, r0 * H, m * H, xa.data());
@@ -722,12 +812,13 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
       g.b = wg;
       RunGemm(ctx.pool(), g);
     }
-    ctx.pool().parallel_for(m, std::max<int64_t>(1, 8192 / std::max<int64_t>(F, 1)),
-                            [&](int64_t b, int64_t e) {
-                              for (int64_t r = b; r < e; ++r)
-                                GluRow<T>(act, gu.data() + r * 2 * F, gu.data() + r * 2 * F + F,
-                                          F, h.data() + r * F);
-                            });
+    ctx.pool().parallel_for(
+        m, std::max<int64_t>(1, 8192 / std::max<int64_t>(F, 1)),
+        [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r)
+            GluRow<T>(act, gu.data() + r * 2 * F, gu.data() + r * 2 * F + F, F,
+                      h.data() + r * F);
+        });
     GemmArgs<T> d;
     d.M = m;
     d.N = H;
@@ -736,7 +827,8 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
     d.lda = F;
     d.b = wd;
     d.out_dtype = out->dtype;
-    d.out = static_cast<uint8_t*>(out->data) + r0 * H * int64_t(ElemBytes(out->dtype));
+    d.out = static_cast<uint8_t*>(out->data) +
+            r0 * H * int64_t(ElemBytes(out->dtype));
     d.ldo = H;
     RunGemm(ctx.pool(), d);
   }
@@ -748,7 +840,8 @@ kiln_status_t GatedMlp(KernelContext& ctx, Act act) {
 kiln_status_t MatmulKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckFloatOutput(ctx));
   if (ctx.num_inputs() < 2)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "expected operands a and b, found %zu",
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "expected operands a and b, found %zu",
                        ctx.num_inputs());
   return NeedsF64(ctx, {0, 1}) ? Matmul<double>(ctx) : Matmul<float>(ctx);
 }
@@ -758,9 +851,11 @@ kiln_status_t GatedMlpKernel(KernelContext& ctx) {
   Act act;
   std::string_view name = ctx.attrs().String("activation");
   if (!ParseActivation(name, &act))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "unknown activation '%.*s'",
-                       int(name.size()), name.data());
-  return NeedsF64(ctx, {0}) ? GatedMlp<double>(ctx, act) : GatedMlp<float>(ctx, act);
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "unknown activation '%.*s'", int(name.size()),
+                       name.data());
+  return NeedsF64(ctx, {0}) ? GatedMlp<double>(ctx, act)
+                            : GatedMlp<float>(ctx, act);
 }
 
 }  // namespace kiln

@@ -3,11 +3,17 @@
 // runs them on the workers and the calling thread; it returns when all are
 // done. With one thread, or n <= grain, it runs inline.
 //
+// A decode step launches a hundred small kernels back to back, so handing
+// work out must cost far less than a futex wake-up: workers spin on an
+// atomic generation counter for a short while after each job before they
+// block, and chunks are claimed with an atomic counter.
+//
 // Thread-safety: one parallel_for at a time per pool (a session owns its
 // pool and runs one launch at a time). Nested calls run inline.
 #ifndef KILN_RUNTIME_CPU_THREAD_POOL_H_
 #define KILN_RUNTIME_CPU_THREAD_POOL_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -32,19 +38,23 @@ class ThreadPool {
   void parallel_for(int64_t n, int64_t grain, const Body& body);
 
  private:
-  void Worker(int index);
+  void Worker();
+  void RunChunks();
 
   int size_ = 1;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
+  // The current job; written before generation_ is bumped (release) and
+  // read after it is observed (acquire).
   const Body* body_ = nullptr;
   int64_t n_ = 0, chunk_ = 0, chunks_ = 0;
-  int64_t next_chunk_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  bool busy_ = false;
+  std::atomic<int64_t> next_chunk_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  // Sleeping workers wait here.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int sleepers_ = 0;
 };
 
 }  // namespace kiln
