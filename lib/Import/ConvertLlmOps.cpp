@@ -339,6 +339,17 @@ Error convertAttention23(NodeContext &nc) {
     kn = k;
     vn = v;
   }
+  // ONNX aligns the causal mask to the top left after the past: query i sees
+  // key j iff j <= past + i. kiln.attention's causal kind aligns queries to
+  // the end of the keys (j <= past + new - Sq + i): the same when as many
+  // keys as queries are new, else the mask is built here.
+  Value newKeys = kn;
+  auto qSeqType = cast<RankedTensorType>(qb.getType());
+  auto kSeqType = cast<RankedTensorType>(newKeys.getType());
+  bool alignedCausal =
+      causal && ((!qSeqType.isDynamicDim(1) &&
+                  qSeqType.getDimSize(1) == kSeqType.getDimSize(2)) ||
+                 nc.importer.sameDim(qb, 1, newKeys, 2));
   if (nc.hasInput(4)) {
     TRY(pk, concatSeq(nc, nc.input(4), kn));
     TRY(pv, concatSeq(nc, nc.input(5), vn));
@@ -346,8 +357,52 @@ Error convertAttention23(NodeContext &nc) {
     vn = pv;
   }
   Value mask = nc.input(3);
+  if (causal && !alignedCausal) {
+    auto i64 = nc.b.getI64Type();
+    int64_t sq = cast<RankedTensorType>(qb.getType()).getDimSize(1);
+    int64_t t = cast<RankedTensorType>(kn.getType()).getDimSize(2);
+    Value past = nc.hasInput(4) ? dimSize(nc, nc.input(4), 2) : scalarI64(nc, 0);
+    Value keys = RangeOp::create(nc.b, nc.loc, tensorOf({t}, i64),
+                                 scalarI64(nc, 0), dimSize(nc, kn, 2),
+                                 scalarI64(nc, 1));
+    nc.importer.unifyDims(keys, 0, kn, 2);
+    Value rows = RangeOp::create(nc.b, nc.loc, tensorOf({sq}, i64), past,
+                                 AddOp::create(nc.b, nc.loc, tensorOf({}, i64),
+                                               past, dimSize(nc, qb, 1)),
+                                 scalarI64(nc, 1));
+    nc.importer.unifyDims(rows, 0, qb, 1);
+    rows = reshapeInOrder(nc, rows, {sq, 1});
+    auto causalType = tensorOf({sq, t}, nc.b.getI1Type());
+    Value visible = CompareOp::create(nc.b, nc.loc, causalType,
+                                      ComparePredicate::le, keys, rows);
+    nc.importer.unifyDims(visible, 0, qb, 1);
+    nc.importer.unifyDims(visible, 1, kn, 2);
+    if (!mask) {
+      mask = visible;
+    } else {
+      TRY(shape, broadcast(nc, {mask, visible}));
+      Type et = elementTypeOf(mask);
+      if (et.isInteger(1)) {
+        mask = AndOp::create(nc.b, nc.loc, tensorOf(shape, et), mask, visible);
+      } else {
+        // Additive float mask: -inf where the causal mask hides a key.
+        auto ft = cast<FloatType>(et);
+        auto scalar = RankedTensorType::get({}, et);
+        Value zero = arith::ConstantOp::create(
+            nc.b, nc.loc, scalar,
+            DenseElementsAttr::get(scalar, APFloat::getZero(ft.getFloatSemantics())));
+        Value ninf = arith::ConstantOp::create(
+            nc.b, nc.loc, scalar,
+            DenseElementsAttr::get(scalar, APFloat::getInf(ft.getFloatSemantics(),
+                                                           /*Negative=*/true)));
+        Value bias = SelectOp::create(nc.b, nc.loc, tensorOf({sq, t}, et),
+                                      visible, zero, ninf);
+        mask = AddOp::create(nc.b, nc.loc, tensorOf(shape, et), mask, bias);
+      }
+    }
+  }
   Value out = attend(nc, qb, kn, vn, mask,
-                     causal ? MaskKind::causal : MaskKind::none, scale,
+                     alignedCausal ? MaskKind::causal : MaskKind::none, scale,
                      softcap);
   nc.setOutput(0, is3D ? mergeHeads(nc, out) : transposeBNSH(nc, out));
   nc.setOutput(1, kn);

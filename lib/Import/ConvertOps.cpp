@@ -377,6 +377,12 @@ Error convertCast(NodeContext &nc) {
       return Error::success();
     }
   }
+  // kiln.cast to float8 saturates, ONNX's default; saturate=0 (overflow to
+  // NaN or infinity) has no kiln form.
+  TRY(saturate, nc.intAttr("saturate", 1));
+  if (!saturate && isa<Float8E4M3FNType, Float8E5M2Type>(et))
+    return nc.error("saturate=0 is not supported (kiln's cast to float8 "
+                    "saturates)");
   Value result = CastOp::create(nc.b, nc.loc, type.clone(et), x);
   nc.importer.unifyElementwise(result, {x});
   std::optional<ShapeElems> e;
@@ -958,6 +964,13 @@ Error convertReshape(NodeContext &nc) {
         return e.isConst() && e.value == 0;
       }) && type.getNumElements() != 0)
     return nc.error("allowzero with a 0 entry gives an empty tensor");
+  // kiln.reshape reads a 0 in a run-time shape as "copy the input dim". With
+  // allowzero a 0 is kept, which only a valid model with an empty input can
+  // have: reject that case rather than compute another shape.
+  if (allowZero && type.hasStaticShape() && type.getNumElements() == 0 &&
+      llvm::any_of(*target, [](const ShapeElem &e) { return !e.isConst(); }))
+    return nc.error("allowzero=1 with a shape computed at run time is not "
+                    "supported for an empty input");
   TRY(dims, reshapeDims(nc, x, *target, allowZero != 0));
   // A shape input that is not fully known is passed on as the operand, so
   // keep it when it cannot be rebuilt from tracked elements.

@@ -187,10 +187,10 @@ int main(int argc, char** argv) {
   app.add_flag("--info", info, "Print the model's inputs, outputs and facts, then exit");
   auto* in_opt = app.add_option("--inputs", inputs,
                                 "TensorProto files in graph-input order (tensor mode)");
-  auto* out_opt = app.add_option("--output-dir", output_dir,
-                                 "Where tensor mode writes output_N.pb");
+  auto* out_opt = app.add_option(
+      "--output-dir", output_dir,
+      "Where tensor mode writes output_N.pb (alone: runs a model without inputs)");
   in_opt->needs(out_opt);
-  out_opt->needs(in_opt);
   CLI11_PARSE(app, argc, argv);
 
   Clock::time_point t0 = Clock::now();
@@ -243,7 +243,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (!inputs.empty()) return RunTensors(session, model, inputs, output_dir);
+  if (!inputs.empty() || !output_dir.empty())
+    return RunTensors(session, model, inputs, output_dir);
 
   if (prompt_texts.empty())
     return Fail("give --prompt-ids (generation) or --inputs/--output-dir (one forward)");

@@ -64,6 +64,28 @@ class Reader {
   size_t pos_ = 0;
 };
 
+// 4-bit values between ONNX's layout (the flattened tensor packed two per
+// byte, low nibble first) and kiln's (each innermost row packed on its own,
+// an odd row ending in a half-used byte). `to_rows` converts ONNX -> kiln.
+std::vector<uint8_t> RepackNibbles(const std::vector<uint8_t>& in,
+                                   const std::vector<int64_t>& shape, bool to_rows) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  int64_t inner = shape.empty() ? 1 : shape.back();
+  int64_t row_bytes = (inner + 1) / 2;
+  int64_t rows = inner ? numel / inner : 0;
+  std::vector<uint8_t> out(size_t(to_rows ? rows * row_bytes : (numel + 1) / 2), 0);
+  for (int64_t i = 0; i < numel; ++i) {
+    int64_t row = i / inner, col = i % inner;
+    size_t flat_at = size_t(i / 2), row_at = size_t(row * row_bytes + col / 2);
+    int flat_shift = i % 2 ? 4 : 0, row_shift = col % 2 ? 4 : 0;
+    size_t from = to_rows ? flat_at : row_at, to = to_rows ? row_at : flat_at;
+    int from_shift = to_rows ? flat_shift : row_shift, to_shift = to_rows ? row_shift : flat_shift;
+    out[to] |= uint8_t(((in[from] >> from_shift) & 0xF) << to_shift);
+  }
+  return out;
+}
+
 void PutVarint(std::string& s, uint64_t v) {
   while (v >= 0x80) {
     s.push_back(char(uint8_t(v) | 0x80));
@@ -222,6 +244,25 @@ bool ParseTensorProto(const std::string& bytes, HostTensor* out, std::string* er
   }
   int64_t numel = 1;
   for (int64_t d : out->shape) numel *= d;
+  uint32_t bits = kiln_dtype_bit_width(out->dtype);
+  if (bits == 4) {
+    // ONNX packs the flattened tensor two values per byte, low nibble first,
+    // in raw_data or one byte per int32_data entry; kiln packs each innermost
+    // row on its own.
+    size_t flat_bytes = size_t((numel + 1) / 2);
+    std::vector<uint8_t> flat;
+    if (has_raw) {
+      flat = std::move(raw);
+    } else {
+      for (uint64_t v : ints) flat.push_back(uint8_t(v));
+    }
+    if (flat.size() != flat_bytes)
+      return fail(0, std::string(has_raw ? "raw_data" : "int32_data") + " holds " +
+                         std::to_string(flat.size()) + " bytes; the shape needs " +
+                         std::to_string(flat_bytes));
+    out->data = RepackNibbles(flat, out->shape, /*to_rows=*/true);
+    return true;
+  }
   if (has_raw) {
     if (raw.size() != bytes_needed)
       return fail(0, "raw_data holds " + std::to_string(raw.size()) + " bytes; the shape needs " +
@@ -230,7 +271,6 @@ bool ParseTensorProto(const std::string& bytes, HostTensor* out, std::string* er
     return true;
   }
   out->data.assign(size_t(bytes_needed), 0);
-  uint32_t bits = kiln_dtype_bit_width(out->dtype);
   if (out->dtype == KILN_DTYPE_F32 || out->dtype == KILN_DTYPE_F64) {
     if (fixed.size() != bytes_needed) return fail(0, "float data does not match the shape");
     std::memcpy(out->data.data(), fixed.data(), fixed.size());
@@ -239,15 +279,7 @@ bool ParseTensorProto(const std::string& bytes, HostTensor* out, std::string* er
   if (int64_t(ints.size()) != numel) return fail(0, "integer data does not match the shape");
   for (int64_t i = 0; i < numel; ++i) {
     uint64_t v = ints[size_t(i)];
-    if (bits == 4) {
-      // int32_data holds one 4-bit value per entry; pack two per byte.
-      int64_t inner = out->shape.empty() ? 1 : out->shape.back();
-      int64_t row = inner ? i / inner : 0, col = inner ? i % inner : 0;
-      size_t at = size_t(row * ((inner + 1) / 2) + col / 2);
-      out->data[at] |= uint8_t((v & 0xF) << (col % 2 ? 4 : 0));
-    } else {
-      std::memcpy(out->data.data() + size_t(i) * (bits / 8), &v, bits / 8);
-    }
+    std::memcpy(out->data.data() + size_t(i) * (bits / 8), &v, bits / 8);
   }
   return true;
 }
@@ -265,9 +297,15 @@ std::string SerializeTensorProto(const HostTensor& t) {
     PutVarint(s, t.name.size());
     s += t.name;
   }
+  std::vector<uint8_t> flat;
+  const std::vector<uint8_t>* data = &t.data;
+  if (kiln_dtype_bit_width(t.dtype) == 4) {
+    flat = RepackNibbles(t.data, t.shape, /*to_rows=*/false);
+    data = &flat;
+  }
   PutVarint(s, (kRawData << 3) | 2);
-  PutVarint(s, t.data.size());
-  s.append(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  PutVarint(s, data->size());
+  s.append(reinterpret_cast<const char*>(data->data()), data->size());
   return s;
 }
 
