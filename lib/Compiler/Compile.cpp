@@ -300,6 +300,7 @@ private:
                         std::string bytes, bool constant,
                         ExternalStorageAttr storage, int &index);
   llvm::Error visit(Operation *op);
+  llvm::Error visitQuantize(QuantizeOp op);
   llvm::Error finishModelInfo(func::FuncOp func);
 
   ModuleOp module;
@@ -431,6 +432,8 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
     addValue(mq.getResult(), vi);
     return llvm::Error::success();
   }
+  if (auto q = dyn_cast<QuantizeOp>(op))
+    return visitQuantize(q);
   if (auto ret = dyn_cast<func::ReturnOp>(op)) {
     for (Value v : ret.getOperands()) {
       int id = valueId(v);
@@ -512,6 +515,79 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
   }
   launches.push_back(std::move(launch));
   ++steps;
+  return llvm::Error::success();
+}
+
+/// kiln.quantize yields a !kiln.qtensor, which no buffer holds: it becomes
+/// a launch whose results are the stored values and, when the scheme is
+/// dynamic, the scales (and zero points) computed from the data; the qtensor
+/// value is then assembled from those results and the static operands.
+llvm::Error ManifestBuilder::visitQuantize(QuantizeOp op) {
+  if (options.target == "cpu" && !::kiln::LookupCpuKernel("quantize"))
+    return err(describe(op) + ": no kernel for this op on target 'cpu'");
+  QTensorType type = op.getType();
+  json::Array in;
+  for (Value v : {op.getInput(), op.getScales(), op.getZeroPoints()}) {
+    if (!v) {
+      in.push_back(nullptr);
+      continue;
+    }
+    int id = valueId(v);
+    use(id, steps);
+    in.push_back(id);
+  }
+  auto result = [&](RankedTensorType t) -> llvm::Expected<int> {
+    if (toRuntimeDType(t.getElementType()) == KILN_DTYPE_INVALID)
+      return err(describe(op) + ": quantized part of type " +
+                 llvm::formatv("{0}", t).str() + " has no runtime dtype");
+    ValueInfo vi;
+    vi.kind = "temp";
+    vi.def = steps;
+    vi.lastUse = steps;
+    vi.defOp = op;
+    values.push_back(vi);
+    values.back().type = t;
+    return int(values.size() - 1);
+  };
+  json::Array outIds;
+  ValueInfo qv;
+  qv.kind = "qtensor";
+  auto data = result(type.getDataType());
+  if (!data)
+    return data.takeError();
+  outIds.push_back(*data);
+  qv.qData = *data;
+  if (op.getScales()) {
+    qv.qScales = valueId(op.getScales());
+    qv.qZero = op.getZeroPoints() ? valueId(op.getZeroPoints()) : -1;
+  } else {
+    auto scales = result(type.getScalesType());
+    if (!scales)
+      return scales.takeError();
+    outIds.push_back(*scales);
+    qv.qScales = *scales;
+    if (!type.getQuant().isSymmetric()) {
+      auto zero = result(type.getZeroPointsType());
+      if (!zero)
+        return zero.takeError();
+      outIds.push_back(*zero);
+      qv.qZero = *zero;
+    }
+  }
+  json::Array block;
+  for (int64_t b : type.getQuant().getBlock())
+    block.push_back(b);
+  json::Object launch{{"op", "quantize"},
+                      {"in", std::move(in)},
+                      {"out", std::move(outIds)},
+                      {"attrs", json::Object{{"block", std::move(block)}}}};
+  std::string node = nodeName(op.getLoc());
+  if (!node.empty())
+    launch["loc"] = node;
+  launches.push_back(std::move(launch));
+  ++steps;
+  qv.def = steps;
+  addValue(op.getResult(), qv);
   return llvm::Error::success();
 }
 

@@ -1379,9 +1379,108 @@ TEST(LlmQuant, QTensorDataReturnsStoredValues) {
   EXPECT_NE(m.find("not the storage type ui4"), std::string::npos) << m;
 }
 
-TEST(LlmQuant, QuantizeIsNotRegistered) {
-  // Its result is a qtensor, which a kernel cannot produce.
-  EXPECT_EQ(LookupCpuKernel("quantize"), nullptr);
+// kiln.quantize: results are the stored values (and, dynamic, the scales and
+// zero points). Integer storage must equal the naive formula exactly
+// (round half to even, saturate); dynamic schemes must round-trip within
+// half a quantization step.
+TEST(LlmQuant, QuantizeStaticPerTensorUint8MatchesFormula) {
+  std::vector<float> x = RandomFloats(6 * 10, 91, -3.f, 3.f);
+  x[3] = 0.5f * 0.02f;  // a tie: rounds to even
+  x[4] = 1e6f;          // saturates
+  KernelHarness h("quantize");
+  h.In(HostTensor::Of(KILN_DTYPE_F32, {6, 10}, x))
+      .In(HostTensor::Of(KILN_DTYPE_F32, {1, 1}, std::vector<float>{0.02f}))
+      .In(HostTensor::Of(KILN_DTYPE_U8, {1, 1}, std::vector<uint8_t>{128}))
+      .Out(KILN_DTYPE_U8, {6, 10})
+      .AttrInts("block", {0, 0});
+  ASSERT_EQ(h.RunMessage(), "");
+  std::vector<uint8_t> got = h.Result().values<uint8_t>();
+  for (size_t i = 0; i < x.size(); ++i) {
+    float q = std::nearbyint(x[i] / 0.02f) + 128.f;
+    q = std::min(255.f, std::max(0.f, q));
+    ASSERT_EQ(int(got[i]), int(q)) << i << " x=" << x[i];
+  }
+}
+
+TEST(LlmQuant, QuantizeBlockedInt4Symmetric) {
+  const int64_t rows = 5, cols = 67, blk = 32, nb = 3;  // a ragged last block
+  std::vector<float> x = RandomFloats(size_t(rows * cols), 92, -1.f, 1.f);
+  std::vector<float> sc = RandomFloats(size_t(rows * nb), 93, 0.05f, 0.2f);
+  KernelHarness h("quantize");
+  h.In(HostTensor::Of(KILN_DTYPE_F32, {rows, cols}, x))
+      .In(HostTensor::Of(KILN_DTYPE_F32, {rows, nb}, sc))
+      .None()
+      .Out(KILN_DTYPE_I4, {rows, cols})
+      .AttrInts("block", {1, blk});
+  ASSERT_EQ(h.RunMessage(), "");
+  const HostTensor& r = h.Result();
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      float q = std::nearbyint(x[size_t(i * cols + j)] / sc[size_t(i * nb + j / blk)]);
+      q = std::min(7.f, std::max(-8.f, q));
+      uint8_t byte = r.as<uint8_t>()[i * ((cols + 1) / 2) + j / 2];
+      int v = (j % 2) ? byte >> 4 : byte & 0xF;
+      if (v >= 8) v -= 16;
+      ASSERT_EQ(v, int(q)) << i << "," << j;
+    }
+}
+
+TEST(LlmQuant, QuantizeDynamicPerRowRoundTrips) {
+  const int64_t rows = 7, cols = 50;
+  std::vector<float> x = RandomFloats(size_t(rows * cols), 94, -4.f, 2.f);
+  for (bool asym : {false, true}) {
+    KernelHarness h("quantize", 4);
+    h.In(HostTensor::Of(KILN_DTYPE_F32, {rows, cols}, x)).None().None()
+        .Out(asym ? KILN_DTYPE_U8 : KILN_DTYPE_I8, {rows, cols})
+        .Out(KILN_DTYPE_F32, {rows, 1});
+    if (asym) h.Out(KILN_DTYPE_U8, {rows, 1});
+    h.AttrInts("block", {1, 0});
+    ASSERT_EQ(h.RunMessage(), "") << asym;
+    std::vector<float> scale = h.Result(1).values<float>();
+    for (int64_t i = 0; i < rows; ++i) {
+      float lo = 0, hi = 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        lo = std::min(lo, x[size_t(i * cols + j)]);
+        hi = std::max(hi, x[size_t(i * cols + j)]);
+      }
+      float want = asym ? (hi - lo) / 255.f : std::max(-lo, hi) / 127.f;
+      EXPECT_NEAR(scale[size_t(i)], want, 1e-6f * want) << i;
+      int zp = asym ? h.Result(2).as<uint8_t>()[i] : 0;
+      for (int64_t j = 0; j < cols; ++j) {
+        int q = asym ? int(h.Result().as<uint8_t>()[i * cols + j])
+                     : int(h.Result().as<int8_t>()[i * cols + j]);
+        float back = float(q - zp) * scale[size_t(i)];
+        ASSERT_NEAR(back, x[size_t(i * cols + j)], 0.5001f * scale[size_t(i)] + 1e-6f)
+            << asym << " " << i << "," << j;
+      }
+    }
+  }
+}
+
+TEST(LlmQuant, QuantizeFloat8Saturates) {
+  std::vector<float> x = {0.f, 1.f, -2.5f, 1000.f, -1e9f, 0.3f};
+  KernelHarness h("quantize");
+  h.In(HostTensor::Of(KILN_DTYPE_F32, {6}, x))
+      .In(HostTensor::Of(KILN_DTYPE_F32, {1}, std::vector<float>{2.f}))
+      .None()
+      .Out(KILN_DTYPE_F8E4M3FN, {6})
+      .AttrInts("block", {0});
+  ASSERT_EQ(h.RunMessage(), "");
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_EQ(h.Result().as<uint8_t>()[i], FloatToF8E4M3FN(x[i] / 2.f)) << i;
+  EXPECT_EQ(F8E4M3FNToFloat(h.Result().as<uint8_t>()[3]), 448.f);
+}
+
+TEST(LlmQuant, QuantizeRejectsMismatchedScales) {
+  KernelHarness h("quantize");
+  h.In(HostTensor::Of(KILN_DTYPE_F32, {4, 64}, RandomFloats(256, 95)))
+      .In(HostTensor::Of(KILN_DTYPE_F32, {4, 3}, RandomFloats(12, 96, 0.1f, 0.2f)))
+      .None()
+      .Out(KILN_DTYPE_I8, {4, 64})
+      .AttrInts("block", {1, 32});
+  std::string m = h.RunMessage();
+  EXPECT_NE(m.find("scales are [4, 3]; input [4, 64] with block [1, 32] needs [4, 2]"),
+            std::string::npos) << m;
 }
 
 TEST(LlmUtil, BranchlessHalfConversionIsExact) {

@@ -618,6 +618,7 @@ void AppendLlmKernels(std::vector<KernelEntry>& out) {
   out.push_back({"layer_norm", LayerNormKernel});
   out.push_back({"matmul", MatmulKernel});
   out.push_back({"qtensor_data", QTensorDataKernel});
+  out.push_back({"quantize", QuantizeKernel});
   out.push_back({"rms_norm", RmsNormKernel});
   out.push_back({"rope", RopeKernel});
 }

@@ -49,6 +49,7 @@ namespace kiln {
 kiln_status_t MatmulKernel(KernelContext& ctx);
 kiln_status_t GatedMlpKernel(KernelContext& ctx);
 kiln_status_t AttentionKernel(KernelContext& ctx);
+kiln_status_t QuantizeKernel(KernelContext& ctx);  // quantize.cc
 
 // ---------------------------------------------------------------------------
 // ISA dispatch.
