@@ -85,6 +85,9 @@ class Executor final : public KernelContext {
   }
   const Tensor& input(size_t i) const override { return vals_[size_t(launch_->in[i])]; }
   const QTensor& qinput(size_t i) const override { return qvals_[size_t(launch_->in[i])]; }
+  const Dims* declared_input_shape(size_t i) const override {
+    return has_input(i) ? &m_.values[size_t(launch_->in[i])].shape : nullptr;
+  }
   size_t num_outputs() const override { return launch_->out.size(); }
   kiln_dtype_t output_dtype(size_t i) const override {
     return m_.values[size_t(launch_->out[i])].dtype;

@@ -156,7 +156,8 @@ class KernelHarness : public KernelContext {
                            shape.str().c_str(), d.str().c_str());
     outputs_[i] = std::make_unique<HostTensor>(out_dtypes_[i], shape);
     // Poison fresh results so a kernel that skips an element is caught.
-    std::memset(outputs_[i]->bytes.data(), 0xA5, outputs_[i]->bytes.size());
+    if (!outputs_[i]->bytes.empty())
+      std::memset(outputs_[i]->bytes.data(), 0xA5, outputs_[i]->bytes.size());
     out_views_[i] = outputs_[i]->view();
     *out = &out_views_[i];
     return nullptr;

@@ -83,6 +83,13 @@ inline int64_t GetI(const HostTensor& t, int64_t i) {
   }
 }
 
+inline int64_t SafeInt(double v) {
+  if (std::isnan(v)) return 0;
+  if (v >= 9.2e18) return INT64_MAX;
+  if (v <= -9.2e18) return INT64_MIN;
+  return int64_t(v);
+}
+
 // Stores v (which the caller keeps representable, or lets round) as element i.
 inline void SetD(HostTensor& t, int64_t i, double v) {
   uint8_t* b = t.bytes.data();
@@ -94,14 +101,19 @@ inline void SetD(HostTensor& t, int64_t i, double v) {
     case KILN_DTYPE_F8E4M3FN: b[i] = FloatToF8E4M3FN(float(v)); break;
     case KILN_DTYPE_F8E5M2: b[i] = FloatToF8E5M2(float(v)); break;
     case KILN_DTYPE_I1: b[i] = v != 0; break;
-    case KILN_DTYPE_I8: reinterpret_cast<int8_t*>(b)[i] = int8_t(v); break;
-    case KILN_DTYPE_U8: b[i] = uint8_t(v); break;
-    case KILN_DTYPE_I16: reinterpret_cast<int16_t*>(b)[i] = int16_t(v); break;
-    case KILN_DTYPE_U16: reinterpret_cast<uint16_t*>(b)[i] = uint16_t(v); break;
-    case KILN_DTYPE_I32: reinterpret_cast<int32_t*>(b)[i] = int32_t(v); break;
-    case KILN_DTYPE_U32: reinterpret_cast<uint32_t*>(b)[i] = uint32_t(v); break;
-    case KILN_DTYPE_I64: reinterpret_cast<int64_t*>(b)[i] = int64_t(v); break;
-    case KILN_DTYPE_U64: reinterpret_cast<uint64_t*>(b)[i] = uint64_t(v); break;
+    // Integers: through int64 (saturated), then wrapped, so that no
+    // out-of-range float -> integer conversion (undefined) happens.
+    case KILN_DTYPE_I8: reinterpret_cast<int8_t*>(b)[i] = int8_t(SafeInt(v)); break;
+    case KILN_DTYPE_U8: b[i] = uint8_t(SafeInt(v)); break;
+    case KILN_DTYPE_I16: reinterpret_cast<int16_t*>(b)[i] = int16_t(SafeInt(v)); break;
+    case KILN_DTYPE_U16: reinterpret_cast<uint16_t*>(b)[i] = uint16_t(SafeInt(v)); break;
+    case KILN_DTYPE_I32: reinterpret_cast<int32_t*>(b)[i] = int32_t(SafeInt(v)); break;
+    case KILN_DTYPE_U32: reinterpret_cast<uint32_t*>(b)[i] = uint32_t(SafeInt(v)); break;
+    case KILN_DTYPE_I64: reinterpret_cast<int64_t*>(b)[i] = SafeInt(v); break;
+    case KILN_DTYPE_U64:
+      reinterpret_cast<uint64_t*>(b)[i] =
+          v >= 9.2e18 && v < 1.8e19 ? uint64_t(v) : uint64_t(SafeInt(v));
+      break;
     case KILN_DTYPE_I4:
     case KILN_DTYPE_U4: {
       int64_t byte;
@@ -121,7 +133,7 @@ inline HostTensor FromD(kiln_dtype_t dtype, Dims shape, const std::vector<double
 }
 
 inline std::vector<double> ToD(const HostTensor& t) {
-  std::vector<double> v(size_t(t.shape.numel()));
+  std::vector<double> v(static_cast<size_t>(t.shape.numel()));
   for (int64_t i = 0; i < t.shape.numel(); ++i) v[size_t(i)] = GetD(t, i);
   return v;
 }

@@ -51,9 +51,25 @@ double WrapInt(kiln_dtype_t t, __int128 v) {
 
 // Every f16 value round-trips, and every midpoint between neighbours rounds
 // to the even one (and just off the midpoint to the nearer one).
+// The value of f16 code h from its fields, independently of half.h.
+double F16Value(uint32_t h) {
+  const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+  const double s = (h & 0x8000) ? -1 : 1;
+  if (e == 0x1F) return m ? std::nan("") : s * INFINITY;
+  if (e == 0) return s * std::ldexp(m, -24);
+  return s * std::ldexp(1024 + m, e - 25);
+}
+
 TEST(ElementwiseHalf, F16RoundTripAndTiesToEven) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
     float f = HalfToFloat(uint16_t(h));
+    const double want = F16Value(h);
+    if (std::isnan(want)) {
+      ASSERT_TRUE(std::isnan(f)) << h;
+    } else {
+      ASSERT_EQ(double(f), want) << "f16 0x" << std::hex << h;
+      ASSERT_EQ(std::signbit(f), bool(h & 0x8000)) << h;
+    }
     if (std::isnan(f)) {
       EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(f)))) << h;
       continue;
@@ -101,7 +117,9 @@ TEST(ElementwiseHalf, Float8) {
     }
     ASSERT_EQ(FloatToF8E4M3FN(f), b) << b;
     float g = F8E5M2ToFloat(uint8_t(b));
-    if (!std::isnan(g) && !std::isinf(g)) ASSERT_EQ(FloatToF8E5M2(g), b) << b;
+    if (!std::isnan(g) && !std::isinf(g)) {
+      ASSERT_EQ(FloatToF8E5M2(g), b) << b;
+    }
   }
   EXPECT_EQ(nans, 2);  // S.1111.111 only
   EXPECT_EQ(F8E4M3FNToFloat(0x7E), 448.f);
@@ -182,7 +200,7 @@ void CheckBinary(const std::string& op, kiln_dtype_t t, const ShapePair& s,
   std::string what = op + " " + Name(t) + " " + Str(s.a) + " x " + Str(s.b);
   ASSERT_EQ(h.RunMessage(), "") << what;
   ASSERT_EQ(h.Result().shape, s.out) << what;
-  std::vector<double> ref(size_t(s.out.numel()));
+  std::vector<double> ref(static_cast<size_t>(s.out.numel()));
   for (int64_t i = 0; i < s.out.numel(); ++i)
     ref[size_t(i)] = RefBinary(op, t, GetD(a, BroadcastIndex(s.out, s.a, i)),
                                GetD(b, BroadcastIndex(s.out, s.b, i)));
@@ -311,7 +329,7 @@ TEST(ElementwiseBinary, Errors) {
   {
     KernelHarness h("add");
     h.In(Random(KILN_DTYPE_F32, {2}, 1)).Out(KILN_DTYPE_F32, {2});
-    EXPECT_NE(h.RunMessage().find("expected 2 to 2 operands, found 1"), std::string::npos);
+    EXPECT_NE(h.RunMessage().find("expected 2 operands, found 1"), std::string::npos);
   }
 }
 
@@ -327,7 +345,7 @@ TEST(ElementwiseLogic, AndOrNot) {
       KernelHarness h(op);
       h.In(a).In(b).Out(KILN_DTYPE_I1, s.out);
       ASSERT_EQ(h.RunMessage(), "");
-      std::vector<double> ref(size_t(s.out.numel()));
+      std::vector<double> ref(static_cast<size_t>(s.out.numel()));
       for (int64_t i = 0; i < s.out.numel(); ++i) {
         bool x = GetD(a, BroadcastIndex(s.out, s.a, i)) != 0;
         bool y = GetD(b, BroadcastIndex(s.out, s.b, i)) != 0;
@@ -363,7 +381,7 @@ TEST(ElementwiseCompare, AllPredicatesAndTypes) {
       // Few distinct values so that equality happens often.
       auto small = [&](Dims d, uint32_t sd) {
         std::mt19937 rng(sd);
-        std::vector<double> v(size_t(d.numel()));
+        std::vector<double> v(static_cast<size_t>(d.numel()));
         for (double& x : v) x = double(1 + rng() % 4);
         return FromD(t, d, v);
       };
@@ -372,7 +390,7 @@ TEST(ElementwiseCompare, AllPredicatesAndTypes) {
         KernelHarness h("compare", 3);
         h.In(a).In(b).Out(KILN_DTYPE_I1, s.out).AttrS("predicate", p);
         ASSERT_EQ(h.RunMessage(), "");
-        std::vector<double> ref(size_t(s.out.numel()));
+        std::vector<double> ref(static_cast<size_t>(s.out.numel()));
         const std::string ps = p;
         for (int64_t i = 0; i < s.out.numel(); ++i) {
           double x = GetD(a, BroadcastIndex(s.out, s.a, i));
@@ -425,7 +443,7 @@ TEST(ElementwiseSelect, ThreeWayBroadcast) {
       h.In(c).In(a).In(b).Out(t, k.out);
       std::string what = "select " + Name(t) + " " + Str(k.c) + Str(k.t) + Str(k.f);
       ASSERT_EQ(h.RunMessage(), "") << what;
-      std::vector<double> ref(size_t(k.out.numel()));
+      std::vector<double> ref(static_cast<size_t>(k.out.numel()));
       for (int64_t i = 0; i < k.out.numel(); ++i)
         ref[size_t(i)] = GetD(c, BroadcastIndex(k.out, k.c, i)) != 0
                              ? GetD(a, BroadcastIndex(k.out, k.t, i))
@@ -463,7 +481,7 @@ double RefUnary(const std::string& op, double x) {
   if (op == "silu") return x / (1 + std::exp(-x));
   if (op == "gelu") return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
   if (op == "gelu_tanh")
-    return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
   return std::nan("");
 }
 
@@ -581,8 +599,10 @@ double RefCast(kiln_dtype_t from, kiln_dtype_t to, double v, int64_t iv) {
   if (to == KILN_DTYPE_F64) return v;
   if (to == KILN_DTYPE_F32) return double(float(v));
   if (IsFloatType(to)) {
-    if (std::isnan(v)) return v;
     const bool f8 = to == KILN_DTYPE_F8E4M3FN || to == KILN_DTYPE_F8E5M2;
+    if (std::isnan(v)) return v;
+    if (std::isinf(v))  // f8 saturates (ONNX saturate=1), f16 / bf16 keep it
+      return !f8 ? v : std::copysign(to == KILN_DTYPE_F8E4M3FN ? 448.0 : 57344.0, v);
     const uint32_t codes = f8 ? 0x80 : 0x8000;
     double best = 0, best_err = INFINITY;
     uint32_t best_code = 0;
@@ -631,7 +651,8 @@ TEST(ElementwiseCast, AllPairs) {
       HostTensor one(from, {1});
       SetD(one, 0, v);
       if (from == KILN_DTYPE_I1 ? (v == 0 || v == 1) : GetD(one, 0) == v) vals.push_back(v);
-      if (IsFloatType(from) && GetD(one, 0) != v && std::isfinite(GetD(one, 0)))
+      if (IsFloatType(from) && GetD(one, 0) != v && std::isfinite(GetD(one, 0)) &&
+          !std::isnan(GetD(one, 0)))
         vals.push_back(GetD(one, 0));  // its rounded neighbour instead
     }
     if (IsFloatType(from)) {
@@ -670,21 +691,36 @@ TEST(ElementwiseCast, DoubleRoundingAvoided) {
 }
 
 TEST(ElementwiseCast, FourBitAndLarge) {
-  // i8 -> i4 saturates; i4 -> f32 reads signed nibbles; odd rows pack.
+  // Into 4 bits values wrap (ONNX's node tests: -9 -> i4 7); i4 -> f32
+  // reads signed nibbles; odd rows pack.
   HostTensor x = HostTensor::Of<int8_t>(KILN_DTYPE_I8, {2, 3}, {-9, -8, 7, 8, 0, -1});
   KernelHarness h("cast");
   h.In(x).Out(KILN_DTYPE_I4, {2, 3});
   ASSERT_EQ(h.RunMessage(), "");
-  ExpectExact(h.Result(), {-8, -8, 7, 7, 0, -1}, "i8 -> i4");
+  ExpectExact(h.Result(), {7, -8, 7, -8, 0, -1}, "i8 -> i4");
   EXPECT_EQ(h.Result().bytes.size(), 4u);
   KernelHarness back("cast");
   back.In(h.Result()).Out(KILN_DTYPE_F32, {2, 3});
   ASSERT_EQ(back.RunMessage(), "");
-  ExpectExact(back.Result(), {-8, -8, 7, 7, 0, -1}, "i4 -> f32");
-  KernelHarness u("cast");
-  u.In(HostTensor::Of<float>(KILN_DTYPE_F32, {3}, {-3.f, 9.7f, 20.f})).Out(KILN_DTYPE_U4, {3});
-  ASSERT_EQ(u.RunMessage(), "");
-  ExpectExact(u.Result(), {0, 9, 15}, "f32 -> u4");
+  ExpectExact(back.Result(), {7, -8, 7, -8, 0, -1}, "i4 -> f32");
+  // ONNX's test_cast_FLOAT_to_UINT4 data: -9..15 wrap modulo 16.
+  std::vector<float> in;
+  std::vector<double> want_u4, want_i4;
+  for (int v = -9; v <= 15; ++v) {
+    in.push_back(float(v));
+    want_u4.push_back((v + 16) % 16);
+    want_i4.push_back(((v + 16) % 16) >= 8 ? ((v + 16) % 16) - 16 : (v + 16) % 16);
+  }
+  in.push_back(9.7f);  // truncates toward zero first
+  want_u4.push_back(9);
+  want_i4.push_back(-7);
+  for (auto [to, want] : {std::pair<kiln_dtype_t, std::vector<double>*>{KILN_DTYPE_U4, &want_u4},
+                          {KILN_DTYPE_I4, &want_i4}}) {
+    KernelHarness u("cast");
+    u.In(HostTensor::Of<float>(KILN_DTYPE_F32, {int64_t(in.size())}, in)).Out(to, {-1});
+    ASSERT_EQ(u.RunMessage(), "");
+    ExpectExact(u.Result(), *want, "f32 -> " + Name(to));
+  }
   // Threads.
   HostTensor big = Random(KILN_DTYPE_F32, {256, 1024}, 9, 100.0);
   for (kiln_dtype_t to : {KILN_DTYPE_BF16, KILN_DTYPE_I32, KILN_DTYPE_F8E4M3FN}) {
@@ -753,7 +789,7 @@ std::vector<double> RefCumsum(const HostTensor& x, int axis, bool exclusive, boo
   int64_t O = 1, N = s[axis], I = 1;
   for (int d = 0; d < axis; ++d) O *= s[d];
   for (int d = axis + 1; d < s.rank; ++d) I *= s[d];
-  std::vector<double> ref(size_t(s.numel()));
+  std::vector<double> ref(static_cast<size_t>(s.numel()));
   for (int64_t o = 0; o < O; ++o)
     for (int64_t i = 0; i < I; ++i) {
       double acc = 0;
@@ -778,7 +814,7 @@ TEST(ElementwiseCumsum, AxesFlagsTypes) {
         for (int flags = 0; flags < 4; ++flags) {
           HostTensor x = Random(t, shape, seed++, 2.0);
           if (t == KILN_DTYPE_I8)  // keep sums in range
-            for (int64_t i = 0; i < shape.numel(); ++i) SetD(x, i, GetD(x, i) / 10 + 1);
+            for (int64_t i = 0; i < shape.numel(); ++i) SetD(x, i, GetD(x, i) > 0 ? 3 : -2);
           KernelHarness h("cumsum");
           h.In(x).Out(t, shape).Attr("axis", axis);
           if (flags & 1) h.Flag("exclusive");
@@ -823,9 +859,9 @@ std::vector<double> RefReduce(const HostTensor& x, const std::string& kind,
     if (!red[d]) kept.push_back(s[d]);
   const int64_t n_out = kept.numel();
   const bool is_int = !IsFloatType(x.dtype);
-  std::vector<double> acc(size_t(n_out));
-  std::vector<__int128> iacc(size_t(n_out));
-  std::vector<int64_t> count(size_t(n_out), 0);
+  std::vector<double> acc(static_cast<size_t>(n_out));
+  std::vector<__int128> iacc(static_cast<size_t>(n_out));
+  std::vector<int64_t> count(static_cast<size_t>(n_out), 0);
   double init = kind == "prod" ? 1 : kind == "max" ? -INFINITY : kind == "min" ? INFINITY : 0;
   std::fill(acc.begin(), acc.end(), init);
   std::fill(iacc.begin(), iacc.end(), kind == "prod" ? 1 : 0);
@@ -843,7 +879,7 @@ std::vector<double> RefReduce(const HostTensor& x, const std::string& kind,
     if (kind == "min") acc[size_t(o)] = std::min(acc[size_t(o)], v);
     ++count[size_t(o)];
   }
-  std::vector<double> ref(size_t(n_out));
+  std::vector<double> ref(static_cast<size_t>(n_out));
   for (int64_t o = 0; o < n_out; ++o) {
     if (!is_int) {
       ref[size_t(o)] = kind == "mean" ? acc[size_t(o)] / double(count[size_t(o)]) : acc[size_t(o)];
@@ -914,7 +950,6 @@ TEST(ElementwiseReduce, EmptyAndSizeOne) {
       CheckReduce(t, {3, 0, 2}, kind, {1}, false, 2, seed++);  // empty reductions
       CheckReduce(t, {3, 0, 2}, kind, {0}, true, 2, seed++);   // empty result
       CheckReduce(t, {3, 1, 2}, kind, {1}, false, 2, seed++);  // a copy
-      CheckReduce(t, {}, kind, {}, false, 2, seed++);
     }
 }
 
@@ -949,7 +984,6 @@ TEST(ElementwiseReduce, Errors) {
   EXPECT_NE(run({1, -1}, "sum").find("axis -1 is listed twice"), std::string::npos);
   EXPECT_NE(run({}, "sum").find("needs at least one axis"), std::string::npos);
   EXPECT_NE(run({1}, "avg").find("unknown reduction 'avg'"), std::string::npos);
-  EXPECT_NE(run({0}, "sum").find("result shape [3], declared [?]") == std::string::npos, false);
 }
 
 //===----------------------------------------------------------------------===//
@@ -961,7 +995,7 @@ std::vector<double> RefSoftmax(const HostTensor& x, int axis) {
   int64_t O = 1, A = s.rank ? s[axis] : 1, I = 1;
   for (int d = 0; d < axis; ++d) O *= s[d];
   for (int d = axis + 1; d < s.rank; ++d) I *= s[d];
-  std::vector<double> ref(size_t(s.numel()));
+  std::vector<double> ref(static_cast<size_t>(s.numel()));
   for (int64_t o = 0; o < O; ++o)
     for (int64_t i = 0; i < I; ++i) {
       double m = -INFINITY, sum = 0;

@@ -4,9 +4,11 @@
 //
 // Every kernel walks its output in order, one contiguous row at a time
 // (StridedPlan / ForEachRow), with the per-element operation a template
-// functor so the inner loops are plain loops the compiler vectorizes for
-// f32 and the integer types. f16 and bf16 compute in f32 and round back to
-// nearest even; f64 computes in f64.
+// functor so the inner loops are plain loops the compiler vectorizes (the
+// f16 / bf16 conversions in half.h and FastExpF are branch-free for that).
+// f16 and bf16 compute in f32 and round back to nearest even; f64 computes
+// in f64. Transcendentals are libm's, except e^x in f32 (FastExpF, < 1 ulp),
+// which exp, sigmoid, silu and softmax use.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,10 +27,15 @@ namespace kiln {
 
 kiln_status_t CheckOperands(const KernelContext& ctx, size_t required,
                             size_t optional) {
-  if (ctx.num_inputs() < required || ctx.num_inputs() > required + optional)
+  if (ctx.num_inputs() < required || ctx.num_inputs() > required + optional) {
+    if (optional == 0)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "expected %zu operands, found %zu", required,
+                         ctx.num_inputs());
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "expected %zu to %zu operands, found %zu", required,
                        required + optional, ctx.num_inputs());
+  }
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     if (i < required && !ctx.has_input(i))
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
@@ -50,17 +57,14 @@ bool BroadcastShapes(const Dims* const* shapes, int n, Dims* out) {
   out->rank = rank;
   for (int d = 0; d < rank; ++d) {
     int64_t dim = 1;
-    bool has_zero = false;
     for (int k = 0; k < n; ++k) {
       int id = d - (rank - shapes[k]->rank);
       if (id < 0) continue;
       int64_t v = (*shapes[k])[id];
       if (v == 1) continue;
-      if (v == 0) has_zero = true;
-      if (dim != 1 && dim != v) return false;
+      if (dim != 1 && dim != v) return false;  // 0 only matches 0 (or 1)
       dim = v;
     }
-    (void)has_zero;
     out->d[d] = dim;
   }
   return true;
@@ -304,13 +308,15 @@ inline C Divide(C a, C b) {
   }
 }
 // max / min propagate NaN (as NumPy's maximum / minimum and ONNX Max / Min).
+// `|`, not `||`: both comparisons always run, so the select has no branch
+// and the loops vectorize.
 template <class C>
 inline C Maximum(C a, C b) {
-  return (a > b || a != a) ? a : b;
+  return ((a > b) | (a != a)) ? a : b;
 }
 template <class C>
 inline C Minimum(C a, C b) {
-  return (a < b || a != a) ? a : b;
+  return ((a < b) | (a != a)) ? a : b;
 }
 
 enum class BinOp { kAdd, kSub, kMul, kDiv, kPow, kMax, kMin, kAnd, kOr };
@@ -396,6 +402,43 @@ kiln_status_t PrepareBinary(KernelContext& ctx, bool same_result_type,
   return nullptr;
 }
 
+// The arithmetic ops (not and / or) on a prepared plan.
+template <BinOp kOp>
+kiln_status_t RunArithmetic(KernelContext& ctx, const StridedPlan& plan,
+                            Tensor* out) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  const kiln_dtype_t dtype = a.dtype;
+  if constexpr (kOp == BinOp::kDiv) {
+    // Integer division by zero has no value: report the first zero divisor.
+    kiln_status_t status = nullptr;
+    DispatchInt(dtype, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      const S* pb = b.as<S>();
+      for (int64_t i = 0, n = b.numel(); i < n; ++i)
+        if (pb[i] == 0) {
+          status = KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                               "integer division by zero (rhs element %lld of "
+                               "shape %s)",
+                               static_cast<long long>(i), b.shape.str().c_str());
+          return;
+        }
+    });
+    if (status) return status;
+  }
+  DispatchNumeric(dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    using E = Elem<S>;
+    if constexpr (kOp != BinOp::kPow || kIsFloatStorage<S>) {  // else rejected
+      RunBinary(ctx.pool(), plan, a.as<S>(), b.as<S>(), out->as<S>(),
+                [](S x, S y) {
+                  return E::Store(ApplyBinary<kOp>(E::Load(x), E::Load(y)));
+                });
+    }
+  });
+  return nullptr;
+}
+
 template <BinOp kOp>
 kiln_status_t BinaryKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckOperands(ctx, 2));
@@ -416,47 +459,16 @@ kiln_status_t BinaryKernel(KernelContext& ctx) {
   Tensor* out = nullptr;
   KILN_RETURN_IF_ERROR(PrepareBinary(ctx, true, &plan, &out));
   if (plan.numel == 0) return nullptr;
-  const Tensor& a = ctx.input(0);
-  const Tensor& b = ctx.input(1);
-
   if constexpr (kLogical) {
-    RunBinary(ctx.pool(), plan, a.as<uint8_t>(), b.as<uint8_t>(),
-              out->as<uint8_t>(), [](uint8_t x, uint8_t y) {
+    // Any non-zero byte reads as true; results are 0 or 1.
+    RunBinary(ctx.pool(), plan, ctx.input(0).as<uint8_t>(),
+              ctx.input(1).as<uint8_t>(), out->as<uint8_t>(),
+              [](uint8_t x, uint8_t y) {
                 return uint8_t(ApplyBinary<kOp>(uint8_t(x != 0), uint8_t(y != 0)));
               });
     return nullptr;
   } else {
-  if constexpr (kOp == BinOp::kDiv) {
-    // Integer division by zero has no value: report the first zero divisor.
-    kiln_status_t status = nullptr;
-    DispatchInt(dtype, [&](auto tag) {
-      using S = typename decltype(tag)::type;
-      const S* pb = b.as<S>();
-      for (int64_t i = 0, n = b.numel(); i < n; ++i)
-        if (pb[i] == 0) {
-          status = KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                               "integer division by zero (rhs element %lld of "
-                               "shape %s)",
-                               static_cast<long long>(i), b.shape.str().c_str());
-          return;
-        }
-    });
-    if (status) return status;
-  }
-  auto run = [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    using E = Elem<S>;
-    if constexpr (kOp == BinOp::kPow && !kIsFloatStorage<S>) {
-      return;  // rejected above
-    } else {
-      RunBinary(ctx.pool(), plan, a.as<S>(), b.as<S>(), out->as<S>(),
-                [](S x, S y) {
-                  return E::Store(ApplyBinary<kOp>(E::Load(x), E::Load(y)));
-                });
-    }
-  };
-  DispatchNumeric(dtype, run);
-  return nullptr;
+    return RunArithmetic<kOp>(ctx, plan, out);
   }
 }
 
@@ -636,7 +648,7 @@ inline C ApplyUnary(C x) {
       return std::fabs(x);
     }
   }
-  if constexpr (kOp == UnOp::kExp) return std::exp(x);
+  if constexpr (kOp == UnOp::kExp) return ExpC(x);
   if constexpr (kOp == UnOp::kLog) return std::log(x);
   if constexpr (kOp == UnOp::kSqrt) return std::sqrt(x);
   if constexpr (kOp == UnOp::kRsqrt) return C(1) / std::sqrt(x);
@@ -648,8 +660,8 @@ inline C ApplyUnary(C x) {
   if constexpr (kOp == UnOp::kNot) return C(!x);
   if constexpr (kOp == UnOp::kRelu) return x < C(0) ? C(0) : x;  // keeps NaN
   // 1 / (1 + e^-x) saturates cleanly at both ends (e^-x -> inf gives 0).
-  if constexpr (kOp == UnOp::kSigmoid) return C(1) / (C(1) + std::exp(-x));
-  if constexpr (kOp == UnOp::kSilu) return x / (C(1) + std::exp(-x));
+  if constexpr (kOp == UnOp::kSigmoid) return C(1) / (C(1) + ExpC(-x));
+  if constexpr (kOp == UnOp::kSilu) return x / (C(1) + ExpC(-x));
   if constexpr (kOp == UnOp::kGelu)
     return C(0.5) * x * (C(1) + std::erf(x * C(0.70710678118654752440)));
   if constexpr (kOp == UnOp::kGeluTanh) {
@@ -734,17 +746,18 @@ kiln_status_t ActivationKernel(KernelContext& ctx) {
 // Cast
 //===----------------------------------------------------------------------===//
 
-// A value to a 4-bit integer: like Convert to a wide integer, then
-// saturated to [-8, 7] or [0, 15] (ONNX's rule for the 4-bit types).
+// A value to a 4-bit integer: like Convert to a 64-bit integer (floats
+// truncated toward zero), then wrapped to the low 4 bits, two's complement
+// for i4. ONNX leaves out-of-range casts undefined, but its Cast node tests
+// expect this wrapping (-9 -> i4 7, -9 -> ui4 7).
 template <class S>
-inline uint8_t ConvertToNibble(S s, bool is_signed) {
-  int64_t v;
+inline uint8_t ConvertToNibble(S s) {
+  uint64_t v;
   if constexpr (std::is_same_v<S, uint64_t>)
-    v = s > uint64_t(INT64_MAX) ? INT64_MAX : int64_t(s);
+    v = s;
   else
-    v = Convert<int64_t>(s);
-  const int64_t lo = is_signed ? -8 : 0, hi = is_signed ? 7 : 15;
-  return uint8_t(std::clamp(v, lo, hi) & 0xF);
+    v = uint64_t(Convert<int64_t>(s));
+  return uint8_t(v & 0xF);
 }
 
 kiln_status_t CastKernel(KernelContext& ctx) {
@@ -779,11 +792,10 @@ kiln_status_t CastKernel(KernelContext& ctx) {
     using S = typename decltype(stag)::type;
     const S* in = static_cast<const S*>(src);
     if (IsSubByte(to)) {
-      const bool is_signed = to == KILN_DTYPE_I4;
       nibbles.resize(size_t(n));
       uint8_t* o = nibbles.data();
       pool.parallel_for(n, kGrainCheap, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) o[i] = ConvertToNibble(in[i], is_signed);
+        for (int64_t i = b; i < e; ++i) o[i] = ConvertToNibble(in[i]);
       });
       return;
     }

@@ -55,30 +55,43 @@ inline uint32_t RoundToNarrow(uint32_t abs) {
 
 // --- f16 (IEEE binary16) ---
 
+// Both directions are branch-free so that loops over them vectorize: every
+// case is computed, and where one of them involves float arithmetic the
+// choice is a bit mask rather than ?: (GCC would otherwise move the float op
+// under a branch, which it may not vectorize while float ops may trap).
+
 inline float HalfToFloat(uint16_t h) {
-  uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1Fu;
-  uint32_t man = h & 0x3FFu;
-  if (exp == 0x1F) return BitsToFloat(sign | 0x7F800000u | (man << 13));
-  if (exp == 0) {
-    // Subnormal (or zero): man * 2^-24, exact in f32.
-    float v = float(man) * 5.9604644775390625e-8f;
-    return BitsToFloat(sign | FloatBits(v));
-  }
-  return BitsToFloat(sign | ((exp + 112) << 23) | (man << 13));
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t em = h & 0x7FFFu;
+  // Normal: move exponent and mantissa into place and rebias by 127 - 15;
+  // Inf / NaN (exponent all ones) need the f32 exponent all ones.
+  uint32_t bits = (em << 13) + (112u << 23);
+  bits += uint32_t(em >= 0x7C00u) * (112u << 23);
+  // Subnormal or zero: em * 2^-24, exact in f32.
+  const float sub = float(int32_t(em)) * 5.9604644775390625e-8f;
+  const uint32_t is_sub = 0u - uint32_t(em < 0x0400u);
+  bits = (FloatBits(sub) & is_sub) | (bits & ~is_sub);
+  return BitsToFloat(sign | bits);
 }
 
 inline uint16_t FloatToHalf(float f) {
-  uint32_t u = FloatBits(f);
-  uint16_t sign = uint16_t((u >> 16) & 0x8000u);
-  uint32_t abs = u & 0x7FFFFFFFu;
-  if (abs >= 0x7F800000u) {
-    if (abs > 0x7F800000u)  // NaN: keep it quiet and keep some payload
-      return uint16_t(sign | 0x7E00u | ((abs >> 13) & 0x3FFu));
-    return uint16_t(sign | 0x7C00u);
-  }
-  uint32_t r = half_internal::RoundToNarrow<10, 15>(abs);
-  if (r >= 0x7C00u) r = 0x7C00u;  // overflow -> infinity (IEEE)
+  const uint32_t u = FloatBits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t abs = u & 0x7FFFFFFFu;
+  // Normal results (2^-14 <= |f| < 2^16): round to nearest even at bit 13
+  // and rebias. A carry past 65504 lands exactly on the infinity code, as
+  // IEEE rounding wants.
+  const uint32_t normal =
+      ((abs + 0xFFFu + ((abs >> 13) & 1u)) >> 13) - (112u << 10);
+  // Subnormal results: adding 0.5 leaves |f| rounded (to nearest even) to a
+  // multiple of 2^-24, the f16 subnormal step, in the low mantissa bits.
+  const uint32_t sub = FloatBits(BitsToFloat(abs) + 0.5f) - 0x3F000000u;
+  // NaN stays a quiet NaN with the top of its payload; beyond 2^16 is Inf.
+  const uint32_t nan = 0x7E00u | ((abs >> 13) & 0x3FFu);
+  uint32_t r = abs > 0x7F800000u ? nan : 0x7C00u;
+  r = abs < 0x47800000u ? normal : r;
+  const uint32_t is_sub = 0u - uint32_t(abs < 0x38800000u);
+  r = (sub & is_sub) | (r & ~is_sub);
   return uint16_t(sign | r);
 }
 
@@ -88,10 +101,12 @@ inline float BF16ToFloat(uint16_t b) { return BitsToFloat(uint32_t(b) << 16); }
 
 inline uint16_t FloatToBF16(float f) {
   uint32_t u = FloatBits(f);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u)  // NaN: truncating could make it Inf
-    return uint16_t((u >> 16) | 0x40u);
-  u += 0x7FFFu + ((u >> 16) & 1u);  // overflow rounds to Inf, as IEEE does
-  return uint16_t(u >> 16);
+  // Overflow rounds to Inf, as IEEE does. NaN must stay NaN (rounding could
+  // carry it into Inf): keep it quiet instead. Both are computed and one is
+  // selected, so loops over this vectorize.
+  uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return uint16_t((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet_nan : rounded);
 }
 
 // --- f8E4M3FN: 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities,

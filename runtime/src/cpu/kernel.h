@@ -100,6 +100,12 @@ class KernelContext {
   virtual bool is_quantized(size_t i) const = 0;
   /// A plain tensor operand. Only valid when has_input(i) && !is_quantized(i).
   virtual const Tensor& input(size_t i) const = 0;
+  /// Operand `i`'s compile-time shape (-1 for run-time dimensions), or
+  /// nullptr when the caller does not know it (kernel unit tests).
+  virtual const Dims* declared_input_shape(size_t i) const {
+    (void)i;
+    return nullptr;
+  }
   /// A quantized operand. Only valid when is_quantized(i).
   virtual const QTensor& qinput(size_t i) const = 0;
 

@@ -257,20 +257,35 @@ kiln_status_t ReshapeKernel(KernelContext& ctx) {
                          declared.str().c_str());
     shape[at] = rest == 0 ? 0 : numel / rest;
   } else if (dynamic > 1) {
-    int64_t groups[kMaxRank + 1], found[kMaxRank];
-    int k = 0;
-    groups[0] = 1;
-    for (int i = 0; i < declared.rank; ++i) {
-      if (declared[i] < 0) groups[++k] = 1;
-      else groups[k] *= declared[i];
+    // With the input's compile-time shape the dynamic dimensions are known
+    // exactly: the input's run-time dimensions where it was dynamic, in
+    // order. Without it (unit tests), they are searched for.
+    const Dims* in_decl = ctx.declared_input_shape(0);
+    int in_dynamic = 0;
+    if (in_decl && in_decl->rank == x.shape.rank)
+      for (int i = 0; i < in_decl->rank; ++i) in_dynamic += (*in_decl)[i] < 0;
+    if (in_dynamic == dynamic) {
+      for (int i = 0, j = 0; i < declared.rank; ++i) {
+        if (declared[i] >= 0) continue;
+        while ((*in_decl)[j] >= 0) ++j;
+        shape[i] = x.shape[j++];
+      }
+    } else {
+      int64_t groups[kMaxRank + 1], found[kMaxRank];
+      int k = 0;
+      groups[0] = 1;
+      for (int i = 0; i < declared.rank; ++i) {
+        if (declared[i] < 0) groups[++k] = 1;
+        else groups[k] *= declared[i];
+      }
+      if (!MatchDynamicDims(x.shape, groups, k, 0, 0, found))
+        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                           "cannot find the %d dynamic dimensions of %s in the "
+                           "input %s",
+                           dynamic, declared.str().c_str(), x.shape.str().c_str());
+      for (int i = 0, j = 0; i < declared.rank; ++i)
+        if (declared[i] < 0) shape[i] = found[j++];
     }
-    if (!MatchDynamicDims(x.shape, groups, k, 0, 0, found))
-      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                         "cannot find the %d dynamic dimensions of %s in the "
-                         "input %s",
-                         dynamic, declared.str().c_str(), x.shape.str().c_str());
-    for (int i = 0, j = 0; i < declared.rank; ++i)
-      if (declared[i] < 0) shape[i] = found[j++];
   }
   if (!MatchesDeclared(shape, declared) || shape.numel() != numel)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
@@ -303,7 +318,7 @@ kiln_status_t ReshapeKernel(KernelContext& ctx) {
 template <class T>
 void TiledTranspose(ThreadPool& pool, int rank, const int64_t* dims,
                     const int64_t* in_strides, int a, const T* in, T* out) {
-  constexpr int64_t kTile = 32;
+  constexpr int64_t kTile = 16;
   const int last = rank - 1;
   Dims shape = Dims::FromArray(dims, rank);
   const Dims out_strides = StridesOf(shape);
@@ -524,7 +539,9 @@ kiln_status_t SliceKernel(KernelContext& ctx) {
       size = s > e ? (s - e - 1) / -st + 1 : 0;
       first[axis] = s;
     }
-    step[axis] = st;
+    // With one element taken the step is irrelevant; with more it is below
+    // the dimension, so step * stride below cannot overflow.
+    step[axis] = size > 1 ? st : 1;
     shape[axis] = size;
   }
   Tensor* out = nullptr;
@@ -828,24 +845,30 @@ kiln_status_t FillKernel(KernelContext& ctx) {
 // gather, gather_nd
 //===----------------------------------------------------------------------===//
 
-// Copies `count` slices of `slice` elements: slice j of the result comes
-// from element offset src_offset[j] of the input.
-void CopySlices(ThreadPool& pool, size_t es, const void* in,
-                const std::vector<int64_t>& src_offset, int64_t slice, void* out) {
-  const int64_t count = int64_t(src_offset.size());
+// Copies groups * offsets.size() slices of `slice` elements: result slice
+// g * n + k (n = offsets.size()) comes from element g * group_stride +
+// offsets[k] of the input. Offsets are per index, not per result slice, so
+// no table the size of the result is built.
+void CopySlices(ThreadPool& pool, size_t es, const void* in, int64_t groups,
+                const std::vector<int64_t>& offsets, int64_t group_stride,
+                int64_t slice, void* out) {
+  const int64_t n = int64_t(offsets.size()), count = groups * n;
+  if (count == 0 || slice == 0) return;
   DispatchBySize(es, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* src = static_cast<const T*>(in);
     T* dst = static_cast<T*>(out);
-    pool.parallel_for(count, std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(slice, 1)),
+    pool.parallel_for(count, std::max<int64_t>(1, kGrainCheap / slice),
                       [&](int64_t b, int64_t e) {
-      if (slice == 1) {
-        for (int64_t j = b; j < e; ++j) dst[j] = src[src_offset[size_t(j)]];
-        return;
+      int64_t g = b / n, k = b % n;
+      for (int64_t j = b; j < e; ++j) {
+        const T* from = src + g * group_stride + offsets[size_t(k)];
+        if (slice == 1)
+          dst[j] = *from;
+        else
+          std::memcpy(dst + j * slice, from, size_t(slice) * sizeof(T));
+        if (++k == n) k = 0, ++g;
       }
-      for (int64_t j = b; j < e; ++j)
-        std::memcpy(dst + j * slice, src + src_offset[size_t(j)],
-                    size_t(slice) * sizeof(T));
     });
   });
 }
@@ -890,11 +913,9 @@ kiln_status_t GatherKernel(KernelContext& ctx) {
   if (shape.numel() == 0) return nullptr;
   const int64_t outer = DimProduct(x.shape, 0, axis);
   const int64_t inner = DimProduct(x.shape, axis + 1, x.shape.rank);
-  std::vector<int64_t> src(static_cast<size_t>(outer * n));
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t j = 0; j < n; ++j)
-      src[size_t(o * n + j)] = (o * dim + index[size_t(j)]) * inner;
-  CopySlices(ctx.pool(), ElementBytes(x.dtype), x.data, src, inner, out->data);
+  for (int64_t& v : index) v *= inner;
+  CopySlices(ctx.pool(), ElementBytes(x.dtype), x.data, outer, index, dim * inner,
+             inner, out->data);
   return nullptr;
 }
 
@@ -953,7 +974,7 @@ kiln_status_t GatherNdKernel(KernelContext& ctx) {
   Tensor* out = nullptr;
   KILN_RETURN_IF_ERROR(ctx.allocate_output(0, shape, &out));
   if (shape.numel() == 0) return nullptr;
-  CopySlices(ctx.pool(), ElementBytes(x.dtype), x.data, src, slice, out->data);
+  CopySlices(ctx.pool(), ElementBytes(x.dtype), x.data, 1, src, 0, slice, out->data);
   return nullptr;
 }
 

@@ -35,6 +35,13 @@ using AccOf = std::conditional_t<
     kIsFloatStorage<S>, double,
     std::conditional_t<std::is_signed_v<S>, int64_t, uint64_t>>;
 
+// max and min are exact in the compute type (f32 for f32, f16 and bf16),
+// which keeps their loops in f32.
+template <RedKind kKind, class S>
+using AccT = std::conditional_t<(kKind == RedKind::kMax || kKind == RedKind::kMin) &&
+                                    kIsFloatStorage<S>,
+                                typename Elem<S>::Compute, AccOf<S>>;
+
 template <RedKind kKind, class A>
 inline A Combine(A a, A b) {
   if constexpr (kKind == RedKind::kSum || kKind == RedKind::kMean) {
@@ -48,25 +55,25 @@ inline A Combine(A a, A b) {
     else
       return a * b;
   } else if constexpr (kKind == RedKind::kMax) {
-    return (a > b || a != a) ? a : b;  // NaN propagates
+    return ((a > b) | (a != a)) ? a : b;  // NaN propagates
   } else {
-    return (a < b || a != a) ? a : b;
+    return ((a < b) | (a != a)) ? a : b;
   }
 }
 
 // The value of an empty reduction (ONNX: max of nothing is -inf, or the
 // type's lowest value for integers).
 template <RedKind kKind, class S>
-inline AccOf<S> Identity() {
-  using A = AccOf<S>;
+inline AccT<kKind, S> Identity() {
+  using A = AccT<kKind, S>;
   if constexpr (kKind == RedKind::kSum || kKind == RedKind::kMean) return A(0);
   if constexpr (kKind == RedKind::kProd) return A(1);
   if constexpr (kKind == RedKind::kMax) {
-    if constexpr (kIsFloatStorage<S>) return -std::numeric_limits<double>::infinity();
+    if constexpr (kIsFloatStorage<S>) return -std::numeric_limits<A>::infinity();
     else return A(std::numeric_limits<S>::lowest());
   }
   if constexpr (kKind == RedKind::kMin) {
-    if constexpr (kIsFloatStorage<S>) return std::numeric_limits<double>::infinity();
+    if constexpr (kIsFloatStorage<S>) return std::numeric_limits<A>::infinity();
     else return A(std::numeric_limits<S>::max());
   }
 }
@@ -85,13 +92,13 @@ constexpr int64_t kInnerBlock = 1024;
 // out[o, i] = fold over r of in[o, r, i], for In = S (first stage) or the
 // accumulator type (later stages).
 template <RedKind kKind, class S, class In>
-void ReduceStage(ThreadPool& pool, const In* in, AccOf<S>* out, int64_t O,
+void ReduceStage(ThreadPool& pool, const In* in, AccT<kKind, S>* out, int64_t O,
                  int64_t R, int64_t I) {
-  using A = AccOf<S>;
+  using A = AccT<kKind, S>;
   const A identity = Identity<kKind, S>();
   auto load = [](In v) -> A {
     if constexpr (std::is_same_v<In, A>) return v;
-    else return LoadAcc<S>(v);
+    else return A(Elem<S>::Load(v));
   };
   const int64_t P = R > kReduceChunk ? (R + kReduceChunk - 1) / kReduceChunk : 1;
   std::vector<A> partial;
@@ -127,7 +134,22 @@ void ReduceStage(ThreadPool& pool, const In* in, AccOf<S>* out, int64_t O,
         acc[0] = Combine<kKind>(Combine<kKind>(l0, l1), Combine<kKind>(l2, l3));
       } else {
         for (int64_t i = i0; i < i1; ++i) acc[i] = identity;
-        for (int64_t r = r0; r < r1; ++r) {
+        // Four rows per pass keep four memory streams in flight; each
+        // column still folds its rows in order.
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+          const In* row0 = in + (o * R + r) * I;
+          const In* row1 = row0 + I;
+          const In* row2 = row1 + I;
+          const In* row3 = row2 + I;
+          for (int64_t i = i0; i < i1; ++i) {
+            A a = Combine<kKind>(acc[i], load(row0[i]));
+            a = Combine<kKind>(a, load(row1[i]));
+            a = Combine<kKind>(a, load(row2[i]));
+            acc[i] = Combine<kKind>(a, load(row3[i]));
+          }
+        }
+        for (; r < r1; ++r) {
           const In* row = in + (o * R + r) * I;
           for (int64_t i = i0; i < i1; ++i)
             acc[i] = Combine<kKind>(acc[i], load(row[i]));
@@ -151,7 +173,7 @@ void ReduceStage(ThreadPool& pool, const In* in, AccOf<S>* out, int64_t O,
 template <RedKind kKind, class S>
 void RunReduce(ThreadPool& pool, const Tensor& x, const bool* reduced,
                Tensor* out) {
-  using A = AccOf<S>;
+  using A = AccT<kKind, S>;
   const int64_t n_out = out->numel();
   // Dimensions other than 1, merged into groups of equal reducedness.
   int64_t dims[kMaxRank];
@@ -193,7 +215,7 @@ void RunReduce(ThreadPool& pool, const Tensor& x, const bool* reduced,
     if (first) {  // every reduced dimension has size 1: a copy
       stage.resize(size_t(n_out));
       const S* in = x.as<S>();
-      for (int64_t k = 0; k < n_out; ++k) stage[size_t(k)] = LoadAcc<S>(in[k]);
+      for (int64_t k = 0; k < n_out; ++k) stage[size_t(k)] = A(Elem<S>::Load(in[k]));
     }
     acc.swap(stage);
   }
@@ -205,7 +227,7 @@ void RunReduce(ThreadPool& pool, const Tensor& x, const bool* reduced,
         if constexpr (std::is_integral_v<A>)
           v = count == 0 ? A(0) : A(v / A(count));  // truncates toward zero
         else
-          v = v / double(count);  // 0 / 0 = NaN for an empty mean
+          v = v / A(count);  // 0 / 0 = NaN for an empty mean
       }
       if constexpr (kIsFloatStorage<S>)
         o[k] = StoreDouble<S>(v);
@@ -311,20 +333,16 @@ void RunSoftmax(ThreadPool& pool, const S* in, S* out, int64_t O, int64_t A,
           nan |= v[a] != v[a];
         }
         if (nan) m = std::numeric_limits<C>::quiet_NaN();
-        // Eight partial sums: vectorizable, and a fixed order.
-        C part[8] = {};
+        // Eight partial sums in f64: a fixed order, and no loss over long
+        // rows (a 128k vocabulary).
+        double part[8] = {};
         int64_t a = 0;
+        for (int64_t k = 0; k < A; ++k) v[k] = ExpC(v[k] - m);
         for (; a + 8 <= A; a += 8)
-          for (int k = 0; k < 8; ++k) {
-            v[a + k] = std::exp(v[a + k] - m);
-            part[k] += v[a + k];
-          }
-        for (; a < A; ++a) {
-          v[a] = std::exp(v[a] - m);
-          part[0] += v[a];
-        }
-        const C sum = ((part[0] + part[1]) + (part[2] + part[3])) +
-                      ((part[4] + part[5]) + (part[6] + part[7]));
+          for (int k = 0; k < 8; ++k) part[k] += v[a + k];
+        for (; a < A; ++a) part[0] += v[a];
+        const C sum = C(((part[0] + part[1]) + (part[2] + part[3])) +
+                        ((part[4] + part[5]) + (part[6] + part[7])));
         if constexpr (std::is_same_v<S, C>) {
           for (int64_t k = 0; k < A; ++k) v[k] = v[k] / sum;
         } else {
@@ -341,25 +359,26 @@ void RunSoftmax(ThreadPool& pool, const S* in, S* out, int64_t O, int64_t A,
   const int64_t blocks = (I + block - 1) / block;
   pool.parallel_for(O * blocks, std::max<int64_t>(1, kGrainHeavy / (A * block)),
                     [&](int64_t b, int64_t e) {
-    std::vector<C> mx(static_cast<size_t>(block)), sum(static_cast<size_t>(block));
+    std::vector<C> mx(static_cast<size_t>(block));
+    std::vector<double> sum(static_cast<size_t>(block));
     for (int64_t t = b; t < e; ++t) {
       const int64_t o = t / blocks, i0 = (t % blocks) * block;
       const int64_t w = std::min(I, i0 + block) - i0;
       const S* x = in + o * A * I + i0;
       S* y = out + o * A * I + i0;
       std::fill(mx.begin(), mx.end(), -std::numeric_limits<C>::infinity());
-      std::fill(sum.begin(), sum.end(), C(0));
+      std::fill(sum.begin(), sum.end(), 0.0);
       for (int64_t a = 0; a < A; ++a)
         for (int64_t i = 0; i < w; ++i) {
           C v = E::Load(x[a * I + i]);
-          mx[i] = (v > mx[i] || v != v) ? v : mx[i];
+          mx[i] = ((v > mx[i]) | (v != v)) ? v : mx[i];
         }
       for (int64_t a = 0; a < A; ++a)
         for (int64_t i = 0; i < w; ++i)
-          sum[i] += std::exp(E::Load(x[a * I + i]) - mx[i]);
+          sum[i] += ExpC(E::Load(x[a * I + i]) - mx[i]);
       for (int64_t a = 0; a < A; ++a)
         for (int64_t i = 0; i < w; ++i)
-          y[a * I + i] = E::Store(std::exp(E::Load(x[a * I + i]) - mx[i]) / sum[i]);
+          y[a * I + i] = E::Store(ExpC(E::Load(x[a * I + i]) - mx[i]) / C(sum[i]));
     }
   });
 }
