@@ -90,7 +90,8 @@ case "$cmd" in
     python3 "$ROOT/scripts/check.py" --build-dir "$BUILD" \
       --lit /usr/lib/llvm-22/bin/lit -j "$JOBS" \
       --extra "fuzz-import=$ROOT/scripts/run-fuzzers.sh ${KILN_FUZZ_SECONDS:-60}" \
-      --extra "runtime-asan=$ROOT/scripts/check-runtime-asan.sh $BUILD/bin/kiln-compile"
+      --extra "runtime-asan=$ROOT/scripts/check-runtime-asan.sh $BUILD/bin/kiln-compile" \
+      --extra "onnx-node-tests=python3 $ROOT/scripts/onnx_node_tests.py --kiln-import $BUILD/bin/kiln-import --check $ROOT/docs/onnx-node-tests.md --per-op"
     ;;
   *)
     echo "usage: $0 run|test" >&2
