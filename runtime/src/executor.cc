@@ -2,6 +2,8 @@
 // and places each result where the compile-time memory plan says (a fixed
 // arena offset, a reusable slot, or a view of its source). Also the session
 // half of the C API.
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <new>
@@ -25,8 +27,12 @@ bool AlignedBuffer::Reserve(uint64_t bytes) {
   return true;
 }
 
-Executor::Executor(const kiln_model_s* model, int threads)
-    : model_(model), m_(model->manifest), pool_(threads) {
+Executor::Executor(const kiln_model_s* model, int threads, bool profile)
+    : model_(model), m_(model->manifest), pool_(threads), profile_(profile) {
+  if (profile_) {
+    launch_ns_.assign(m_.launches.size(), 0);
+    launch_calls_.assign(m_.launches.size(), 0);
+  }
   slots_ = std::vector<AlignedBuffer>(size_t(m_.slots));
   vals_.resize(m_.values.size());
   qvals_.resize(m_.values.size());
@@ -171,7 +177,16 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
       q.block = d.block;
       q.expressed = d.expressed;
     }
+    std::chrono::steady_clock::time_point t0;
+    if (profile_) t0 = std::chrono::steady_clock::now();
     kiln_status_t s = l.fn(*this);
+    if (profile_) {
+      size_t k = size_t(&l - m_.launches.data());
+      launch_ns_[k] += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - t0)
+                                    .count());
+      ++launch_calls_[k];
+    }
     if (s) {
       launch_ = nullptr;
       return s;
@@ -186,6 +201,27 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
   launch_ = nullptr;
   has_run_ = true;
   return nullptr;
+}
+
+const std::vector<kiln_op_profile_t>& Executor::Profile() {
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_op;
+  for (size_t k = 0; k < m_.launches.size() && k < launch_ns_.size(); ++k) {
+    auto& e = by_op[m_.launches[k].op];
+    e.first += launch_calls_[k];
+    e.second += launch_ns_[k];
+  }
+  profile_view_.clear();
+  for (const LaunchDesc& l : m_.launches) {
+    auto it = by_op.find(l.op);
+    if (it == by_op.end()) continue;
+    profile_view_.push_back({l.op.c_str(), it->second.first, double(it->second.second) / 1e6});
+    by_op.erase(it);
+  }
+  std::sort(profile_view_.begin(), profile_view_.end(),
+            [](const kiln_op_profile_t& a, const kiln_op_profile_t& b) {
+              return a.total_ms > b.total_ms;
+            });
+  return profile_view_;
 }
 
 kiln_status_t Executor::TakeOutput(size_t i, AlignedBuffer& buffer) {
@@ -253,7 +289,8 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
   session->max_sequence_length = opts.max_sequence_length
                                      ? opts.max_sequence_length
                                      : model->manifest.model.max_sequence_length;
-  session->executor.reset(new (std::nothrow) kiln::Executor(model, opts.num_threads));
+  session->executor.reset(
+      new (std::nothrow) kiln::Executor(model, opts.num_threads, opts.profile != 0));
   if (!session->executor) {
     delete session;
     return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -304,6 +341,23 @@ kiln_status_t kiln_session_output(kiln_session_t session, size_t index,
   out->rank = size_t(t.shape.rank);
   out->shape = t.shape.d;
   out->data = t.data;
+  return nullptr;
+}
+
+kiln_status_t kiln_session_profile(kiln_session_t session, const kiln_op_profile_t** out_entries,
+                                   size_t* out_count) {
+  if (out_entries) *out_entries = nullptr;
+  if (out_count) *out_count = 0;
+  if (!session || !out_entries || !out_count)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "session, out_entries and out_count must not be NULL");
+  if (!session->executor->profiling())
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "the session was created without profiling (set "
+                            "kiln_session_options_t.profile)");
+  const auto& p = session->executor->Profile();
+  *out_entries = p.data();
+  *out_count = p.size();
   return nullptr;
 }
 

@@ -57,7 +57,7 @@ class AlignedBuffer {
 /// Runs the manifest's launches on CPU kernels. One forward at a time.
 class Executor final : public KernelContext {
  public:
-  Executor(const kiln_model_s* model, int threads);
+  Executor(const kiln_model_s* model, int threads, bool profile = false);
 
   /// Binds `inputs` (graph-input order) and runs every launch.
   kiln_status_t Run(const Tensor* inputs, size_t count);
@@ -71,6 +71,9 @@ class Executor final : public KernelContext {
   kiln_status_t TakeOutput(size_t i, AlignedBuffer& buffer);
 
   const Manifest& manifest() const { return m_; }
+  bool profiling() const { return profile_; }
+  /// Per-op totals, slowest first (valid until the next call).
+  const std::vector<kiln_op_profile_t>& Profile();
   ThreadPool& pool() override { return pool_; }
 
   // KernelContext.
@@ -114,6 +117,10 @@ class Executor final : public KernelContext {
   std::vector<QTensor> qvals_;
   const LaunchDesc* launch_ = nullptr;
   bool has_run_ = false;
+  bool profile_ = false;
+  std::vector<uint64_t> launch_ns_;  // per launch, accumulated
+  std::vector<uint64_t> launch_calls_;
+  std::vector<kiln_op_profile_t> profile_view_;
 };
 
 }  // namespace kiln

@@ -146,6 +146,22 @@ int RunTensors(const kiln::Session& session, const kiln::Model& model,
   return 0;
 }
 
+/// The per-op time table of --profile, on stderr.
+void PrintProfile(const kiln::Session& session) {
+  const kiln_op_profile_t* entries = nullptr;
+  size_t n = 0;
+  kiln::Status s(kiln_session_profile(session.get(), &entries, &n));
+  if (!s.ok()) return;
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) total += entries[i].total_ms;
+  std::fprintf(stderr, "%-16s %10s %12s %7s\n", "op", "launches", "total ms", "share");
+  for (size_t i = 0; i < n; ++i)
+    std::fprintf(stderr, "%-16s %10llu %12.3f %6.1f%%\n", entries[i].op,
+                 (unsigned long long)entries[i].launches, entries[i].total_ms,
+                 total > 0 ? 100.0 * entries[i].total_ms / total : 0.0);
+  std::fprintf(stderr, "%-16s %10s %12.3f\n", "all kernels", "", total);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,7 +176,7 @@ int main(int argc, char** argv) {
   float temperature = 0.f, top_p = 1.f;
   uint64_t seed = 0;
   std::vector<int64_t> eos;
-  bool json_out = false, ignore_eos = false, info = false, stream = false;
+  bool json_out = false, ignore_eos = false, info = false, stream = false, profile = false;
   app.add_option("artifact", artifact, "The .kiln artifact")->required();
   app.add_option("--prompt-ids", prompt_texts,
                  "Comma-separated token ids of one prompt; repeat for a batch");
@@ -184,6 +200,7 @@ int main(int argc, char** argv) {
                  "Folder of the model's weight files (--weights=reference)");
   app.add_flag("--json", json_out, "Print one JSON object with tokens and timings");
   app.add_flag("--stream", stream, "Print each token to stderr as it is generated");
+  app.add_flag("--profile", profile, "Time each kind of kernel and print the table to stderr");
   app.add_flag("--info", info, "Print the model's inputs, outputs and facts, then exit");
   auto* in_opt = app.add_option("--inputs", inputs,
                                 "TensorProto files in graph-input order (tensor mode)");
@@ -205,6 +222,7 @@ int main(int argc, char** argv) {
   kiln_session_options_init(&sopts);
   sopts.num_threads = threads;
   sopts.max_sequence_length = max_seq;
+  sopts.profile = profile ? 1 : 0;
   kiln::Session session;
   s = kiln::Session::Create(model, &session, &sopts);
   if (!s.ok()) return Fail(s, "cannot create a session");
@@ -243,8 +261,11 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (!inputs.empty() || !output_dir.empty())
-    return RunTensors(session, model, inputs, output_dir);
+  if (!inputs.empty() || !output_dir.empty()) {
+    int rc = RunTensors(session, model, inputs, output_dir);
+    if (profile) PrintProfile(session);
+    return rc;
+  }
 
   if (prompt_texts.empty())
     return Fail("give --prompt-ids (generation) or --inputs/--output-dir (one forward)");
@@ -305,6 +326,7 @@ int main(int argc, char** argv) {
                      {"step_ms_p90", st.step_ms_p90},
                      {"step_ms_max", st.step_ms_max}};
     std::cout << out.dump() << "\n";
+    if (profile) PrintProfile(session);
     return 0;
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -322,5 +344,6 @@ int main(int argc, char** argv) {
       load_ms, st.prefill_ms, st.time_to_first_token_ms, st.generated_tokens,
       st.tokens_per_second, st.decode_tokens_per_second, st.step_ms_p50, st.step_ms_p90,
       st.step_ms_max);
+  if (profile) PrintProfile(session);
   return 0;
 }

@@ -429,6 +429,9 @@ typedef struct kiln_session_options_s {
   /// KV-cache capacity per sequence (prompt + generated tokens). 0: the
   /// model's max_sequence_length.
   int64_t max_sequence_length;
+  /// Non-zero: time every kernel launch (two clock reads each) for
+  /// kiln_session_profile.
+  int32_t profile;
 } kiln_session_options_t;
 
 /// Sets `options` to the defaults. Thread-safety: thread-safe.
@@ -465,6 +468,23 @@ KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_run(
 /// past the end. On failure `*out_tensor` is zeroed.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_output(
     kiln_session_t session, size_t index, kiln_tensor_view_t* out_tensor);
+
+/// Time spent in one kind of kernel (one kiln op) since the session was
+/// created with `profile` set.
+typedef struct kiln_op_profile_s {
+  const char* op;    // "matmul", "attention", ...
+  uint64_t launches;
+  double total_ms;
+} kiln_op_profile_t;
+
+/// The session's per-op profile, slowest op first. `*out_entries` is owned
+/// by the session and valid until its next call or release.
+/// Errors: INVALID_ARGUMENT for NULL arguments; FAILED_PRECONDITION when the
+/// session was created without `profile`.
+/// Thread-safety: see kiln_session_t.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_profile(
+    kiln_session_t session, const kiln_op_profile_t** out_entries,
+    size_t* out_count);
 
 //===----------------------------------------------------------------------===//
 // Generation

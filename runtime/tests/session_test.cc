@@ -1,0 +1,496 @@
+// The model, session and generation C API on small hand-written artifacts
+// (container bytes and manifest built here, so the runtime is tested on its
+// own): loading and validation, one forward, input checks, profiling, and
+// generation with a "language model" whose next token is known exactly.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime/api.h"
+#include "kiln/runtime/api.hpp"
+#include "kiln/runtime/artifact_format.h"
+
+namespace {
+
+/// A .kiln container with a manifest and a weights section.
+std::string Container(const std::string& manifest, const std::string& weights) {
+  std::string out(64, '\0');
+  std::vector<kiln_artifact_section_v1_t> table;
+  auto add = [&](uint32_t kind, const std::string& bytes, uint32_t log2) {
+    size_t a = size_t(1) << log2;
+    out.resize((out.size() + a - 1) / a * a, '\0');
+    kiln_artifact_section_v1_t e{};
+    e.kind = kind;
+    e.alignment_log2 = log2;
+    e.offset = out.size();
+    e.size = bytes.size();
+    table.push_back(e);
+    out += bytes;
+  };
+  add(KILN_SECTION_MANIFEST, manifest, 3);
+  add(KILN_SECTION_WEIGHTS, weights, 6);
+  out.resize((out.size() + 7) / 8 * 8, '\0');
+  kiln_artifact_header_v1_t h{};
+  std::memcpy(h.magic, "KILN", 4);
+  h.version_major = KILN_ARTIFACT_VERSION_MAJOR;
+  h.version_minor = KILN_ARTIFACT_VERSION_MINOR;
+  h.header_size = sizeof(h);
+  h.section_count = uint32_t(table.size());
+  h.section_table_offset = out.size();
+  out.append(reinterpret_cast<const char*>(table.data()), table.size() * sizeof(table[0]));
+  h.file_size = out.size();
+  std::memcpy(&out[0], &h, sizeof(h));
+  return out;
+}
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& bytes) {
+    char name[] = "/tmp/kiln-session-test-XXXXXX";
+    int fd = mkstemp(name);
+    path_ = name;
+    if (fd >= 0) {
+      if (write(fd, bytes.data(), bytes.size()) != ssize_t(bytes.size())) path_.clear();
+      close(fd);
+    }
+  }
+  ~TempFile() {
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  const char* path() const { return path_.c_str(); }
+
+ private:
+  std::string path_;
+};
+
+std::string AffineWeights() {
+  const float w[6] = {1, -1, 0.5f, 2, -3, 0.25f};
+  const float b[2] = {0.1f, -0.2f};
+  std::string weights(64 + sizeof(b), '\0');
+  std::memcpy(&weights[0], w, sizeof(w));
+  std::memcpy(&weights[64], b, sizeof(b));
+  return weights;
+}
+
+/// y = x @ W + b, then softmax over the last axis. x [?, 3], W [3, 2].
+std::string AffineManifest() {
+  return R"({
+    "format": "kiln-manifest", "schema_version": 1, "target": "cpu",
+    "model": {"generation": false, "generation_unsupported": "no input_ids input"},
+    "inputs": [{"name": "x", "value": 0, "dtype": "f32", "shape": [-1, 3],
+                "dims": ["batch", ""], "role": "input"}],
+    "outputs": [{"name": "y", "value": 4, "dtype": "f32", "shape": [-1, 2], "role": "output"}],
+    "weights": [
+      {"name": "W", "dtype": "f32", "shape": [3, 2], "size": 24, "kind": "parameter",
+       "location": "embedded", "offset": 0},
+      {"name": "b", "dtype": "f32", "shape": [2], "size": 8, "kind": "parameter",
+       "location": "embedded", "offset": 64}],
+    "memory_plan": {"alignment": 64, "arena_bytes": 0, "slots": 2},
+    "values": [
+      {"kind": "input", "dtype": "f32", "shape": [-1, 3]},
+      {"kind": "weight", "dtype": "f32", "shape": [3, 2], "weight": 0},
+      {"kind": "weight", "dtype": "f32", "shape": [2], "weight": 1},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 2], "slot": 0},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 2], "slot": 1}],
+    "launches": [
+      {"op": "matmul", "in": [0, 1, 2], "out": [3], "loc": "affine"},
+      {"op": "softmax", "in": [3], "out": [4], "attrs": {"axis": -1}}]
+  })";
+}
+
+std::string AffineSoftmaxArtifact() { return Container(AffineManifest(), AffineWeights()); }
+
+/// A decoder whose logits are a one-hot row of an embedding table: the next
+/// token after t is (t + 1) % 8. Its "KV cache" holds the ids as floats
+/// ([B, 1, T, 1] per layer), so the test can check what the runtime kept.
+std::string CountingLmArtifact(int64_t max_seq) {
+  const int V = 8;
+  std::vector<float> table(V * V, -10.f);
+  for (int t = 0; t < V; ++t) table[size_t(t * V + (t + 1) % V)] = 10.f;
+  std::string weights(table.size() * sizeof(float), '\0');
+  std::memcpy(&weights[0], table.data(), weights.size());
+  std::string manifest = R"({
+    "format": "kiln-manifest", "schema_version": 1, "target": "cpu",
+    "model": {"generation": true, "vocab_size": 8, "eos_token_ids": [7],
+              "max_sequence_length": )" + std::to_string(max_seq) + R"(, "padding": "none",
+              "kv_cache": {"layout": "bhsd", "dtype": "f32", "kv_heads": 1,
+                           "head_dim": 1, "v_head_dim": 1, "layers": 1}},
+    "inputs": [
+      {"name": "input_ids", "value": 0, "dtype": "i64", "shape": [-1, -1],
+       "dims": ["batch", "seq"], "role": "input_ids"},
+      {"name": "past_key", "value": 1, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "dims": ["batch", "", "past", ""], "role": "past_key", "layer": 0},
+      {"name": "past_value", "value": 2, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "dims": ["batch", "", "past", ""], "role": "past_value", "layer": 0}],
+    "outputs": [
+      {"name": "logits", "value": 4, "dtype": "f32", "shape": [-1, -1, 8], "role": "logits"},
+      {"name": "present_key", "value": 7, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "role": "present_key", "layer": 0},
+      {"name": "present_value", "value": 8, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "role": "present_value", "layer": 0}],
+    "weights": [{"name": "table", "dtype": "f32", "shape": [8, 8], "size": 256,
+                 "kind": "parameter", "location": "embedded", "offset": 0}],
+    "memory_plan": {"alignment": 64, "arena_bytes": 0, "slots": 5},
+    "values": [
+      {"kind": "input", "dtype": "i64", "shape": [-1, -1]},
+      {"kind": "input", "dtype": "f32", "shape": [-1, 1, -1, 1]},
+      {"kind": "input", "dtype": "f32", "shape": [-1, 1, -1, 1]},
+      {"kind": "weight", "dtype": "f32", "shape": [8, 8], "weight": 0},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, -1, 8], "slot": 0},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, -1], "slot": 1},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 1, -1, 1], "view_of": 5},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 1, -1, 1], "slot": 2},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 1, -1, 1], "slot": 3}],
+    "launches": [
+      {"op": "gather", "in": [3, 0], "out": [4], "attrs": {"axis": 0}, "loc": "embed"},
+      {"op": "cast", "in": [0], "out": [5]},
+      {"op": "reshape", "in": [5], "out": [6], "alias": [[0, 0]]},
+      {"op": "concat", "in": [1, 6], "out": [7], "attrs": {"axis": 2}},
+      {"op": "concat", "in": [2, 6], "out": [8], "attrs": {"axis": 2}}]
+  })";
+  return Container(manifest, weights);
+}
+
+std::string StatusText(const kiln::Status& s) { return s.ok() ? "" : s.message(); }
+
+TEST(Model, LoadsAndDescribesItsInputsAndOutputs) {
+  TempFile f(AffineSoftmaxArtifact());
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  ASSERT_EQ(kiln_model_input_count(model.get()), 1u);
+  ASSERT_EQ(kiln_model_output_count(model.get()), 1u);
+  kiln_tensor_info_t info;
+  ASSERT_TRUE(kiln::Status(kiln_model_input_info(model.get(), 0, &info)).ok());
+  EXPECT_STREQ(info.name, "x");
+  EXPECT_EQ(info.dtype, KILN_DTYPE_F32);
+  ASSERT_EQ(info.rank, 2u);
+  EXPECT_EQ(info.shape[0], -1);
+  EXPECT_EQ(info.shape[1], 3);
+  EXPECT_STREQ(info.dim_names[0], "batch");
+  EXPECT_STREQ(info.role, "input");
+  kiln::Status s(kiln_model_output_info(model.get(), 1, &info));
+  EXPECT_EQ(s.code(), KILN_STATUS_OUT_OF_RANGE);
+  EXPECT_EQ(info.name, nullptr);
+  kiln_model_info_t mi;
+  ASSERT_TRUE(kiln::Status(kiln_model_info(model.get(), &mi)).ok());
+  EXPECT_EQ(mi.generation, 0);
+  EXPECT_STREQ(mi.generation_unsupported, "no input_ids input");
+  EXPECT_EQ(mi.launch_count, 2u);
+  EXPECT_EQ(mi.weight_bytes, 32u);
+}
+
+TEST(Model, RejectsBadArgumentsAndFiles) {
+  kiln_model_t m = reinterpret_cast<kiln_model_t>(1);
+  kiln::Status s(kiln_model_load(nullptr, nullptr, &m));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(m, nullptr);
+  s = kiln::Status(kiln_model_load("/nonexistent/model.kiln", nullptr, &m));
+  EXPECT_EQ(s.code(), KILN_STATUS_NOT_FOUND);
+  kiln_model_options_t o;
+  kiln_model_options_init(&o);
+  o.struct_size = sizeof(o) + 8;  // from a newer header than this library
+  TempFile f(AffineSoftmaxArtifact());
+  s = kiln::Status(kiln_model_load(f.path(), &o, &m));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(s.message()).find("struct_size"), std::string::npos);
+}
+
+TEST(Model, ValidatesTheManifest) {
+  struct Case {
+    const char* from;
+    const char* to;
+    kiln_status_code_t code;
+    const char* message;
+  } cases[] = {
+      {"\"schema_version\": 1", "\"schema_version\": 7", KILN_STATUS_FAILED_PRECONDITION,
+       "manifest schema version 7"},
+      {"\"op\": \"softmax\"", "\"op\": \"no_such_op\"", KILN_STATUS_UNIMPLEMENTED,
+       "no CPU kernel for kiln.no_such_op"},
+      {"\"in\": [3], \"out\": [4]", "\"in\": [4], \"out\": [4]", KILN_STATUS_DATA_LOSS,
+       "operand 4 is not defined before the launch"},
+      {"\"slot\": 1}", "\"slot\": 9}", KILN_STATUS_DATA_LOSS, "values[4]: slot 9 out of range"},
+      {"\"offset\": 64}", "\"offset\": 6400}", KILN_STATUS_DATA_LOSS,
+       "weight 'b' (offset 6400, 8 bytes) lies outside"},
+      {"\"size\": 24", "\"size\": 20", KILN_STATUS_DATA_LOSS, "size 20 does not match f32 [3, 2]"},
+      {"\"target\": \"cpu\"", "\"target\": \"cuda\"", KILN_STATUS_FAILED_PRECONDITION,
+       "targets 'cuda'"},
+  };
+  for (const Case& c : cases) {
+    std::string manifest = AffineManifest();
+    size_t at = manifest.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    manifest.replace(at, std::strlen(c.from), c.to);
+    TempFile f(Container(manifest, AffineWeights()));
+    kiln_model_t m;
+    kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
+    EXPECT_EQ(s.code(), c.code) << c.to << ": " << StatusText(s);
+    EXPECT_NE(StatusText(s).find(c.message), std::string::npos) << StatusText(s);
+    EXPECT_EQ(m, nullptr);
+  }
+}
+
+TEST(Session, RunsOneForwardAndChecksInputs) {
+  TempFile f(AffineSoftmaxArtifact());
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln_session_options_t so;
+  kiln_session_options_init(&so);
+  so.num_threads = 2;
+  so.profile = 1;
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session, &so).ok());
+  kiln_tensor_view_t out;
+  kiln::Status s(kiln_session_output(session.get(), 0, &out));
+  EXPECT_EQ(s.code(), KILN_STATUS_FAILED_PRECONDITION);
+
+  const float x[6] = {0.5f, -1, 2, 1, 0.25f, -0.75f};
+  const float w[6] = {1, -1, 0.5f, 2, -3, 0.25f};
+  const float b[2] = {0.1f, -0.2f};
+  int64_t shape[2] = {2, 3};
+  kiln_tensor_view_t in = {KILN_DTYPE_F32, 2, shape, x};
+  s = kiln::Status(kiln_session_run(session.get(), &in, 1));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), 0, &out)).ok());
+  ASSERT_EQ(out.rank, 2u);
+  EXPECT_EQ(out.shape[0], 2);
+  EXPECT_EQ(out.shape[1], 2);
+  const float* y = static_cast<const float*>(out.data);
+  for (int r = 0; r < 2; ++r) {
+    double z[2];
+    for (int c = 0; c < 2; ++c) {
+      z[c] = b[c];
+      for (int k = 0; k < 3; ++k) z[c] += double(x[r * 3 + k]) * w[k * 2 + c];
+    }
+    double m = std::max(z[0], z[1]);
+    double e0 = std::exp(z[0] - m), e1 = std::exp(z[1] - m);
+    EXPECT_NEAR(y[r * 2 + 0], e0 / (e0 + e1), 1e-6);  // f32 compute: 1e-6
+    EXPECT_NEAR(y[r * 2 + 1], e1 / (e0 + e1), 1e-6);
+  }
+
+  // Wrong dtype, rank, static dimension, missing data, count.
+  kiln_tensor_view_t bad = in;
+  bad.dtype = KILN_DTYPE_F16;
+  s = kiln::Status(kiln_session_run(session.get(), &bad, 1));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(StatusText(s).find("input 0 'x' is f16; the model takes f32"), std::string::npos);
+  int64_t wrong[2] = {2, 4};
+  bad = in;
+  bad.shape = wrong;
+  s = kiln::Status(kiln_session_run(session.get(), &bad, 1));
+  EXPECT_NE(StatusText(s).find("input 0 'x' has shape [2, 4]; the model takes [?, 3]"),
+            std::string::npos)
+      << StatusText(s);
+  bad = in;
+  bad.data = nullptr;
+  s = kiln::Status(kiln_session_run(session.get(), &bad, 1));
+  EXPECT_NE(StatusText(s).find("has 6 elements but no data"), std::string::npos);
+  s = kiln::Status(kiln_session_run(session.get(), &in, 2));
+  EXPECT_NE(StatusText(s).find("the model takes 1 inputs; 2 were given"), std::string::npos);
+  // A failed run leaves no outputs behind.
+  s = kiln::Status(kiln_session_output(session.get(), 0, &out));
+  EXPECT_EQ(s.code(), KILN_STATUS_FAILED_PRECONDITION);
+
+  const kiln_op_profile_t* prof;
+  size_t n;
+  ASSERT_TRUE(kiln::Status(kiln_session_profile(session.get(), &prof, &n)).ok());
+  ASSERT_EQ(n, 2u);
+  EXPECT_EQ(prof[0].launches + prof[1].launches, 2u);  // one successful run
+}
+
+TEST(Session, EmptyBatchRuns) {
+  TempFile f(AffineSoftmaxArtifact());
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  int64_t shape[2] = {0, 3};
+  kiln_tensor_view_t in = {KILN_DTYPE_F32, 2, shape, nullptr};
+  kiln::Status s(kiln_session_run(session.get(), &in, 1));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  kiln_tensor_view_t out;
+  ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), 0, &out)).ok());
+  EXPECT_EQ(out.shape[0], 0);
+  const kiln_op_profile_t* prof;
+  size_t n;
+  s = kiln::Status(kiln_session_profile(session.get(), &prof, &n));
+  EXPECT_EQ(s.code(), KILN_STATUS_FAILED_PRECONDITION);
+}
+
+struct Collected {
+  std::vector<std::pair<size_t, int64_t>> tokens;
+  int64_t stop_at = -1;
+};
+
+int32_t Collect(void* user, size_t seq, int64_t token, size_t) {
+  auto* c = static_cast<Collected*>(user);
+  c->tokens.push_back({seq, token});
+  return token == c->stop_at ? 1 : 0;
+}
+
+class Generate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    file_ = std::make_unique<TempFile>(CountingLmArtifact(16));
+    ASSERT_TRUE(kiln::Model::Load(file_->path(), &model_).ok());
+    kiln_session_options_t so;
+    kiln_session_options_init(&so);
+    so.num_threads = 2;
+    ASSERT_TRUE(kiln::Session::Create(model_, &session_, &so).ok());
+  }
+  std::unique_ptr<TempFile> file_;
+  kiln::Model model_;
+  kiln::Session session_;
+};
+
+TEST_F(Generate, GreedyFollowsTheModelAndStopsOnEos) {
+  const int64_t a[] = {1, 2}, b[] = {4, 5, 6, 3};
+  const int64_t* prompts[] = {a, b};
+  size_t lens[] = {2, 4};
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  o.max_new_tokens = 6;
+  Collected c;
+  o.callback = Collect;
+  o.user_data = &c;
+  kiln::Generation gen;
+  kiln::Status s = kiln::Generation::Run(session_, prompts, lens, 2, &o, &gen);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  const int64_t* toks;
+  size_t n;
+  kiln_stop_reason_t why;
+  // After 2: 3 4 5 6 7 (eos 7 is included).
+  ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 0, &toks, &n, &why)).ok());
+  EXPECT_EQ(std::vector<int64_t>(toks, toks + n), (std::vector<int64_t>{3, 4, 5, 6, 7}));
+  EXPECT_EQ(why, KILN_STOP_EOS);
+  // After 3: 4 5 6 7.
+  ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 1, &toks, &n, &why)).ok());
+  EXPECT_EQ(std::vector<int64_t>(toks, toks + n), (std::vector<int64_t>{4, 5, 6, 7}));
+  EXPECT_EQ(why, KILN_STOP_EOS);
+  EXPECT_EQ(c.tokens.size(), 9u);  // the callback saw every token
+  kiln_generation_stats_t st;
+  ASSERT_TRUE(kiln::Status(kiln_generation_stats(gen.get(), &st)).ok());
+  EXPECT_EQ(st.generated_tokens, 9u);
+  EXPECT_GT(st.decode_steps, 0u);
+  EXPECT_GT(st.time_to_first_token_ms, 0.0);
+}
+
+TEST_F(Generate, MaxTokensIgnoreEosAndCallbackStop) {
+  const int64_t a[] = {6};
+  const int64_t* prompts[] = {a};
+  size_t lens[] = {1};
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  o.max_new_tokens = 10;
+  o.ignore_eos = 1;
+  kiln::Generation gen;
+  ASSERT_TRUE(kiln::Generation::Run(session_, prompts, lens, 1, &o, &gen).ok());
+  const int64_t* toks;
+  size_t n;
+  kiln_stop_reason_t why;
+  ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 0, &toks, &n, &why)).ok());
+  EXPECT_EQ(std::vector<int64_t>(toks, toks + n),
+            (std::vector<int64_t>{7, 0, 1, 2, 3, 4, 5, 6, 7, 0}));
+  EXPECT_EQ(why, KILN_STOP_MAX_TOKENS);
+
+  Collected c;
+  c.stop_at = 1;
+  o.callback = Collect;
+  o.user_data = &c;
+  ASSERT_TRUE(kiln::Generation::Run(session_, prompts, lens, 1, &o, &gen).ok());
+  ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 0, &toks, &n, &why)).ok());
+  EXPECT_EQ(std::vector<int64_t>(toks, toks + n), (std::vector<int64_t>{7, 0, 1}));
+  EXPECT_EQ(why, KILN_STOP_CALLBACK);
+}
+
+TEST_F(Generate, SamplingIsSeededAndBounded) {
+  // Temperature so high that the one-hot logits barely matter: the draws
+  // spread over the vocabulary, the same seed repeats them, another seed
+  // does not.
+  const int64_t a[] = {0};
+  const int64_t* prompts[] = {a};
+  size_t lens[] = {1};
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  o.max_new_tokens = 12;
+  o.ignore_eos = 1;
+  o.temperature = 100.f;
+  o.seed = 42;
+  auto run = [&](uint64_t seed, float top_p, int top_k) {
+    o.seed = seed;
+    o.top_p = top_p;
+    o.top_k = top_k;
+    kiln::Generation gen;
+    kiln::Status s = kiln::Generation::Run(session_, prompts, lens, 1, &o, &gen);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    const int64_t* toks;
+    size_t n;
+    EXPECT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 0, &toks, &n, nullptr)).ok());
+    return std::vector<int64_t>(toks, toks + n);
+  };
+  std::vector<int64_t> x = run(42, 1.f, 0), y = run(42, 1.f, 0), z = run(43, 1.f, 0);
+  EXPECT_EQ(x, y);
+  EXPECT_NE(x, z);
+  for (int64_t t : x) EXPECT_TRUE(t >= 0 && t < 8);
+  // top_k 1 and a tiny top_p are greedy again: 1 2 3 ...
+  std::vector<int64_t> greedy = {1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4};
+  EXPECT_EQ(run(5, 1.f, 1), greedy);
+  EXPECT_EQ(run(5, 1e-6f, 0), greedy);
+}
+
+TEST_F(Generate, RejectsBadRequests) {
+  const int64_t ok[] = {1, 2}, bad[] = {1, 9};
+  const int64_t* prompts[] = {ok, bad};
+  size_t lens[] = {2, 2};
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  kiln_generation_t g = reinterpret_cast<kiln_generation_t>(1);
+  kiln::Status s(kiln_session_generate(session_.get(), prompts, lens, 2, &o, &g));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(StatusText(s).find("prompt 1: token 1 is 9, outside the vocabulary [0, 8)"),
+            std::string::npos);
+  EXPECT_EQ(g, nullptr);
+
+  o.max_new_tokens = 15;  // 2 + 15 > 16
+  s = kiln::Status(kiln_session_generate(session_.get(), prompts, lens, 1, &o, &g));
+  EXPECT_EQ(s.code(), KILN_STATUS_RESOURCE_EXHAUSTED);
+  EXPECT_NE(StatusText(s).find("the KV cache holds 16 tokens per sequence; a prompt of 2 plus "
+                               "15 new tokens needs 17"),
+            std::string::npos);
+  o.max_new_tokens = 0;
+  s = kiln::Status(kiln_session_generate(session_.get(), prompts, lens, 1, &o, &g));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  o.max_new_tokens = 4;
+  o.top_p = 0.f;
+  s = kiln::Status(kiln_session_generate(session_.get(), prompts, lens, 1, &o, &g));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  o.top_p = 1.f;
+  size_t empty[] = {0};
+  s = kiln::Status(kiln_session_generate(session_.get(), prompts, empty, 1, &o, &g));
+  EXPECT_NE(StatusText(s).find("prompt 0 is empty"), std::string::npos);
+  s = kiln::Status(kiln_session_generate(session_.get(), prompts, lens, 0, &o, &g));
+  EXPECT_NE(StatusText(s).find("the batch is empty"), std::string::npos);
+}
+
+TEST(GenerateUnsupported, SaysWhy) {
+  TempFile f(AffineSoftmaxArtifact());
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  const int64_t a[] = {1};
+  const int64_t* prompts[] = {a};
+  size_t lens[] = {1};
+  kiln_generation_t g;
+  kiln::Status s(kiln_session_generate(session.get(), prompts, lens, 1, nullptr, &g));
+  EXPECT_EQ(s.code(), KILN_STATUS_FAILED_PRECONDITION);
+  EXPECT_NE(StatusText(s).find("cannot drive generation: no input_ids input"), std::string::npos);
+}
+
+}  // namespace
