@@ -33,7 +33,7 @@ const json* Field(const json& obj, const char* key) {
   return it == obj.end() ? nullptr : &*it;
 }
 
-kiln_status_t GetInt(const json& obj, const char* key, const std::string& where,
+KILN_MUST_USE_RESULT kiln_status_t GetInt(const json& obj, const char* key, const std::string& where,
                      int64_t* out, bool required = true, int64_t def = 0) {
   const json* f = Field(obj, key);
   if (!f) {
@@ -48,7 +48,7 @@ kiln_status_t GetInt(const json& obj, const char* key, const std::string& where,
   return nullptr;
 }
 
-kiln_status_t GetString(const json& obj, const char* key, const std::string& where,
+KILN_MUST_USE_RESULT kiln_status_t GetString(const json& obj, const char* key, const std::string& where,
                         std::string* out, bool required = true) {
   const json* f = Field(obj, key);
   if (!f) {
@@ -60,7 +60,7 @@ kiln_status_t GetString(const json& obj, const char* key, const std::string& whe
   return nullptr;
 }
 
-kiln_status_t GetDtype(const json& obj, const char* key, const std::string& where,
+KILN_MUST_USE_RESULT kiln_status_t GetDtype(const json& obj, const char* key, const std::string& where,
                        kiln_dtype_t* out) {
   std::string name;
   KILN_RETURN_IF_ERROR(GetString(obj, key, where, &name));
@@ -72,7 +72,7 @@ kiln_status_t GetDtype(const json& obj, const char* key, const std::string& wher
   return nullptr;
 }
 
-kiln_status_t GetDims(const json& obj, const char* key, const std::string& where,
+KILN_MUST_USE_RESULT kiln_status_t GetDims(const json& obj, const char* key, const std::string& where,
                       Dims* out, bool allow_dynamic) {
   const json* f = Field(obj, key);
   if (!f || !f->is_array()) return Corrupt(where, "missing array '%s'", key);
@@ -90,7 +90,7 @@ kiln_status_t GetDims(const json& obj, const char* key, const std::string& where
   return nullptr;
 }
 
-kiln_status_t GetIntList(const json& obj, const char* key, const std::string& where,
+KILN_MUST_USE_RESULT kiln_status_t GetIntList(const json& obj, const char* key, const std::string& where,
                          std::vector<int64_t>* out) {
   const json* f = Field(obj, key);
   if (!f) return nullptr;
@@ -124,7 +124,7 @@ struct ErrorLocator : nlohmann::json_sax<json> {
   }
 };
 
-kiln_status_t ParseAttrs(const json& obj, const std::string& where, Attrs* out) {
+KILN_MUST_USE_RESULT kiln_status_t ParseAttrs(const json& obj, const std::string& where, Attrs* out) {
   if (!obj.is_object()) return Corrupt(where, "'attrs' is not an object");
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const json& v = it.value();
@@ -162,7 +162,7 @@ kiln_status_t ParseAttrs(const json& obj, const std::string& where, Attrs* out) 
   return nullptr;
 }
 
-kiln_status_t ParseIo(const json& list, const char* key, size_t value_count,
+KILN_MUST_USE_RESULT kiln_status_t ParseIo(const json& list, const char* key, size_t value_count,
                       std::vector<IoDesc>* out) {
   if (!list.is_array()) return Corrupt(key, "not an array");
   for (size_t i = 0; i < list.size(); ++i) {
@@ -225,7 +225,7 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
                             "the artifact targets '%s'; this runtime runs 'cpu'",
                             m->target.c_str());
   if (const json* src = Field(root, "source"))
-    GetString(*src, "producer", "source", &m->producer, false);
+    KILN_RETURN_IF_ERROR(GetString(*src, "producer", "source", &m->producer, false));
 
   // Weights.
   const json* weights = Field(root, "weights");
@@ -387,7 +387,7 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
     std::string where = "launches[" + std::to_string(i) + "]";
     LaunchDesc l;
     KILN_RETURN_IF_ERROR(GetString(o, "op", where, &l.op));
-    GetString(o, "loc", where, &l.loc, false);
+    KILN_RETURN_IF_ERROR(GetString(o, "loc", where, &l.loc, false));
     where += " (kiln." + l.op + (l.loc.empty() ? "" : " at '" + l.loc + "'") + ")";
     const json* in = Field(o, "in");
     const json* out = Field(o, "out");
@@ -445,7 +445,8 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   if (!model) return Corrupt("manifest", "missing 'model'");
   ModelDesc& md = m->model;
   if (const json* g = Field(*model, "generation"); g && g->is_boolean()) md.generation = g->get<bool>();
-  GetString(*model, "generation_unsupported", "model", &md.generation_unsupported, false);
+  KILN_RETURN_IF_ERROR(
+      GetString(*model, "generation_unsupported", "model", &md.generation_unsupported, false));
   KILN_RETURN_IF_ERROR(GetInt(*model, "vocab_size", "model", &md.vocab_size, false, -1));
   KILN_RETURN_IF_ERROR(GetIntList(*model, "eos_token_ids", "model", &md.eos));
   KILN_RETURN_IF_ERROR(GetInt(*model, "bos_token_id", "model", &md.bos, false, -1));
@@ -453,7 +454,7 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   KILN_RETURN_IF_ERROR(
       GetInt(*model, "max_sequence_length", "model", &md.max_sequence_length, false, 2048));
   std::string padding;
-  GetString(*model, "padding", "model", &padding, false);
+  KILN_RETURN_IF_ERROR(GetString(*model, "padding", "model", &padding, false));
   md.left_padding = padding == "left";
   if (const json* kv = Field(*model, "kv_cache")) {
     int64_t layers;
