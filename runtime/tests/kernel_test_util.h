@@ -79,7 +79,15 @@ inline int64_t GetI(const HostTensor& t, int64_t i) {
   switch (t.dtype) {
     case KILN_DTYPE_I64: return reinterpret_cast<const int64_t*>(b)[i];
     case KILN_DTYPE_U64: return int64_t(reinterpret_cast<const uint64_t*>(b)[i]);
-    default: return int64_t(GetD(t, i));
+    default: {
+      // Only meaningful for integer tensors; float elements (NaN and
+      // infinities included) convert without undefined behavior.
+      double d = GetD(t, i);
+      if (std::isnan(d)) return 0;
+      if (d >= 9.2e18) return INT64_MAX;
+      if (d <= -9.2e18) return INT64_MIN;
+      return int64_t(d);
+    }
   }
 }
 

@@ -291,7 +291,8 @@ TEST(Session, RunsOneForwardAndChecksInputs) {
   bad.data = nullptr;
   s = kiln::Status(kiln_session_run(session.get(), &bad, 1));
   EXPECT_NE(StatusText(s).find("has 6 elements but no data"), std::string::npos);
-  s = kiln::Status(kiln_session_run(session.get(), &in, 2));
+  kiln_tensor_view_t two[2] = {in, in};
+  s = kiln::Status(kiln_session_run(session.get(), two, 2));
   EXPECT_NE(StatusText(s).find("the model takes 1 inputs; 2 were given"), std::string::npos);
   // A failed run leaves no outputs behind.
   s = kiln::Status(kiln_session_output(session.get(), 0, &out));
