@@ -256,6 +256,37 @@ struct Compiled {
   CompileStats stats;
 };
 
+/// One graph input or output for the manifest: name, value, type, the ONNX
+/// dimension names and the role generation gives it. `kvPrefix` is "past_"
+/// or "present_"; `named` lists the names that are roles of their own.
+json::Object ioJson(StringRef name, int value, RankedTensorType type,
+                    DictionaryAttr attrs, StringRef defaultRole,
+                    StringRef kvPrefix, ArrayRef<StringRef> named) {
+  json::Object o{{"name", name.str()},
+                 {"value", value},
+                 {"dtype", kiln_dtype_name(toRuntimeDType(type.getElementType()))},
+                 {"shape", shapeJson(type.getShape())}};
+  if (auto dims = attrs ? attrs.getAs<ArrayAttr>("kiln.dims") : ArrayAttr()) {
+    json::Array d;
+    for (Attribute a : dims)
+      d.push_back(cast<StringAttr>(a).str());
+    o["dims"] = std::move(d);
+  }
+  std::string role = defaultRole.str();
+  if (auto kv = attrs ? attrs.getAs<DictionaryAttr>("kiln.kv") : DictionaryAttr()) {
+    auto kind = kv.getAs<StringAttr>("kind");
+    auto layer = kv.getAs<IntegerAttr>("layer");
+    if (kind && layer) {
+      role = (kvPrefix + kind.getValue()).str();
+      o["layer"] = layer.getInt();
+    }
+  } else if (llvm::is_contained(named, name)) {
+    role = name.str();
+  }
+  o["role"] = role;
+  return o;
+}
+
 class ManifestBuilder {
 public:
   ManifestBuilder(ModuleOp module, const CompileOptions &options)
@@ -728,29 +759,9 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
     ValueInfo vi;
     vi.kind = "input";
     int id = addValue(arg, vi);
-    json::Object in{{"name", name},
-                    {"value", id},
-                    {"dtype", kiln_dtype_name(toRuntimeDType(type.getElementType()))},
-                    {"shape", shapeJson(type.getShape())}};
-    if (auto dims = func.getArgAttrOfType<ArrayAttr>(i, "kiln.dims")) {
-      json::Array d;
-      for (Attribute a : dims)
-        d.push_back(cast<StringAttr>(a).str());
-      in["dims"] = std::move(d);
-    }
-    std::string role = "input";
-    if (auto kv = func.getArgAttrOfType<DictionaryAttr>(i, "kiln.kv")) {
-      auto kind = kv.getAs<StringAttr>("kind");
-      auto layer = kv.getAs<IntegerAttr>("layer");
-      if (kind && layer) {
-        role = ("past_" + kind.getValue()).str();
-        in["layer"] = layer.getInt();
-      }
-    } else if (name == "input_ids" || name == "attention_mask" ||
-               name == "position_ids") {
-      role = name;
-    }
-    in["role"] = role;
+    json::Object in = ioJson(name, id, type, func.getArgAttrDict(i), "input",
+                             "past_",
+                             {"input_ids", "attention_mask", "position_ids"});
     inputs.push_back(std::move(in));
   }
 
@@ -764,28 +775,8 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
     auto type = cast<RankedTensorType>(v.getType());
     auto nameAttr = func.getResultAttrOfType<StringAttr>(i, "kiln.name");
     std::string name = nameAttr ? nameAttr.str() : ("output_" + llvm::Twine(i)).str();
-    json::Object o{{"name", name},
-                   {"value", valueId(v)},
-                   {"dtype", kiln_dtype_name(toRuntimeDType(type.getElementType()))},
-                   {"shape", shapeJson(type.getShape())}};
-    if (auto dims = func.getResultAttrOfType<ArrayAttr>(i, "kiln.dims")) {
-      json::Array d;
-      for (Attribute a : dims)
-        d.push_back(cast<StringAttr>(a).str());
-      o["dims"] = std::move(d);
-    }
-    std::string role = "output";
-    if (auto kv = func.getResultAttrOfType<DictionaryAttr>(i, "kiln.kv")) {
-      auto kind = kv.getAs<StringAttr>("kind");
-      auto layer = kv.getAs<IntegerAttr>("layer");
-      if (kind && layer) {
-        role = ("present_" + kind.getValue()).str();
-        o["layer"] = layer.getInt();
-      }
-    } else if (name == "logits") {
-      role = "logits";
-    }
-    o["role"] = role;
+    json::Object o = ioJson(name, valueId(v), type, func.getResultAttrDict(i),
+                            "output", "present_", {"logits"});
     outputs.push_back(std::move(o));
   }
 
