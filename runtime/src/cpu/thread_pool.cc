@@ -31,7 +31,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_.store(true, std::memory_order_release);
+    stop_.store(true);
   }
   cv_.notify_all();
   for (auto& t : workers_) t.join();
@@ -40,38 +40,45 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::RunChunks() {
   tls_in_parallel = true;
   for (;;) {
-    int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    int64_t c = next_chunk_.fetch_add(1);
     if (c >= chunks_) break;
     int64_t begin = c * chunk_, end = std::min(n_, begin + chunk_);
     (*body_)(begin, end);
+    done_chunks_.fetch_add(1);
   }
   tls_in_parallel = false;
 }
 
 void ThreadPool::Worker() {
   uint64_t seen = 0;
+  auto has_job = [&] {
+    uint64_t j = job_.load();
+    return (j & 1) && j != seen;
+  };
   for (;;) {
     // Spin briefly for the next job, then sleep.
     auto deadline = std::chrono::steady_clock::now() + kSpin;
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen &&
-           !stop_.load(std::memory_order_acquire)) {
+    while (!has_job() && !stop_.load()) {
       KILN_CPU_RELAX();
       if (++spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
         std::unique_lock<std::mutex> lock(mu_);
         ++sleepers_;
-        cv_.wait(lock, [&] {
-          return stop_.load(std::memory_order_acquire) ||
-                 generation_.load(std::memory_order_acquire) != seen;
-        });
+        cv_.wait(lock, [&] { return stop_.load() || has_job(); });
         --sleepers_;
         break;
       }
     }
-    if (stop_.load(std::memory_order_acquire)) return;
-    seen = generation_.load(std::memory_order_acquire);
-    RunChunks();
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (stop_.load()) return;
+    uint64_t j = job_.load();
+    if (!(j & 1) || j == seen) continue;
+    seen = j;
+    // Register, then make sure the job is still open: the caller closes it
+    // before waiting for active_ to drain, so either it waits for us or we
+    // see it closed and read nothing.
+    active_.fetch_add(1);
+    if (job_.load() == j) RunChunks();
+    active_.fetch_sub(1);
   }
 }
 
@@ -90,21 +97,23 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const Body& body) {
   n_ = n;
   chunk_ = chunk;
   chunks_ = (n + chunk - 1) / chunk;
-  next_chunk_.store(0, std::memory_order_relaxed);
-  pending_.store(int(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  next_chunk_.store(0);
+  done_chunks_.store(0);
+  job_.fetch_add(1);  // open (odd)
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (sleepers_) cv_.notify_all();
   }
   RunChunks();
-  // Wait for the workers to finish their chunks (and to stop touching the
-  // job's fields) before the next job may overwrite them.
+  // Wait for the chunks other threads took, then close the job and wait
+  // for every worker still registered to leave it.
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (done_chunks_.load() != chunks_) {
     KILN_CPU_RELAX();
     if (++spins > 4096) std::this_thread::yield();
   }
+  job_.fetch_add(1);  // closed (even)
+  while (active_.load() != 0) KILN_CPU_RELAX();
   body_ = nullptr;
 }
 

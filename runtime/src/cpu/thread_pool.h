@@ -43,13 +43,19 @@ class ThreadPool {
 
   int size_ = 1;
   std::vector<std::thread> workers_;
-  // The current job; written before generation_ is bumped (release) and
-  // read after it is observed (acquire).
+  // The current job. job_ is odd while a job is open and even once the
+  // caller has closed it; the fields below are written only while it is
+  // even and no worker is active, and read only by a worker that registered
+  // in active_ and then saw the job still open (so a worker that wakes late
+  // never reads a half-written next job, and the caller never waits for a
+  // worker that has not woken up: on a busy machine that would cost a whole
+  // scheduler time slice per kernel).
   const Body* body_ = nullptr;
   int64_t n_ = 0, chunk_ = 0, chunks_ = 0;
   std::atomic<int64_t> next_chunk_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<int64_t> done_chunks_{0};
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> job_{0};
   std::atomic<bool> stop_{false};
   // Sleeping workers wait here.
   std::mutex mu_;
