@@ -60,8 +60,12 @@ void ThreadPool::Worker() {
     auto deadline = std::chrono::steady_clock::now() + kSpin;
     int spins = 0;
     while (!has_job() && !stop_.load()) {
+      // Pause, and yield now and then: when threads outnumber free cores
+      // the thread that would post the next job may be waiting for this
+      // core.
       KILN_CPU_RELAX();
-      if (++spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
+      if (++spins % 16 == 0) std::this_thread::yield();
+      if (spins % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
         std::unique_lock<std::mutex> lock(mu_);
         ++sleepers_;
         cv_.wait(lock, [&] { return stop_.load() || has_job(); });
@@ -110,10 +114,10 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const Body& body) {
   int spins = 0;
   while (done_chunks_.load() != chunks_) {
     KILN_CPU_RELAX();
-    if (++spins > 4096) std::this_thread::yield();
+    if (++spins % 16 == 0) std::this_thread::yield();
   }
   job_.fetch_add(1);  // closed (even)
-  while (active_.load() != 0) KILN_CPU_RELAX();
+  while (active_.load() != 0) std::this_thread::yield();
   body_ = nullptr;
 }
 
