@@ -14,7 +14,7 @@
 using namespace mlir::kiln;
 
 llvm::Error ArtifactWriter::addSection(kiln_section_kind_t kind,
-                                       llvm::StringRef bytes,
+                                       std::string bytes,
                                        unsigned alignLog2) {
   if (alignLog2 > KILN_ARTIFACT_MAX_ALIGNMENT_LOG2)
     return llvm::createStringError(
@@ -23,42 +23,57 @@ llvm::Error ArtifactWriter::addSection(kiln_section_kind_t kind,
             .str());
   if (sections.size() >= KILN_ARTIFACT_MAX_SECTIONS)
     return llvm::createStringError("too many sections");
-  sections.push_back({kind, bytes.str(), alignLog2});
+  sections.push_back({kind, std::move(bytes), alignLog2});
   return llvm::Error::success();
 }
 
-std::string ArtifactWriter::serialize() const {
-  std::string out(sizeof(kiln_artifact_header_v1_t), '\0');
-  auto padTo = [&](uint64_t alignment) {
-    out.resize((out.size() + alignment - 1) / alignment * alignment, '\0');
-  };
+namespace {
+/// Lays the artifact out and hands it to `emit` in order: header, sections
+/// with their padding, table.
+template <typename Emit>
+void layOut(const std::vector<ArtifactWriter::Section> &sections, Emit emit) {
+  uint64_t size = sizeof(kiln_artifact_header_v1_t);
   std::vector<kiln_artifact_section_v1_t> table;
-  for (const Section &s : sections) {
-    padTo(uint64_t{1} << s.alignLog2);
+  std::vector<uint64_t> padding;
+  auto alignUp = [](uint64_t x, uint64_t a) { return (x + a - 1) / a * a; };
+  for (const auto &s : sections) {
+    uint64_t at = alignUp(size, uint64_t{1} << s.alignLog2);
+    padding.push_back(at - size);
     kiln_artifact_section_v1_t entry{};
     entry.kind = s.kind;
     entry.alignment_log2 = s.alignLog2;
-    entry.offset = out.size();
+    entry.offset = at;
     entry.size = s.bytes.size();
     table.push_back(entry);
-    out += s.bytes;
+    size = at + s.bytes.size();
   }
-  padTo(8);
+  uint64_t tableAt = alignUp(size, 8);
   kiln_artifact_header_v1_t header{};
   std::memcpy(header.magic, KILN_ARTIFACT_MAGIC, 4);
   header.version_major = KILN_ARTIFACT_VERSION_MAJOR;
   header.version_minor = KILN_ARTIFACT_VERSION_MINOR;
   header.header_size = sizeof(header);
   header.section_count = table.size();
-  header.section_table_offset = out.size();
-  out.append(reinterpret_cast<const char *>(table.data()),
-             table.size() * sizeof(kiln_artifact_section_v1_t));
-  header.file_size = out.size();
-  std::memcpy(out.data(), &header, sizeof(header));
+  header.section_table_offset = tableAt;
+  header.file_size = tableAt + table.size() * sizeof(kiln_artifact_section_v1_t);
+  emit(llvm::StringRef(reinterpret_cast<const char *>(&header), sizeof(header)));
+  for (size_t i = 0; i < sections.size(); ++i) {
+    emit(llvm::StringRef(std::string(padding[i], '\0')));
+    emit(llvm::StringRef(sections[i].bytes));
+  }
+  emit(llvm::StringRef(std::string(tableAt - size, '\0')));
+  emit(llvm::StringRef(reinterpret_cast<const char *>(table.data()),
+                       table.size() * sizeof(kiln_artifact_section_v1_t)));
+}
+} // namespace
+
+std::string ArtifactWriter::serialize() const {
+  std::string out;
+  layOut(sections, [&](llvm::StringRef bytes) { out += bytes; });
   return out;
 }
 
-llvm::Error ArtifactWriter::writeFile(llvm::StringRef path) const {
+llvm::Expected<uint64_t> ArtifactWriter::writeFile(llvm::StringRef path) const {
   llvm::SmallString<256> model(path);
   llvm::sys::path::remove_filename(model);
   if (model.empty())
@@ -70,9 +85,13 @@ llvm::Error ArtifactWriter::writeFile(llvm::StringRef path) const {
   if (std::error_code ec = llvm::sys::fs::createUniqueFile(model, fd, tmp))
     return llvm::createStringError(ec, "cannot create a file next to '" +
                                            path + "': " + ec.message());
+  uint64_t written = 0;
   {
     llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
-    os << serialize();
+    layOut(sections, [&](llvm::StringRef bytes) {
+      os << bytes;
+      written += bytes.size();
+    });
     os.close();
     if (os.has_error()) {
       std::error_code ec = os.error();
@@ -87,5 +106,5 @@ llvm::Error ArtifactWriter::writeFile(llvm::StringRef path) const {
     return llvm::createStringError(ec, "cannot write '" + path +
                                            "': " + ec.message());
   }
-  return llvm::Error::success();
+  return written;
 }

@@ -26,6 +26,8 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include <chrono>
+
 using namespace mlir;
 using namespace mlir::kiln;
 namespace json = llvm::json;
@@ -371,6 +373,7 @@ llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
                              name, storage.getLength(), storage.getLocation(),
                              type, *size)
                    .str());
+  std::unique_ptr<llvm::MemoryBuffer> fileData;
   if (!constant && (embed || options.weights == WeightMode::External)) {
     llvm::SmallString<256> path(options.weightsDir);
     llvm::sys::path::append(path, storage.getLocation());
@@ -380,15 +383,18 @@ llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
       return err("cannot read weight '" + name + "' from '" + path + "' at offset " +
                  llvm::Twine(storage.getOffset()) + ": " +
                  buf.getError().message());
-    bytes = (*buf)->getBuffer().str();
-    if (bytes.size() != *size)
+    if ((*buf)->getBufferSize() != *size)
       return err("weight '" + name + "': '" + path + "' is truncated");
+    fileData = std::move(*buf);
   }
+  // Bytes are appended straight from the file buffer: weights are copied
+  // once, into the section that is then written out.
+  llvm::StringRef data = fileData ? fileData->getBuffer() : llvm::StringRef(bytes);
   if (embed) {
     alignString(out.weights, kWeightAlignment);
     w["location"] = "embedded";
     w["offset"] = int64_t(out.weights.size());
-    out.weights += bytes;
+    out.weights += data;
     (constant ? out.stats.constantBytes : out.stats.weightBytes) += *size;
   } else if (options.weights == WeightMode::External) {
     alignString(out.params, kWeightAlignment);
@@ -399,7 +405,7 @@ llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
                        {"offset", int64_t(out.params.size())},
                        {"size", int64_t(*size)}};
     out.paramIndex.push_back(std::move(entry));
-    out.params += bytes;
+    out.params += data;
     out.stats.weightBytes += *size;
   } else {
     w["location"] = "file";
@@ -748,6 +754,16 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
   if (!func.getBody().hasOneBlock())
     return err("@" + options.functionName + " must have a single block");
 
+  // Reserve the weights section once: a multi-GB model must not be moved
+  // by repeated growth.
+  uint64_t expected = 0;
+  module.walk([&](WeightDeclOp decl) {
+    if (auto storage = decl.getStorageAttr())
+      expected += storage.getLength() + kWeightAlignment;
+  });
+  (options.weights == WeightMode::External ? out.params : out.weights)
+      .reserve(options.weights == WeightMode::Reference ? 0 : expected);
+
   // Graph inputs.
   for (BlockArgument arg : func.getArguments()) {
     auto type = dyn_cast<RankedTensorType>(arg.getType());
@@ -923,6 +939,7 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
   if (!compiled)
     return compiled.takeError();
 
+  auto writeStart = std::chrono::steady_clock::now();
   if (options.weights == WeightMode::External) {
     ArtifactWriter params;
     json::Object index;
@@ -931,24 +948,31 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
     index["tensors"] = std::move(compiled->paramIndex);
     if (auto e = params.addSection(KILN_SECTION_MANIFEST, toJson(index), 3))
       return e;
-    if (auto e = params.addSection(KILN_SECTION_WEIGHTS, compiled->params,
+    if (auto e = params.addSection(KILN_SECTION_WEIGHTS,
+                                   std::move(compiled->params),
                                    kWeightSectionAlignmentLog2))
       return e;
-    if (auto e = params.writeFile(options.paramsPath))
-      return e;
-    compiled->stats.paramsBytes = params.serialize().size();
+    auto size = params.writeFile(options.paramsPath);
+    if (!size)
+      return size.takeError();
+    compiled->stats.paramsBytes = *size;
   }
 
   ArtifactWriter writer;
-  std::string manifest = toJson(compiled->manifest);
-  if (auto e = writer.addSection(KILN_SECTION_MANIFEST, manifest, 3))
+  if (auto e = writer.addSection(KILN_SECTION_MANIFEST,
+                                 toJson(compiled->manifest), 3))
     return e;
-  if (auto e = writer.addSection(KILN_SECTION_WEIGHTS, compiled->weights,
+  if (auto e = writer.addSection(KILN_SECTION_WEIGHTS,
+                                 std::move(compiled->weights),
                                  kWeightSectionAlignmentLog2))
     return e;
-  if (auto e = writer.writeFile(outputPath))
-    return e;
-  compiled->stats.artifactBytes = writer.serialize().size();
+  auto size = writer.writeFile(outputPath);
+  if (!size)
+    return size.takeError();
+  compiled->stats.artifactBytes = *size;
+  compiled->stats.writeMs = std::chrono::duration<double, std::milli>(
+                                std::chrono::steady_clock::now() - writeStart)
+                                .count();
   if (stats)
     *stats = compiled->stats;
   return llvm::Error::success();

@@ -66,7 +66,13 @@ TEST(ArtifactWriter, WritesFilesAtomically) {
   ArtifactWriter writer;
   ASSERT_FALSE(llvm::errorToBool(
       writer.addSection(KILN_SECTION_MANIFEST, "{}", 3)));
-  ASSERT_FALSE(llvm::errorToBool(writer.writeFile(path)));
+  llvm::Expected<uint64_t> size = writer.writeFile(path);
+  ASSERT_TRUE(bool(size)) << llvm::toString(size.takeError());
+  // The streamed file is byte for byte what serialize() lays out.
+  EXPECT_EQ(*size, writer.serialize().size());
+  uint64_t onDisk = 0;
+  ASSERT_FALSE(llvm::sys::fs::file_size(path, onDisk));
+  EXPECT_EQ(onDisk, *size);
   kiln_artifact_t artifact = nullptr;
   kiln::Status status(kiln_artifact_open_file(path.c_str(), &artifact));
   ASSERT_TRUE(status.ok()) << status.ToString();
@@ -79,8 +85,8 @@ TEST(ArtifactWriter, WritesFilesAtomically) {
     ++entries;
   EXPECT_EQ(entries, 1);
   // A destination that cannot be written is an error, not a partial file.
-  llvm::Error err = writer.writeFile("/nonexistent-dir/model.kiln");
-  EXPECT_TRUE(llvm::errorToBool(std::move(err)));
+  llvm::Expected<uint64_t> bad = writer.writeFile("/nonexistent-dir/model.kiln");
+  EXPECT_TRUE(llvm::errorToBool(bad.takeError()));
   llvm::sys::fs::remove_directories(dir);
 }
 

@@ -102,9 +102,11 @@ using Clock = std::chrono::steady_clock;
 
 class Progress {
 public:
-  void stage(StringRef name, StringRef detail) {
-    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start)
-                    .count();
+  /// Reports a stage; `ms` < 0 means the time since the previous report.
+  void stage(StringRef name, StringRef detail, double ms = -1) {
+    if (ms < 0)
+      ms = std::chrono::duration<double, std::milli>(Clock::now() - start)
+               .count();
     if (!quiet)
       errs() << formatv("[kiln-compile] {0,-8} {1,8:f1} ms  {2}\n", name, ms,
                         detail);
@@ -232,6 +234,7 @@ int main(int argc, char **argv) {
                               .str());
   if (wantIr)
     return writeIr();
+  Clock::time_point graphDone = Clock::now();
 
   mlir::kiln::CompileOptions options;
   options.target = target;
@@ -279,13 +282,17 @@ int main(int argc, char **argv) {
   mlir::kiln::CompileStats stats;
   if (auto e = mlir::kiln::compileModule(*module, options, outputPath, &stats))
     return fail(toString(std::move(e)));
+  double sinceGraph = std::chrono::duration<double, std::milli>(
+                          Clock::now() - graphDone)
+                          .count();
   progress.stage(
       "plan", formatv("{0} launches on {1}, {2} values; arena {3} (unshared "
                       "{4}), {5} dynamic slots",
                       stats.launches, options.target, stats.values,
                       humanBytes(stats.arenaBytes),
                       humanBytes(stats.unplannedArenaBytes), stats.slots)
-                  .str());
+                  .str(),
+      sinceGraph - stats.writeMs);
   std::string where =
       options.weights == mlir::kiln::WeightMode::Embed ? "embedded"
       : options.weights == mlir::kiln::WeightMode::External
@@ -298,6 +305,7 @@ int main(int argc, char **argv) {
                          stats.weights, humanBytes(stats.weightBytes), where,
                          humanBytes(stats.constantBytes),
                          stats.generation ? "supported" : "not supported")
-                     .str());
+                     .str(),
+                 stats.writeMs);
   return 0;
 }

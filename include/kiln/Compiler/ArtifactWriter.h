@@ -21,23 +21,27 @@ namespace mlir::kiln {
 
 class ArtifactWriter {
 public:
-  /// Adds a section whose bytes start at a multiple of 2^alignLog2.
-  llvm::Error addSection(kiln_section_kind_t kind, llvm::StringRef bytes,
+  /// Adds a section whose bytes start at a multiple of 2^alignLog2. The
+  /// writer takes the bytes over (pass a large weights blob with std::move:
+  /// it is never copied).
+  llvm::Error addSection(kiln_section_kind_t kind, std::string bytes,
                          unsigned alignLog2);
 
-  /// The whole artifact.
+  /// The whole artifact in memory (for tests and small artifacts).
   std::string serialize() const;
 
-  /// Writes the artifact to `path` through a temporary file in the same
-  /// folder that is renamed into place only once complete.
-  llvm::Error writeFile(llvm::StringRef path) const;
+  /// Writes the artifact to `path`, streaming the sections (no second copy
+  /// of the weights), through a temporary file in the same folder that is
+  /// renamed into place only once complete. Returns the file's size.
+  llvm::Expected<uint64_t> writeFile(llvm::StringRef path) const;
 
-private:
   struct Section {
     kiln_section_kind_t kind;
     std::string bytes;
     unsigned alignLog2;
   };
+
+private:
   std::vector<Section> sections;
 };
 

@@ -65,6 +65,8 @@ struct CompileStats {
   uint64_t artifactBytes = 0;
   uint64_t paramsBytes = 0;
   bool generation = false;
+  /// Time spent writing the files (part of compileModule's time).
+  double writeMs = 0;
 };
 
 /// Compiles `module` (after the graph pipeline) into an artifact written
