@@ -695,10 +695,7 @@ kiln_status_t UnaryOnTensor(KernelContext& ctx) {
     return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
                        "no %s kernel for element type %s", UnOpName(kOp),
                        DTypeName(x.dtype));
-  if (ctx.output_dtype(0) != x.dtype)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
   Tensor* out = nullptr;
   KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &out));
   const int64_t n = x.numel();
@@ -819,10 +816,7 @@ kiln_status_t TriluKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckOperands(ctx, 1));
   if (HasSubByteOperand(ctx)) return RunOnUnpackedNibbles(ctx, TriluKernel);
   const Tensor& x = ctx.input(0);
-  if (ctx.output_dtype(0) != x.dtype)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
   if (x.shape.rank < 2)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "input must have rank >= 2, found shape %s",

@@ -295,6 +295,15 @@ inline const char* DTypeName(kiln_dtype_t dtype) { return kiln_dtype_name(dtype)
 kiln_status_t CheckOperands(const KernelContext& ctx, size_t required,
                             size_t optional = 0);
 
+/// Result 0 must have the element type `input` (ops that keep the type).
+inline kiln_status_t CheckSameType(const KernelContext& ctx, kiln_dtype_t input) {
+  if (ctx.output_dtype(0) != input)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "result element type %s differs from the input's %s",
+                       DTypeName(ctx.output_dtype(0)), DTypeName(input));
+  return nullptr;
+}
+
 /// `axis` in [-rank, rank) made non-negative; false when out of range.
 inline bool NormalizeAxis(int64_t axis, int rank, int* out) {
   if (axis < -int64_t(rank) || axis >= int64_t(rank)) return false;

@@ -24,14 +24,6 @@ namespace {
 // Helpers
 //===----------------------------------------------------------------------===//
 
-kiln_status_t CheckSameType(KernelContext& ctx, kiln_dtype_t input) {
-  if (ctx.output_dtype(0) != input)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(input));
-  return nullptr;
-}
-
 // True when `shape` agrees with every static dimension of `declared`.
 bool MatchesDeclared(const Dims& shape, const Dims& declared) {
   if (shape.rank != declared.rank) return false;

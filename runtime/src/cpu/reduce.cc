@@ -243,10 +243,7 @@ kiln_status_t ReduceKernel(KernelContext& ctx) {
   if (!DispatchNumeric(x.dtype, [](auto) {}))
     return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
                        "no reduce kernel for element type %s", DTypeName(x.dtype));
-  if (ctx.output_dtype(0) != x.dtype)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
   std::string_view kind_name = ctx.attrs().String("kind");
   RedKind kind;
   if (kind_name == "sum") kind = RedKind::kSum;
@@ -389,10 +386,7 @@ kiln_status_t SoftmaxKernel(KernelContext& ctx) {
   if (!DispatchFloat(x.dtype, [](auto) {}))
     return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
                        "no softmax kernel for element type %s", DTypeName(x.dtype));
-  if (ctx.output_dtype(0) != x.dtype)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
   const int64_t axis_attr = ctx.attrs().Int("axis", -1);
   int axis = 0;
   // A scalar has one element along its (implicit) only axis.
@@ -459,10 +453,7 @@ kiln_status_t CumsumKernel(KernelContext& ctx) {
   if (!DispatchNumeric(x.dtype, [](auto) {}))
     return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
                        "no cumsum kernel for element type %s", DTypeName(x.dtype));
-  if (ctx.output_dtype(0) != x.dtype)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "result element type %s differs from the input's %s",
-                       DTypeName(ctx.output_dtype(0)), DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
   const int64_t axis_attr = ctx.attrs().Int("axis", 0);
   int axis;
   if (!NormalizeAxis(axis_attr, x.shape.rank, &axis))
