@@ -16,6 +16,7 @@ APT_PACKAGES=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
   libgtest-dev libgmock-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
+  nlohmann-json3-dev libcli11-dev
 )
 # Python packages the tests use to generate ONNX models and as the reference.
 # onnx 1.22.0 is the last release that ships the backend node-test data.
