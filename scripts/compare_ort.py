@@ -14,6 +14,14 @@ For each model folder (test/Import/fixtures/<name>: model.onnx, io.json):
    prompts of different lengths in one batch) must give exactly the tokens of
    an onnxruntime greedy loop run on each prompt alone.
 
+Windowed KV caches (GroupQueryAttention with sliding_window_cache = 1, as
+the genai builder writes Gemma2's sliding layers): the past is a buffer of a
+fixed capacity C = W + WINDOW_SLACK whose rows [0, L(T)) hold the most recent
+positions (onnxruntime's contract; later rows are unspecified, so only the
+resident rows are compared). The slack makes L sawtooth (G = C - W + 1 rows
+reclaimed at a time); prompts of W + 6 tokens and 2W greedy tokens make both
+the prefill and the decode steps evict.
+
 Tolerances (float32 models): |kiln - ort| <= ATOL + RTOL * |ort| elementwise,
 ATOL = 1e-4, RTOL = 1e-3. Both sides accumulate in float32 but in a different
 order (blocked GEMM, fused attention), and int4 weights are dequantized on
@@ -26,6 +34,10 @@ product, a lossy shortcut (about 3e-3 relative here). The reference session
 runs a copy of the model with accuracy_level 0 instead: the exact product of
 the activations with the dequantized int4 weights, which is what kiln
 computes. The weights and every other node are unchanged.
+
+A model with windowed caches is checked twice: as written, and with
+sliding_window_cache removed (a local window over growing caches, the form
+older builders write), so the local-window mask is exercised both ways.
 
 Prints one line per model and `N passed, N failed`; exits 1 on any failure.
 """
@@ -47,6 +59,7 @@ RTOL = 1e-3
 DECODE_STEPS = 3
 GREEDY_TOKENS = 10
 SEED = 20261122
+WINDOW_SLACK = 3
 
 
 def ort_type(t):
@@ -54,8 +67,31 @@ def ort_type(t):
             "tensor(int64)": np.int64, "tensor(int32)": np.int32}[t]
 
 
+def strip_window_cache(proto):
+    """The model as it reads with growing caches: GroupQueryAttention keeps
+    its local window but drops sliding_window_cache, and the windowed
+    dimension names become the full-length ones. True if anything changed."""
+    changed = False
+    for n in proto.graph.node:
+        if n.op_type == "GroupQueryAttention":
+            for a in list(n.attribute):
+                if a.name == "sliding_window_cache":
+                    n.attribute.remove(a)
+                    changed = True
+    rename = {"past_sliding_length": "past_sequence_length",
+              "total_sliding_length": "total_sequence_length"}
+    for v in list(proto.graph.input) + list(proto.graph.output):
+        for d in v.type.tensor_type.shape.dim:
+            d.dim_param = rename.get(d.dim_param, d.dim_param)
+    return changed
+
+
 class Model:
-    def __init__(self, folder, threads=0):
+    """A fixture and its onnxruntime session. `variant` "growing-window"
+    checks a model with windowed caches as it would read without them (a
+    local window over a growing cache, as older builders write it)."""
+
+    def __init__(self, folder, threads=0, variant=None):
         self.folder = folder
         self.path = os.path.join(folder, "model.onnx")
         with open(os.path.join(folder, "io.json")) as f:
@@ -68,27 +104,59 @@ class Model:
         opts.log_severity_level = 3
         opts.intra_op_num_threads = threads
         self.note = ""
-        source = self.path
+        self._temps = []
         proto = onnx.load(self.path, load_external_data=False)
+        self.windows = {}  # local_window_size of each past input, when > 0
+        for n in proto.graph.node:
+            a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+            if n.op_type == "GroupQueryAttention" and a.get("local_window_size", -1) > 0:
+                for name in n.input[3:5]:
+                    self.windows[name] = a["local_window_size"]
+        if variant == "growing-window":
+            if not strip_window_cache(proto):
+                raise RuntimeError("the model has no windowed KV cache")
+            self.path = self._copy(proto)  # kiln compiles the variant too
+        source = self.path
         lossy = [a for n in proto.graph.node if n.op_type == "MatMulNBits"
                  for a in n.attribute if a.name == "accuracy_level" and a.i != 0]
         if lossy:
             for a in lossy:
                 a.i = 0
-            # External data stays where it is: the copy sits next to the
-            # original so relative locations still resolve.
-            self._exact = tempfile.NamedTemporaryFile(suffix=".onnx", dir=folder, delete=False)
-            self._exact.write(proto.SerializeToString())
-            self._exact.close()
-            source = self._exact.name
+            source = self._copy(proto)
             self.note = " (reference: MatMulNBits accuracy_level 0)"
-        try:
-            self.sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        finally:
-            if lossy:
-                os.unlink(self._exact.name)
+        self.sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         self.inputs = self.sess.get_inputs()
         self.outputs = [o.name for o in self.sess.get_outputs()]
+        # Windowed caches: past input name -> local_window_size.
+        self.window = {}
+        for n in proto.graph.node:
+            a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+            if n.op_type == "GroupQueryAttention" and a.get("sliding_window_cache", 0):
+                for name in n.input[3:5]:
+                    self.window[name] = a["local_window_size"]
+
+    def _copy(self, proto):
+        # External data stays where it is: the copy sits next to the
+        # original so relative locations still resolve.
+        f = tempfile.NamedTemporaryFile(suffix=".onnx", dir=self.folder, delete=False)
+        f.write(proto.SerializeToString())
+        f.close()
+        self._temps.append(f.name)
+        return f.name
+
+    def close(self):
+        for t in self._temps:
+            os.unlink(t)
+        self._temps = []
+
+    def resident(self, name, total):
+        """Rows of output `name` that hold positions after `total` tokens."""
+        w = self.window.get("past_key_values" + name[len("present"):])
+        if w is None:
+            return None
+        cap = w + WINDOW_SLACK
+        gap = cap - w + 1
+        return total if total <= cap else total - gap * -(-(total - cap) // gap)
 
     def feeds(self, ids, mask, positions, past):
         """Graph inputs by role: past maps 'past_key_values.L.key' -> array."""
@@ -110,7 +178,8 @@ class Model:
         past = {}
         for i in self.inputs:
             if i.name.startswith("past_key_values"):
-                past[i.name] = np.zeros((batch, self.kv_heads, 0, self.head_dim),
+                rows = self.window[i.name] + WINDOW_SLACK if i.name in self.window else 0
+                past[i.name] = np.zeros((batch, self.kv_heads, rows, self.head_dim),
                                         ort_type(i.type))
         return past
 
@@ -179,15 +248,26 @@ def ort_greedy(model, prompt, n):
     return out
 
 
-def check_model(folder, tools, workdir):
-    model = Model(folder)
+def check_model(folder, tools, workdir, variant=None):
+    model = Model(folder, variant=variant)
+    try:
+        return check_session(model, tools, workdir)
+    finally:
+        model.close()
+
+
+def check_session(model, tools, workdir):
     artifact = os.path.join(workdir, "model.kiln")
     r = subprocess.run([tools["kiln-compile"], model.path, "-o", artifact, "--quiet"],
                        capture_output=True, text=True)
     if r.returncode != 0:
         return [f"kiln-compile failed: {r.stderr.strip()}"], ""
     rng = np.random.default_rng(SEED)
-    batch, prompt_len = 2, 5
+    # A local window (with or without a windowed cache) is only exercised by
+    # sequences longer than it.
+    windowed = max(model.windows.values(), default=0)
+    batch, prompt_len = 2, (windowed + 6 if windowed else 5)
+    greedy_tokens = 2 * windowed if windowed else GREEDY_TOKENS
     ids = rng.integers(0, model.vocab, (batch, prompt_len), dtype=np.int64)
     past = model.empty_past(batch)
     total = 0
@@ -200,6 +280,12 @@ def check_model(folder, tools, workdir):
         want = model.sess.run(None, feeds)
         got = run_kiln(tools["kiln-run"], artifact, model, feeds, workdir, step)
         for name, g, w in zip(model.outputs, got, want):
+            rows = model.resident(name, total + s) if name.startswith("present") else None
+            if rows is not None:
+                if g.shape != w.shape:
+                    problems.append(f"step {step} {name}: shape {g.shape} vs onnxruntime {w.shape}")
+                    continue
+                g, w = g[:, :, :rows], w[:, :, :rows]
             p = compare(f"step {step} {name}", g, w)
             if p:
                 problems.append(p)
@@ -211,9 +297,9 @@ def check_model(folder, tools, workdir):
         total += s
 
     prompts = [rng.integers(0, model.vocab, 6).tolist(), rng.integers(0, model.vocab, 3).tolist()]
-    want = [ort_greedy(model, p, GREEDY_TOKENS) for p in prompts]
+    want = [ort_greedy(model, p, greedy_tokens) for p in prompts]
     cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
-           "--max-new-tokens", str(GREEDY_TOKENS)]
+           "--max-new-tokens", str(greedy_tokens)]
     for p in prompts:
         cmd += ["--prompt-ids", ",".join(map(str, p))]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -224,8 +310,14 @@ def check_model(folder, tools, workdir):
         for k, (g, w) in enumerate(zip(got, want)):
             if g != w:
                 problems.append(f"greedy sequence {k}: kiln {g} vs onnxruntime {w}")
+    window_note = ""
+    if model.window:
+        window_note = f"windowed cache {windowed} (capacity {windowed + WINDOW_SLACK}), "
+    elif windowed:
+        window_note = f"local window {windowed}, "
     summary = (f"{model.note.strip()} prefill + {DECODE_STEPS} decode steps max |diff| {worst:.2e}; "
-               f"greedy {GREEDY_TOKENS} tokens x {len(prompts)} prompts (lengths "
+               f"{window_note}"
+               f"prompt {prompt_len}; greedy {greedy_tokens} tokens x {len(prompts)} prompts (lengths "
                f"{len(prompts[0])}, {len(prompts[1])}, one batch)")
     return problems, summary
 
@@ -237,11 +329,17 @@ def main():
     args = ap.parse_args()
     tools = {t: os.path.join(args.bin, t) for t in ("kiln-compile", "kiln-run")}
     passed = failed = 0
+    runs = []
     for folder in args.models:
         name = os.path.basename(os.path.normpath(folder))
+        runs.append((name, folder, None))
+        proto = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
+        if strip_window_cache(proto):
+            runs.append((name + " (growing cache)", folder, "growing-window"))
+    for name, folder, variant in runs:
         with tempfile.TemporaryDirectory() as workdir:
             try:
-                problems, summary = check_model(folder, tools, workdir)
+                problems, summary = check_model(folder, tools, workdir, variant)
             except Exception as e:  # a crash in one model must not hide the others
                 problems, summary = [f"{type(e).__name__}: {e}"], ""
         if problems:

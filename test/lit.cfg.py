@@ -32,13 +32,13 @@ if shutil.which("nvidia-smi") and os.path.exists("/dev/nvidiactl"):
     config.available_features.add("cuda")
 
 # The onnxruntime comparison needs the pip package (scripts/kiln.sh installs
-# it); without it those tests are reported unsupported, not passed.
-try:
-    import importlib.util
-    if importlib.util.find_spec("onnxruntime"):
-        config.available_features.add("onnxruntime")
-except Exception:
-    pass
+# it); without it those tests are reported unsupported, not passed. Ask the
+# interpreter the tests run (%python), not the one running lit: they differ
+# when lit comes from Debian and the packages from pip.
+import subprocess
+if subprocess.run([config.python_executable, "-c", "import onnxruntime"],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+    config.available_features.add("onnxruntime")
 
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 tool_dirs = [config.kiln_tools_dir, config.llvm_tools_dir]

@@ -281,6 +281,8 @@ json::Object ioJson(StringRef name, int value, RankedTensorType type,
     if (kind && layer) {
       role = (kvPrefix + kind.getValue()).str();
       o["layer"] = layer.getInt();
+      if (auto window = kv.getAs<IntegerAttr>("window"))
+        o["window"] = window.getInt();
     }
   } else if (llvm::is_contained(named, name)) {
     role = name.str();

@@ -410,6 +410,158 @@ Error convertAttention23(NodeContext &nc) {
   return Error::success();
 }
 
+/// Elementwise `OpT` of `a` and `b` with NumPy broadcasting; the result
+/// has element type `et` (the operands' unless given).
+template <typename OpT>
+Value elementwise(NodeContext &nc, Value a, Value b, Type et = {}) {
+  SmallVector<int64_t> shape;
+  (void)OpTrait::util::getBroadcastedShape(
+      cast<RankedTensorType>(a.getType()).getShape(),
+      cast<RankedTensorType>(b.getType()).getShape(), shape);
+  Value r = OpT::create(nc.b, nc.loc, tensorOf(shape, et ? et : elementTypeOf(a)),
+                        a, b);
+  nc.importer.unifyElementwise(r, {a, b});
+  return r;
+}
+
+Value compare(NodeContext &nc, ComparePredicate p, Value a, Value b) {
+  SmallVector<int64_t> shape;
+  (void)OpTrait::util::getBroadcastedShape(
+      cast<RankedTensorType>(a.getType()).getShape(),
+      cast<RankedTensorType>(b.getType()).getShape(), shape);
+  Value r = CompareOp::create(nc.b, nc.loc, tensorOf(shape, nc.b.getI1Type()),
+                              p, a, b);
+  nc.importer.unifyElementwise(r, {a, b});
+  return r;
+}
+
+Value select(NodeContext &nc, Value cond, Value a, Value b) {
+  SmallVector<int64_t> ab, shape;
+  (void)OpTrait::util::getBroadcastedShape(
+      cast<RankedTensorType>(a.getType()).getShape(),
+      cast<RankedTensorType>(b.getType()).getShape(), ab);
+  (void)OpTrait::util::getBroadcastedShape(
+      cast<RankedTensorType>(cond.getType()).getShape(), ab, shape);
+  Value r = SelectOp::create(nc.b, nc.loc, tensorOf(shape, elementTypeOf(a)),
+                             cond, a, b);
+  nc.importer.unifyElementwise(r, {cond, a, b});
+  return r;
+}
+
+/// GroupQueryAttention with sliding_window_cache = 1 (onnxruntime's windowed
+/// KV cache). past_key/value are [B, Hkv, C, D] buffers of a fixed capacity
+/// C >= W = local_window_size whose rows [0, L(P)) hold the L(P) most recent
+/// of the P earlier positions, in order; later rows are stale. With
+/// G = C - W + 1, L(x) = x for x <= C, else x - G * ceil((x - C) / G): the
+/// cache reclaims G rows at a time, so L(x) never drops below W and every
+/// key a query may see stays resident. Per batch entry T = seqlens_k + 1 and
+/// P = T - S.
+///
+/// The step attends over [past rows | new keys] (C + S rows) with a mask
+/// built from each row's absolute position (stale rows hidden), and the
+/// present is the L(T) most recent positions gathered to rows [0, L(T));
+/// rows past L(T) repeat the last staged row (onnxruntime leaves them
+/// unspecified). RoPE was applied from absolute positions before this.
+Error convertWindowedGqa(NodeContext &nc, Value qb, Value kn, Value vn,
+                         Value seqlensK, Value firstPos, Value positions,
+                         int64_t window, float scale, float softcap) {
+  Value pastK = nc.input(3), pastV = nc.input(4);
+  TRY(stagedK, concatSeq(nc, pastK, kn));
+  TRY(stagedV, concatSeq(nc, pastV, vn));
+  auto i64 = nc.b.getI64Type();
+  auto pt = cast<RankedTensorType>(pastK.getType());
+  auto st = cast<RankedTensorType>(stagedK.getType());
+  int64_t b = pt.getDimSize(0), c = pt.getDimSize(2), t = st.getDimSize(2);
+  if (!pt.isDynamicDim(2) && pt.getDimSize(2) < window)
+    return nc.error(llvm::formatv("sliding_window_cache: the cache capacity "
+                                  "{0} (past_key dim 2) is below "
+                                  "local_window_size {1}",
+                                  pt.getDimSize(2), window));
+  Value cap = dimSize(nc, pastK, 2);
+  Value total = dimSize(nc, stagedK, 2);
+  Value one = scalarI64(nc, 1);
+  // G = C - W + 1 rows reclaimed per eviction.
+  Value gap = elementwise<AddOp>(
+      nc, elementwise<SubOp>(nc, cap, scalarI64(nc, window)), one);
+  auto resident = [&](Value x) -> Value {
+    Value over = elementwise<MaxOp>(nc, elementwise<SubOp>(nc, x, cap),
+                                    scalarI64(nc, 0));
+    Value blocks = elementwise<DivOp>(
+        nc, elementwise<SubOp>(nc, elementwise<AddOp>(nc, over, gap), one),
+        gap);
+    return elementwise<SubOp>(nc, x, elementwise<MulOp>(nc, blocks, gap));
+  };
+  Value totalLen = elementwise<AddOp>(nc, seqlensK, one); // [B, 1]
+  Value residentPast = resident(firstPos);                 // L(P)
+  Value residentNow = resident(totalLen);                  // L(T)
+
+  // Absolute position of staged row j: P - L(P) + j for a past row,
+  // P + j - C for a new one; past rows at or after L(P) are stale.
+  Value rows = RangeOp::create(nc.b, nc.loc, tensorOf({t}, i64),
+                               scalarI64(nc, 0), total, one);
+  nc.importer.unifyDims(rows, 0, stagedK, 2);
+  Value j = reshapeInOrder(nc, rows, {1, 1, 1, t});
+  Value p4 = reshapeInOrder(nc, firstPos, {b, 1, 1, 1});
+  Value lp4 = reshapeInOrder(nc, residentPast, {b, 1, 1, 1});
+  Value isPast = compare(nc, ComparePredicate::lt, j, cap);
+  Value keyPos = select(
+      nc, isPast, elementwise<AddOp>(nc, j, elementwise<SubOp>(nc, p4, lp4)),
+      elementwise<AddOp>(nc, elementwise<SubOp>(nc, j, cap), p4));
+  Value live = elementwise<OrOp>(nc, elementwise<AndOp>(nc, isPast,
+                                                       compare(nc, ComparePredicate::lt, j, lp4)),
+                                 compare(nc, ComparePredicate::ge, j, cap));
+  Value pos4 = reshapeInOrder(nc, positions, {b, 1, cast<RankedTensorType>(positions.getType()).getDimSize(1), 1});
+  Value mask = elementwise<AndOp>(
+      nc, live, compare(nc, ComparePredicate::le, keyPos, pos4));
+  mask = elementwise<AndOp>(
+      nc, mask,
+      compare(nc, ComparePredicate::gt, keyPos,
+              elementwise<SubOp>(nc, pos4, scalarI64(nc, window))));
+  Value out = attend(nc, qb, stagedK, stagedV, mask, MaskKind::none, scale,
+                     softcap);
+  nc.setOutput(0, mergeHeads(nc, out));
+
+  // Present row i holds absolute position T - L(T) + i, found at staged row
+  // (a - P) + C when new and (a - P) + L(P) when it was already resident.
+  Value slots = RangeOp::create(nc.b, nc.loc, tensorOf({c}, i64),
+                                scalarI64(nc, 0), cap, one);
+  nc.importer.unifyDims(slots, 0, pastK, 2);
+  Value i2 = reshapeInOrder(nc, slots, {1, c});
+  Value abs = elementwise<AddOp>(
+      nc, elementwise<SubOp>(nc, totalLen, residentNow), i2); // [B, C]
+  Value rel = elementwise<SubOp>(nc, abs, firstPos);
+  Value src = select(nc, compare(nc, ComparePredicate::ge, abs, firstPos),
+                     elementwise<AddOp>(nc, rel, cap),
+                     elementwise<AddOp>(nc, rel, residentPast));
+  src = elementwise<MinOp>(nc, src, elementwise<SubOp>(nc, total, one));
+  int64_t kvHeads = pt.getDimSize(1);
+  Value idx = reshapeInOrder(nc, src, {b, 1, c, 1});
+  idx = BroadcastOp::create(nc.b, nc.loc, tensorOf({b, kvHeads, c, 1}, i64),
+                            idx, Value());
+  nc.importer.unifyDims(idx, 0, pastK, 0);
+  nc.importer.unifyDims(idx, 2, pastK, 2);
+  auto gatherRows = [&](Value staged, Value past) -> Value {
+    auto ty = cast<RankedTensorType>(past.getType());
+    SmallVector<int64_t> dims(ty.getShape());
+    auto stt = cast<RankedTensorType>(staged.getType());
+    for (int64_t d : {0, 1, 3})
+      if (ShapedType::isDynamic(dims[d]))
+        dims[d] = stt.getDimSize(d);
+    Value r = GatherNdOp::create(nc.b, nc.loc, tensorOf(dims, ty.getElementType()),
+                                 staged, idx, nc.b.getI64IntegerAttr(2));
+    for (int64_t d = 0; d < 4; ++d)
+      nc.importer.unifyDims(r, d, past, d);
+    return r;
+  };
+  Value presentK = gatherRows(stagedK, pastK);
+  Value presentV = gatherRows(stagedV, pastV);
+  nc.setOutput(1, presentK);
+  nc.setOutput(2, presentV);
+  nc.importer.markWindowedCache(pastK, presentK, window);
+  nc.importer.markWindowedCache(pastV, presentV, window);
+  return Error::success();
+}
+
 /// com.microsoft GroupQueryAttention as onnxruntime-genai's builder emits it:
 /// packed or separate Q/K/V [B, S, H*D], past/present BNSH, per-batch
 /// `seqlens_k` (= total length - 1), optional fused rotary.
@@ -419,10 +571,7 @@ Error convertGroupQueryAttention(NodeContext &nc) {
            "local_window_size", "do_rotary", "rotary_interleaved",
            "smooth_softmax", "qk_output", "sliding_window_cache"}))
     return err;
-  TRY(ringCache, nc.intAttr("sliding_window_cache", 0));
-  if (ringCache)
-    return nc.error("sliding_window_cache (a fixed-size ring-buffer KV cache "
-                    "of local_window_size tokens) is not supported yet");
+  TRY(windowedCache, nc.intAttr("sliding_window_cache", 0));
   TRY(q, nc.required(0));
   TRY(seqlens, nc.required(5));
   TRY(heads, nc.intAttr("num_heads"));
@@ -441,6 +590,13 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   for (unsigned i = 9; i < nc.numInputs(); ++i)
     if (nc.hasInput(i))
       return nc.error(llvm::formatv("input #{0} is not supported", i));
+  if (windowedCache && window <= 0)
+    return nc.error(llvm::formatv("sliding_window_cache needs local_window_size "
+                                  "> 0, found {0}",
+                                  window));
+  if (windowedCache && (!nc.hasInput(3) || !nc.hasOutput(1)))
+    return nc.error("sliding_window_cache needs past_key/past_value and "
+                    "present_key/present_value");
   if (heads <= 0 || kvHeads <= 0 || heads > (1 << 16) || heads % kvHeads)
     return nc.error(llvm::formatv("num_heads {0} must be a positive multiple "
                                   "of kv_num_heads {1}",
@@ -513,6 +669,9 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   Value kn = transposeBNSH(nc, kb), vn = transposeBNSH(nc, vb);
   if (nc.hasInput(3) != nc.hasInput(4))
     return nc.error("past_key and past_value must be given together");
+  if (windowedCache)
+    return convertWindowedGqa(nc, qb, kn, vn, sk, firstPos, positions, window,
+                              scale, softcap);
   if (nc.hasInput(3)) {
     TRY(pk, concatSeq(nc, nc.input(3), kn));
     TRY(pv, concatSeq(nc, nc.input(4), vn));
@@ -521,7 +680,8 @@ Error convertGroupQueryAttention(NodeContext &nc) {
   }
   // Key j is visible to the token at position p iff j <= p (causal, which
   // also hides the padding past seqlens_k) and, with a local window,
-  // p - j <= local_window_size.
+  // p - j < local_window_size (the window counts the token itself, as
+  // onnxruntime's kernels do).
   Value total = dimSize(nc, kn, 2);
   int64_t t = cast<RankedTensorType>(kn.getType()).getDimSize(2);
   Value keys = RangeOp::create(nc.b, nc.loc, tensorOf({t}, i64),
@@ -535,7 +695,7 @@ Error convertGroupQueryAttention(NodeContext &nc) {
     Value lowest = SubOp::create(nc.b, nc.loc, tensorOf({b, 1, s, 1}, i64),
                                  pos4, scalarI64(nc, window));
     Value inWindow = CompareOp::create(nc.b, nc.loc, maskType,
-                                       ComparePredicate::ge, keys, lowest);
+                                       ComparePredicate::gt, keys, lowest);
     mask = AndOp::create(nc.b, nc.loc, maskType, mask, inWindow);
   }
   Value out = attend(nc, qb, kn, vn, mask, MaskKind::none, scale, softcap);

@@ -151,6 +151,11 @@ public:
   /// Marks `cache` (when it is a graph input) and the value that updates it
   /// as a KV cache for the runtime to own, when the names did not already.
   void markKvCache(Value cache, Value updated);
+  /// Marks the graph input `past` and the output `present` (when they are KV
+  /// caches) as a windowed cache of `window` tokens: fixed capacity, the
+  /// resident positions compacted at row 0 (GroupQueryAttention's
+  /// sliding_window_cache).
+  void markWindowedCache(Value past, Value present, int64_t window);
 
   /// Dynamic dimensions known to be equal at run time (same ONNX dim_param,
   /// or carried through an op), kept as a union-find over (value, dim).
@@ -203,6 +208,11 @@ private:
   DenseMap<Value, ShapeElems> tracked;
   /// Graph inputs updated by a TensorScatter, and their updated values.
   SmallVector<std::pair<Value, Value>> scatteredCaches;
+  struct WindowedCache {
+    Value past, present;
+    int64_t window;
+  };
+  SmallVector<WindowedCache> windowedCaches;
   using DimKey = std::pair<void *, int64_t>;
   DenseMap<DimKey, DimKey> dimParent;
   DimKey findDim(DimKey key);

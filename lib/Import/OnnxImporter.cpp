@@ -296,6 +296,10 @@ void Importer::markKvCache(Value cache, Value updated) {
   scatteredCaches.emplace_back(cache, updated);
 }
 
+void Importer::markWindowedCache(Value past, Value present, int64_t window) {
+  windowedCaches.push_back({past, present, window});
+}
+
 Importer::DimKey Importer::findDim(DimKey key) {
   auto it = dimParent.find(key);
   if (it == dimParent.end() || it->second == key)
@@ -908,6 +912,28 @@ llvm::Error Importer::importGraph() {
         resultAttrs[i] = rattrs.getDictionary(ctx);
       }
     }
+  }
+  // Windowed caches: the runtime gives them a fixed capacity (at least the
+  // window) instead of a growing length.
+  auto addWindow = [&](DictionaryAttr &attrs, int64_t window) {
+    auto kv = attrs.getAs<DictionaryAttr>("kiln.kv");
+    if (!kv)
+      return;
+    NamedAttrList kvAttrs(kv);
+    kvAttrs.set("window", builder.getI64IntegerAttr(window));
+    NamedAttrList all(attrs);
+    all.set("kiln.kv", kvAttrs.getDictionary(ctx));
+    attrs = all.getDictionary(ctx);
+  };
+  for (const WindowedCache &w : windowedCaches) {
+    auto arg = dyn_cast<BlockArgument>(w.past);
+    if (arg && arg.getOwner() == entry) {
+      addWindow(argAttrs[arg.getArgNumber()], w.window);
+      func.setArgAttrs(arg.getArgNumber(), argAttrs[arg.getArgNumber()]);
+    }
+    for (auto [i, r] : llvm::enumerate(results))
+      if (r == w.present)
+        addWindow(resultAttrs[i], w.window);
   }
   func::ReturnOp::create(builder, FileLineColLoc::get(ctx, fileName, 0, 0),
                          results);

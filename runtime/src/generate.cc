@@ -1,6 +1,8 @@
 // Token generation on top of the executor: the session owns the KV cache
 // (each layer's past/present pair becomes a buffer it keeps between steps),
-// runs the prefill and then one decode step per token, and samples.
+// runs the prefill and then one decode step per token, and samples. A
+// windowed layer (GroupQueryAttention's sliding_window_cache) keeps a
+// fixed-capacity buffer that the graph itself compacts each step.
 //
 // Batching. When the graph takes an attention mask and explicit positions
 // (Hugging Face exports), sequences of any lengths share one batch: prompts
@@ -130,6 +132,17 @@ class Generator {
  private:
   kiln_status_t RunGroup(const Group& group, const int64_t* const* prompts, const size_t* lens);
   kiln_status_t Step(size_t B, int64_t S);
+  /// Prepares every layer's cache for a new group of B sequences.
+  kiln_status_t ResetCache(size_t B);
+  /// Layer l's KV window (0: the cache grows with the sequence).
+  int64_t Window(int l) const { return m_.inputs[size_t(m_.past_key[size_t(l)])].window; }
+  /// Rows of layer l's cache once `tokens` positions were processed: all of
+  /// them, or a windowed cache's fixed capacity (the window itself, the
+  /// least memory that keeps every visible key).
+  int64_t CacheRows(int l, int64_t tokens) const {
+    int64_t w = Window(l);
+    return w > 0 ? w : tokens;
+  }
 
   kiln_session_s* s_;
   Executor& e_;
@@ -169,9 +182,10 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
   for (int l = 0; l < md.num_layers; ++l) {
     const IoDesc& k = m_.inputs[size_t(m_.past_key[size_t(l)])];
     const IoDesc& v = m_.inputs[size_t(m_.past_value[size_t(l)])];
-    bind(m_.past_key[size_t(l)], k.dtype, {int64_t(B), md.kv_heads, past, md.head_dim},
+    const int64_t rows = CacheRows(l, past);
+    bind(m_.past_key[size_t(l)], k.dtype, {int64_t(B), md.kv_heads, rows, md.head_dim},
          cache_[size_t(2 * l)].data());
-    bind(m_.past_value[size_t(l)], v.dtype, {int64_t(B), md.kv_heads, past, md.v_head_dim},
+    bind(m_.past_value[size_t(l)], v.dtype, {int64_t(B), md.kv_heads, rows, md.v_head_dim},
          cache_[size_t(2 * l + 1)].data());
   }
   KILN_RETURN_IF_ERROR(e_.Run(inputs_.data(), inputs_.size()));
@@ -181,12 +195,39 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
     KILN_RETURN_IF_ERROR(
         e_.TakeOutput(size_t(m_.present_value[size_t(l)]), cache_[size_t(2 * l + 1)]));
     const Tensor& pk = e_.Output(size_t(m_.present_key[size_t(l)]));
-    if (pk.shape.rank != 4 || pk.shape[0] != int64_t(B) || pk.shape[2] != past + S)
+    const int64_t rows = CacheRows(l, past + S);
+    if (pk.shape.rank != 4 || pk.shape[0] != int64_t(B) || pk.shape[2] != rows)
       return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
                               "present key of layer %d has shape %s; generation expects "
                               "[%zu, %lld, %lld, %lld]",
                               l, pk.shape.str().c_str(), B, (long long)md.kv_heads,
-                              (long long)(past + S), (long long)md.head_dim);
+                              (long long)rows, (long long)md.head_dim);
+  }
+  return nullptr;
+}
+
+kiln_status_t Generator::ResetCache(size_t B) {
+  const ModelDesc& md = m_.model;
+  for (int l = 0; l < md.num_layers; ++l) {
+    for (int kind = 0; kind < 2; ++kind) {
+      AlignedBuffer& c = cache_[size_t(2 * l + kind)];
+      int64_t window = Window(l);
+      if (window == 0) {
+        if (!c.Reserve(64)) return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        continue;
+      }
+      // A windowed cache starts as `window` rows with none resident. The
+      // graph masks stale rows, but a masked row still meets a zero weight,
+      // so it must hold finite values: zeros.
+      const IoDesc& io = m_.inputs[size_t(kind ? m_.past_value[size_t(l)] : m_.past_key[size_t(l)])];
+      uint64_t bytes = StorageBytes(
+          io.dtype, {int64_t(B), md.kv_heads, window, kind ? md.v_head_dim : md.head_dim});
+      if (!c.Reserve(bytes))
+        return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                                "out of memory for the %llu-byte windowed KV cache of layer %d",
+                                (unsigned long long)bytes, l);
+      std::memset(c.data(), 0, bytes);
+    }
   }
   return nullptr;
 }
@@ -213,7 +254,7 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
     }
     real[b] = int64_t(len);
   }
-  for (AlignedBuffer& c : cache_) c.Reserve(64);
+  KILN_RETURN_IF_ERROR(ResetCache(B));
   std::vector<bool> done(B, false);
   Clock::time_point t0 = Clock::now();
   KILN_RETURN_IF_ERROR(Step(B, int64_t(P)));

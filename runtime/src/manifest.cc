@@ -180,6 +180,9 @@ KILN_MUST_USE_RESULT kiln_status_t ParseIo(const json& list, const char* key, si
     KILN_RETURN_IF_ERROR(GetString(o, "role", where, &io.role));
     KILN_RETURN_IF_ERROR(GetInt(o, "layer", where, &layer, false, -1));
     io.layer = int(layer);
+    KILN_RETURN_IF_ERROR(GetInt(o, "window", where, &io.window, false, 0));
+    if (io.window < 0 || io.window > (int64_t(1) << 32))
+      return Corrupt(where, "window %lld out of range", (long long)io.window);
     io.dims.assign(size_t(io.shape.rank), "");
     if (const json* d = Field(o, "dims")) {
       if (!d->is_array() || d->size() != size_t(io.shape.rank))
@@ -502,6 +505,15 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       ok &= m->past_key[size_t(l)] >= 0 && m->past_value[size_t(l)] >= 0 &&
             m->present_key[size_t(l)] >= 0 && m->present_value[size_t(l)] >= 0;
     if (!ok) return Corrupt("model", "generation is declared but the graph's roles are incomplete");
+    for (int l = 0; l < md.num_layers; ++l) {
+      const size_t L = size_t(l);
+      int64_t w = m->inputs[size_t(m->past_key[L])].window;
+      if (m->inputs[size_t(m->past_value[L])].window != w ||
+          m->outputs[size_t(m->present_key[L])].window != w ||
+          m->outputs[size_t(m->present_value[L])].window != w)
+        return Corrupt("model", "layer %d's past and present key/value disagree on the KV window",
+                       l);
+    }
   }
   return nullptr;
 }

@@ -38,6 +38,9 @@ struct IoDesc {
   std::vector<const char*> dim_ptrs;
   std::string role;
   int layer = -1;
+  /// > 0 for a windowed KV cache (past/present of a fixed capacity that
+  /// holds at least this many recent positions, compacted at row 0).
+  int64_t window = 0;
 };
 
 struct WeightDesc {

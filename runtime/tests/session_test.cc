@@ -110,13 +110,17 @@ std::string AffineSoftmaxArtifact() { return Container(AffineManifest(), AffineW
 /// A decoder whose logits are a one-hot row of an embedding table: the next
 /// token after t is (t + 1) % 8. Its "KV cache" holds the ids as floats
 /// ([B, 1, T, 1] per layer), so the test can check what the runtime kept.
-std::string CountingLmArtifact(int64_t max_seq) {
+std::string CountingLmWeights() {
   const int V = 8;
   std::vector<float> table(V * V, -10.f);
   for (int t = 0; t < V; ++t) table[size_t(t * V + (t + 1) % V)] = 10.f;
   std::string weights(table.size() * sizeof(float), '\0');
   std::memcpy(&weights[0], table.data(), weights.size());
-  std::string manifest = R"({
+  return weights;
+}
+
+std::string CountingLmManifest(int64_t max_seq) {
+  return R"({
     "format": "kiln-manifest", "schema_version": 1, "target": "cpu",
     "model": {"generation": true, "vocab_size": 8, "eos_token_ids": [7],
               "max_sequence_length": )" + std::to_string(max_seq) + R"(, "padding": "none",
@@ -155,7 +159,10 @@ std::string CountingLmArtifact(int64_t max_seq) {
       {"op": "concat", "in": [1, 6], "out": [7], "attrs": {"axis": 2}},
       {"op": "concat", "in": [2, 6], "out": [8], "attrs": {"axis": 2}}]
   })";
-  return Container(manifest, weights);
+}
+
+std::string CountingLmArtifact(int64_t max_seq) {
+  return Container(CountingLmManifest(max_seq), CountingLmWeights());
 }
 
 std::string StatusText(const kiln::Status& s) { return s.ok() ? "" : s.message(); }
@@ -231,6 +238,33 @@ TEST(Model, ValidatesTheManifest) {
     kiln_model_t m;
     kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
     EXPECT_EQ(s.code(), c.code) << c.to << ": " << StatusText(s);
+    EXPECT_NE(StatusText(s).find(c.message), std::string::npos) << StatusText(s);
+    EXPECT_EQ(m, nullptr);
+  }
+}
+
+TEST(Model, ChecksKvWindows) {
+  // A windowed cache (fixed capacity, see generate.cc) is declared on each of
+  // a layer's four KV tensors; they must agree, and the window be sane.
+  struct Case {
+    const char* from;
+    const char* to;
+    const char* message;
+  } cases[] = {
+      {"\"role\": \"past_key\", \"layer\": 0", "\"role\": \"past_key\", \"layer\": 0, \"window\": 4",
+       "layer 0's past and present key/value disagree on the KV window"},
+      {"\"role\": \"present_value\", \"layer\": 0",
+       "\"role\": \"present_value\", \"layer\": 0, \"window\": -2", "window -2 out of range"},
+  };
+  for (const Case& c : cases) {
+    std::string manifest = CountingLmManifest(16);
+    size_t at = manifest.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    manifest.replace(at, std::strlen(c.from), c.to);
+    TempFile f(Container(manifest, CountingLmWeights()));
+    kiln_model_t m;
+    kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
+    EXPECT_EQ(s.code(), KILN_STATUS_DATA_LOSS) << c.to << ": " << StatusText(s);
     EXPECT_NE(StatusText(s).find(c.message), std::string::npos) << StatusText(s);
     EXPECT_EQ(m, nullptr);
   }

@@ -681,6 +681,41 @@ def bad_not_onnx(outdir):
         f.write(b"this is not a protobuf \xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff")
 
 
+def _windowed_gqa(window, past=True, capacity="cap"):
+    """GroupQueryAttention with sliding_window_cache = 1 (4 heads, 2 KV heads,
+    head_dim 8, packed QKV)."""
+    ins = [helper.make_tensor_value_info("qkv", F, ["b", "s", 64]),
+           helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["b"]),
+           helper.make_tensor_value_info("total_len", TensorProto.INT32, [])]
+    names = ["qkv", "", "", "", "", "seqlens_k", "total_len"]
+    if past:
+        ins += [helper.make_tensor_value_info(n, F, ["b", 2, capacity, 8])
+                for n in ("past_key_values.0.key", "past_key_values.0.value")]
+        names[3:5] = ["past_key_values.0.key", "past_key_values.0.value"]
+    node = helper.make_node("GroupQueryAttention", names,
+                            ["y", "present.0.key", "present.0.value"],
+                            name="/model/layers.0/attn/GroupQueryAttention", domain="com.microsoft",
+                            num_heads=4, kv_num_heads=2, local_window_size=window,
+                            sliding_window_cache=1)
+    outs = [helper.make_tensor_value_info("y", F, ["b", "s", 32]),
+            helper.make_tensor_value_info("present.0.key", F, ["b", 2, capacity, 8]),
+            helper.make_tensor_value_info("present.0.value", F, ["b", 2, capacity, 8])]
+    graph = helper.make_graph([node], "g", ins, outs)
+    return make_model(graph, opsets=(("", 17), ("com.microsoft", 1)))
+
+
+def bad_window_cache_no_window(outdir):
+    save(_windowed_gqa(-1), outdir)
+
+
+def bad_window_cache_no_past(outdir):
+    save(_windowed_gqa(16, past=False), outdir)
+
+
+def bad_window_cache_capacity(outdir):
+    save(_windowed_gqa(16, capacity=8), outdir)
+
+
 def bad_dtype(outdir):
     node = helper.make_node("Identity", ["x"], ["y"], name="id")
     graph = helper.make_graph(
@@ -727,6 +762,9 @@ MODELS = {
     "bad-truncated": bad_truncated,
     "bad-not-onnx": bad_not_onnx,
     "bad-dtype": bad_dtype,
+    "bad-window-cache-no-window": bad_window_cache_no_window,
+    "bad-window-cache-no-past": bad_window_cache_no_past,
+    "bad-window-cache-capacity": bad_window_cache_capacity,
     "bad-dynamic-slice": bad_dynamic_slice,
 }
 
