@@ -12,6 +12,16 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
                                     const GraphPipelineOptions &options) {
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  if (options.fuse) {
+    // Activations first: the GLU and gated-MLP matchers look for named
+    // activations; norms and MLPs are independent of each other.
+    OpPassManager &fn = pm.nest<func::FuncOp>();
+    fn.addPass(createFuseActivationsPass());
+    fn.addPass(createFuseNormsPass());
+    fn.addPass(createFuseGatedMlpPass());
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createCSEPass());
+  }
   if (options.pruneWeights)
     pm.addPass(createPruneWeightsPass());
 }
@@ -20,6 +30,7 @@ void mlir::kiln::registerKilnPassesAndPipelines() {
   registerKilnPasses();
   PassPipelineRegistration<GraphPipelineOptions>(
       "kiln-graph-pipeline",
-      "The graph stage: fold shape computations, CSE, prune unread weights",
+      "The graph stage: fold shape computations, CSE, recognize and fuse "
+      "norms, activations and gated MLPs, prune unread weights",
       buildGraphPipeline);
 }

@@ -31,6 +31,7 @@
 #include "llvm/Support/WithColor.h"
 
 #include <chrono>
+#include <map>
 
 using namespace llvm;
 
@@ -91,6 +92,11 @@ static cl::opt<int64_t> maxSeqLen(
     cl::init(0), cl::cat(category));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress output"),
                            cl::cat(category));
+static cl::opt<bool> fuse("fuse",
+                          cl::desc("Recognize and fuse norms, activations, "
+                                   "gated MLPs (--fuse=false keeps the graph "
+                                   "as imported, the reference form)"),
+                          cl::init(true), cl::cat(category));
 static cl::opt<bool> pruneWeights("prune-weights",
                                   cl::desc("Drop unread weights in the graph "
                                            "pipeline"),
@@ -132,6 +138,22 @@ size_t countOps(mlir::ModuleOp m) {
   return n;
 }
 
+/// "5 rms_norm, 2 gated_mlp": the ops the fusion passes created (their
+/// location fuses those of the ops they replaced), or "none".
+std::string fusedSummary(mlir::ModuleOp m) {
+  std::map<std::string, int> counts;
+  m.walk([&](mlir::Operation *op) {
+    if (isa<mlir::FusedLoc>(op->getLoc()))
+      ++counts[op->getName().stripDialect().str()];
+  });
+  if (counts.empty())
+    return "none";
+  std::string s;
+  for (auto &[name, n] : counts)
+    s += (s.empty() ? "" : ", ") + std::to_string(n) + " " + name;
+  return s;
+}
+
 std::string humanBytes(uint64_t b) {
   if (b >= (1u << 20))
     return formatv("{0:f2} MiB", b / 1048576.0).str();
@@ -169,8 +191,9 @@ int main(int argc, char **argv) {
       "  kiln-compile model.onnx -o model.kiln\n"
       "  kiln-compile model.onnx --stop-after=graph          (print the IR)\n"
       "  kiln-compile model.onnx --weights=external -o m.kiln (m.kparams)\n\n"
-      "Stages: import (.onnx only), graph (canonicalize, CSE, prune weights),\n"
-      "plan (kernels, memory plan, weights), write. Pass-manager flags such as\n"
+      "Stages: import (.onnx only), graph (canonicalize, CSE, fusion of norms,\n"
+      "activations and gated MLPs, prune weights), plan (kernels, memory plan,\n"
+      "weights), write. Pass-manager flags such as\n"
       "--mlir-print-ir-after-all and --mlir-timing work as in mlir-opt.\n");
 
   if (inputPath.empty())
@@ -226,11 +249,13 @@ int main(int argc, char **argv) {
     return fail("invalid pass-manager options");
   mlir::kiln::GraphPipelineOptions pipelineOptions;
   pipelineOptions.pruneWeights = pruneWeights;
+  pipelineOptions.fuse = fuse;
   mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
   if (mlir::failed(pm.run(*module)))
     return fail("the graph pipeline failed on '" + inputPath + "'");
-  progress.stage("graph", formatv("{0} ops after canonicalize, CSE, prune",
-                                  countOps(*module))
+  progress.stage("graph", formatv("{0} ops after canonicalize, CSE, "
+                                  "fusion ({1}), prune",
+                                  countOps(*module), fusedSummary(*module))
                               .str());
   if (wantIr)
     return writeIr();

@@ -20,13 +20,19 @@ namespace mlir::kiln {
 /// Options of the graph-stage pipeline.
 struct GraphPipelineOptions
     : public PassPipelineOptions<GraphPipelineOptions> {
+  Option<bool> fuse{*this, "fuse",
+                    llvm::cl::desc("Recognize and fuse the decomposed "
+                                   "subgraphs (off: the reference form the "
+                                   "equivalence check compares against)"),
+                    llvm::cl::init(true)};
   Option<bool> pruneWeights{*this, "prune-weights",
                             llvm::cl::desc("Remove unread weight declarations"),
                             llvm::cl::init(true)};
 };
 
-/// The graph stage: canonicalize (folds shape computations), CSE, and drop
-/// unread weights. Later issues add the pattern-matching and fusion passes.
+/// The graph stage: canonicalize (folds shape computations), CSE, the
+/// recognition and fusion passes (unless `fuse` is off), and drop unread
+/// weights.
 void buildGraphPipeline(OpPassManager &pm, const GraphPipelineOptions &options);
 
 /// Registers every kiln pass and the named pipelines

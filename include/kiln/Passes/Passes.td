@@ -31,6 +31,59 @@ def DecomposePass : Pass<"kiln-decompose", "mlir::func::FuncOp"> {
   ];
 }
 
+//===----------------------------------------------------------------------===//
+// Graph stage: recognition and fusion
+//===----------------------------------------------------------------------===//
+
+def FuseNormsPass : Pass<"kiln-fuse-norms", "mlir::func::FuncOp"> {
+  let summary = "Recognize decomposed RMSNorm and LayerNorm";
+  let description = [{
+    Rewrites the op-by-op normalizations exporters write into `kiln.rms_norm`
+    and `kiln.layer_norm`:
+
+    * RMSNorm: `w * (x * rsqrt(mean(x^2, -1) + eps))`, with `x^2` as
+      `pow(x, 2)` or `x * x`, the inverse square root as `rsqrt`,
+      `reciprocal(sqrt)` or `1 / sqrt`, or a division by `sqrt`; either
+      operand order; an f32 island (`cast` in, `cast` back) is absorbed.
+    * LayerNorm: `w * ((x - mean(x)) * rsqrt(mean((x - mean(x))^2) + eps))`,
+      plus a following `+ b`.
+
+    Not rewritten (near-misses): `eps` added outside the square root, a
+    statistic over another dimension than the last, different tensors in the
+    statistic and the scaling, a negative or non-constant `eps`, a weight that
+    is not a vector over the normalized dimension. The fused op's location
+    fuses the locations (ONNX node names) of every op it replaces.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
+def FuseActivationsPass : Pass<"kiln-fuse-activations", "mlir::func::FuncOp"> {
+  let summary = "Recognize SiLU and GELU written op by op";
+  let description = [{
+    `x * sigmoid(x)` becomes `kiln.activation silu`; the tanh approximation
+    `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))` becomes
+    `gelu_tanh` and `0.5 * x * (1 + erf(x / sqrt(2)))` becomes `gelu`, with
+    the factors in any grouping and order and the constants within a
+    relative 1e-4 (exporters round them differently). A constant outside
+    that, or `sigmoid(y) * x` for another `y`, is left alone.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
+def FuseGatedMlpPass : Pass<"kiln-fuse-gated-mlp", "mlir::func::FuncOp"> {
+  let summary = "Fold act(x Wg) * (x Wu) into kiln.glu and the block into kiln.gated_mlp";
+  let description = [{
+    `act(x @ Wg) * (x @ Wu)` (SwiGLU with silu, GeGLU with gelu/gelu_tanh)
+    becomes `kiln.glu`; `glu(...) @ Wd` then becomes one `kiln.gated_mlp`
+    when the gate and up projections read the same `x`, no projection has a
+    bias, every weight is rank 2 with the same orientation (`transpose_b`
+    on all or none; quantized weights stay quantized) and the block returns
+    `x`'s type. A product of an activation with something that is not a
+    projection is not a GLU and is left alone.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{
