@@ -19,6 +19,7 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseActivationsPass());
     fn.addPass(createFuseNormsPass());
     fn.addPass(createFuseGatedMlpPass());
+    fn.addPass(createFuseRopePass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
   }
@@ -31,6 +32,6 @@ void mlir::kiln::registerKilnPassesAndPipelines() {
   PassPipelineRegistration<GraphPipelineOptions>(
       "kiln-graph-pipeline",
       "The graph stage: fold shape computations, CSE, recognize and fuse "
-      "norms, activations and gated MLPs, prune unread weights",
+      "norms, activations, gated MLPs and RoPE, prune unread weights",
       buildGraphPipeline);
 }

@@ -517,7 +517,9 @@ LogicalResult RopeOp::verify() {
                            << " does not match [batch, seq] " << shapeStr(bs);
     expected = {cache.empty() ? ShapedType::kDynamic : cache[0], half};
   } else {
-    expected = {input.getDimSize(0), input.getDimSize(1), half};
+    // Tables shared by every sequence of the batch have batch 1.
+    int64_t batch = !cache.empty() && cache[0] == 1 ? 1 : input.getDimSize(0);
+    expected = {batch, input.getDimSize(1), half};
   }
   if (!shapesCompatible(cache, expected))
     return emitOpError() << "cos/sin shape " << shapeStr(cache)

@@ -84,6 +84,21 @@ def FuseGatedMlpPass : Pass<"kiln-fuse-gated-mlp", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def FuseRopePass : Pass<"kiln-fuse-rope", "mlir::func::FuncOp"> {
+  let summary = "Recognize rotate-half RoPE";
+  let description = [{
+    `x * cos + rotate_half(x) * sin` on `[B, H, S, D]` heads, with
+    `rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2])` and `[b, 1, S, D]`
+    tables (b = 1 or the batch), becomes `kiln.rope` on the first half of the
+    tables, between transposes to and from kiln's `[B, S, H, D]`. The tables
+    must provably repeat their first half in their second (cos/sin of
+    `concat(f, f)`, through elementwise maps, per-row scaling, reshapes that
+    keep the last dimension, gathers by position, or a constant table whose
+    halves are equal); otherwise, or for any other rotation, nothing changes.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{

@@ -541,7 +541,8 @@ def Kiln_RopeOp : Kiln_Op<"rope", [Pure]> {
     Rotates the first `rotary_dim` channels (all when 0) of each head of a
     `[B, S, H, D]` input. With `positions` (`[B, S]`), `cos` and `sin` are
     caches `[max_position, rotary_dim / 2]` indexed by position; without,
-    they are already gathered, `[B, S, rotary_dim / 2]`.
+    they are already gathered, `[B, S, rotary_dim / 2]` (or `[1, S, ...]`,
+    shared by the whole batch).
 
     Non-interleaved (rotate-half, Llama): pairs are `(x[i], x[i + r/2])`.
     Interleaved (GPT-J): pairs are `(x[2i], x[2i + 1])`. Each pair becomes
