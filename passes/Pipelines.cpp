@@ -20,6 +20,7 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseNormsPass());
     fn.addPass(createFuseGatedMlpPass());
     fn.addPass(createFuseRopePass());
+    fn.addPass(createFuseAttentionPass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
   }
@@ -32,6 +33,7 @@ void mlir::kiln::registerKilnPassesAndPipelines() {
   PassPipelineRegistration<GraphPipelineOptions>(
       "kiln-graph-pipeline",
       "The graph stage: fold shape computations, CSE, recognize and fuse "
-      "norms, activations, gated MLPs and RoPE, prune unread weights",
+      "norms, activations, gated MLPs, RoPE and attention, prune unread "
+      "weights",
       buildGraphPipeline);
 }

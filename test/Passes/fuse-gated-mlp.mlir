@@ -4,7 +4,7 @@
 
 // SwiGLU as torch exports it (weights [in, out]).
 // CHECK-LABEL: func.func @swiglu
-// CHECK-SAME: (%[[X:.+]]: tensor<?x?x64xf32>, %[[G:.+]]: tensor<64x128xf32>, %[[U:.+]]: tensor<64x128xf32>, %[[D:.+]]: tensor<128x64xf32>)
+// CHECK-SAME: (%[[X:[a-z0-9]+]]: tensor<?x?x64xf32>, %[[G:[a-z0-9]+]]: tensor<64x128xf32>, %[[U:[a-z0-9]+]]: tensor<64x128xf32>, %[[D:[a-z0-9]+]]: tensor<128x64xf32>)
 // CHECK-NEXT: %[[Y:.+]] = kiln.gated_mlp silu %[[X]], gate(%[[G]]) up(%[[U]]) down(%[[D]]) : (tensor<?x?x64xf32>, tensor<64x128xf32>, tensor<64x128xf32>, tensor<128x64xf32>) -> tensor<?x?x64xf32>
 // CHECK-NEXT: return %[[Y]]
 func.func @swiglu(%x: tensor<?x?x64xf32>, %wg: tensor<64x128xf32>, %wu: tensor<64x128xf32>, %wd: tensor<128x64xf32>) -> tensor<?x?x64xf32> {

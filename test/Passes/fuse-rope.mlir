@@ -5,7 +5,7 @@
 // Hugging Face Llama through TorchScript: tables from positions, cos/sin of
 // concat(f, f), unsqueezed over heads.
 // CHECK-LABEL: func.func @rotate_half
-// CHECK-SAME: (%[[Q:.+]]: tensor<?x?x4x16xf32>, %[[POS:.+]]: tensor<?x?xi64>, %[[F:.+]]: tensor<8xf32>)
+// CHECK-SAME: (%[[Q:[a-z0-9]+]]: tensor<?x?x4x16xf32>, %[[POS:[a-z0-9]+]]: tensor<?x?xi64>, %[[F:[a-z0-9]+]]: tensor<8xf32>)
 // CHECK: %[[COS:.+]] = kiln.cos
 // CHECK: %[[SIN:.+]] = kiln.sin
 // CHECK: %[[C4:.+]] = kiln.reshape %[[COS]] : tensor<?x?x16xf32> -> tensor<?x1x?x16xf32>

@@ -99,6 +99,27 @@ def FuseRopePass : Pass<"kiln-fuse-rope", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def FuseAttentionPass : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
+  let summary = "Recognize scaled dot-product attention written as matmuls and softmax";
+  let description = [{
+    `softmax(softcap(scale * q @ k^T) + mask) @ v` on `[B, H, S, D]` heads
+    becomes one `kiln.attention`: the scale may be split over q, k^T and the
+    scores (multiplications or divisions by constants); the softcap is
+    `tanh(s / c) * c`; the mask is any float tensor added to the scores (a
+    `where(m, 0, -inf)` passes the boolean `m`); the `where(isnan(p), 0, p)`
+    guard of sdpa exports is absorbed (kiln.attention gives a row with no
+    visible key zeros); `k^T` is a transpose of the last two dimensions or
+    dynamo's flatten / transpose / unflatten; keys and values repeated by
+    `repeat_kv` (reshape, expand of a unit dimension, reshape) are read
+    un-repeated, as grouped-query attention.
+
+    Not rewritten: a scale or other op between the softcap and the mask, a
+    softmax over another axis, non-4-D operands, keys and values with
+    different head counts.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{
