@@ -331,7 +331,10 @@ struct FuseSdpa : public OpRewritePattern<MatmulOp> {
     SmallVector<Value> leaves{q, k0, v0};
     if (mask)
       leaves.push_back(mask);
-    Location loc = fusedLoc(pv, leaves);
+    // The attention carries the replaced nodes' locations, the layout glue
+    // the root's (the report lists only what was fused).
+    Location loc = pv.getLoc();
+    Location fused = fusedLoc(pv, leaves);
     Value qb = toBSHD(rw, loc, q);
     Value kb = toBSHD(rw, loc, k0);
     Value vb = toBSHD(rw, loc, v0);
@@ -340,7 +343,7 @@ struct FuseSdpa : public OpRewritePattern<MatmulOp> {
          resultType.getDimSize(1), resultType.getDimSize(3)},
         resultType.getElementType());
     auto attn = AttentionOp::create(
-        rw, loc, outType, qb, kb, vb, Value(), mask, Value(), ValueRange(),
+        rw, fused, outType, qb, kb, vb, Value(), mask, Value(), ValueRange(),
         MaskAttr::get(rw.getContext(), MaskKind::none, 0, 0),
         rw.getF32FloatAttr(float(scale)),
         cap > 0 ? rw.getF32FloatAttr(float(cap)) : FloatAttr(), SparsityAttr());
@@ -353,10 +356,14 @@ struct FuseAttentionPass
     : public kiln::impl::FuseAttentionPassBase<FuseAttentionPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseSdpa>(&getContext());
+    populateFuseAttentionPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
 
 } // namespace
+
+void mlir::kiln::populateFuseAttentionPatterns(RewritePatternSet &patterns) {
+  patterns.add<FuseSdpa>(patterns.getContext());
+}

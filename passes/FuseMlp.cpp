@@ -257,7 +257,7 @@ struct FuseActivationsPass
     : public kiln::impl::FuseActivationsPassBase<FuseActivationsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseSilu, FuseGeluTanh, FuseGeluErf>(&getContext());
+    populateFuseActivationsPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
@@ -267,10 +267,18 @@ struct FuseGatedMlpPass
     : public kiln::impl::FuseGatedMlpPassBase<FuseGatedMlpPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseGlu, FuseGatedMlp>(&getContext());
+    populateFuseGatedMlpPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
 
 } // namespace
+
+void mlir::kiln::populateFuseActivationsPatterns(RewritePatternSet &patterns) {
+  patterns.add<FuseSilu, FuseGeluTanh, FuseGeluErf>(patterns.getContext());
+}
+
+void mlir::kiln::populateFuseGatedMlpPatterns(RewritePatternSet &patterns) {
+  patterns.add<FuseGlu, FuseGatedMlp>(patterns.getContext());
+}

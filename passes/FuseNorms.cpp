@@ -105,6 +105,51 @@ bool matchScaledNorm(MulOp mul, Matcher &&matchNormalized, Value &x, Value &w,
   });
 }
 
+/// Why neither operand of `mul` is a weighted RMS normalization: the stage
+/// of the most complete attempt that failed (for the fusion report).
+std::string explainRmsFailure(MulOp mul) {
+  std::string best = "not weight * x * rsqrt(mean(x^2) + eps)";
+  int bestStage = 0;
+  auto note = [&](int stage, StringRef why) {
+    if (stage > bestStage) {
+      bestStage = stage;
+      best = why.str();
+    }
+  };
+  eitherOrder(mul.getLhs(), mul.getRhs(), [&](Value a, Value b) {
+    Value x, d;
+    if (!matchScaleByInverseSqrt(stripCasts(a), x, d))
+      return false;
+    note(1, "the inverse square root is not of mean(x^2) + eps");
+    auto add = def<AddOp>(d);
+    if (!add)
+      return false;
+    eitherOrder(add.getLhs(), add.getRhs(), [&](Value m, Value e) {
+      auto r = def<ReduceOp>(m);
+      if (!r)
+        return false;
+      if (!isLastDimMean(r)) {
+        note(2, "the statistic is not a mean over the last dimension only");
+        return false;
+      }
+      auto eps = splat(e);
+      if (!eps || *eps < 0) {
+        note(3, "eps is not a non-negative constant");
+        return false;
+      }
+      if (matchSquare(r.getInput()) != x) {
+        note(4, "the mean is not of the square of the normalized tensor");
+        return false;
+      }
+      if (!isChannelVector(b, x))
+        note(5, "the weight is not a vector over the normalized dimension");
+      return false;
+    });
+    return false;
+  });
+  return best;
+}
+
 /// Builds the fused norm for `root` (whose result it replaces).
 template <typename NormOp>
 Value buildNorm(PatternRewriter &rw, Operation *root, Value x, Value w,
@@ -113,7 +158,9 @@ Value buildNorm(PatternRewriter &rw, Operation *root, Value x, Value w,
   SmallVector<Value> leaves{x, w};
   if (bias)
     leaves.push_back(bias);
-  Location loc = fusedLoc(root, leaves);
+  // The norm carries the replaced nodes' locations, casts the root's.
+  Location loc = root->getLoc();
+  Location fused = fusedLoc(root, leaves);
   Value input = normInput(x, resultType.getElementType());
   auto inType = cast<RankedTensorType>(input.getType());
   Type et = inType.getElementType();
@@ -122,11 +169,11 @@ Value buildNorm(PatternRewriter &rw, Operation *root, Value x, Value w,
     bias = castTo(rw, loc, bias, et);
   Value y;
   if constexpr (std::is_same_v<NormOp, RmsNormOp>)
-    y = RmsNormOp::create(rw, loc, inType, input, w,
+    y = RmsNormOp::create(rw, fused, inType, input, w,
                           rw.getF32FloatAttr(float(eps)),
                           rw.getI64IntegerAttr(-1));
   else
-    y = LayerNormOp::create(rw, loc, inType, input, w, bias,
+    y = LayerNormOp::create(rw, fused, inType, input, w, bias,
                             rw.getF32FloatAttr(float(eps)),
                             rw.getI64IntegerAttr(-1));
   y = castTo(rw, loc, y, resultType.getElementType());
@@ -141,8 +188,8 @@ struct FuseRmsNorm : public OpRewritePattern<MulOp> {
     Value x, w;
     double eps;
     if (!matchScaledNorm(mul, matchRmsNormalized, x, w, eps))
-      return rw.notifyMatchFailure(mul,
-                                   "not weight * x * rsqrt(mean(x^2) + eps)");
+      return rw.notifyMatchFailure(
+          mul, [&](Diagnostic &diag) { diag << explainRmsFailure(mul); });
     Value y = buildNorm<RmsNormOp>(rw, mul, x, w, Value(), eps);
     if (!y)
       return rw.notifyMatchFailure(mul, "the norm would change the shape");
@@ -233,12 +280,16 @@ struct AbsorbNormCasts : public OpRewritePattern<CastOp> {
 struct FuseNormsPass : public kiln::impl::FuseNormsPassBase<FuseNormsPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseRmsNorm, FuseLayerNorm, FuseLayerNormBias,
-                 AbsorbNormCasts<RmsNormOp>, AbsorbNormCasts<LayerNormOp>>(
-        &getContext());
+    populateFuseNormsPatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
 
 } // namespace
+
+void mlir::kiln::populateFuseNormsPatterns(RewritePatternSet &patterns) {
+  patterns.add<FuseRmsNorm, FuseLayerNorm, FuseLayerNormBias,
+               AbsorbNormCasts<RmsNormOp>, AbsorbNormCasts<LayerNormOp>>(
+      patterns.getContext());
+}

@@ -214,13 +214,16 @@ struct FuseRotateHalfRope : public OpRewritePattern<AddOp> {
     if (!hasRepeatedHalves(cosT) || !hasRepeatedHalves(sinT))
       return rw.notifyMatchFailure(add,
                                    "cos/sin do not repeat their first half");
-    Location loc = fusedLoc(add, {x, cosT, sinT});
+    // The rope carries the replaced nodes' locations; the layout glue keeps
+    // the root's, so the report lists only what was fused. Separate
+    // statements: argument evaluation order would make the IR order
+    // unspecified.
+    Location loc = add.getLoc();
+    Location fused = fusedLoc(add, {x, cosT, sinT});
     Value heads = transposeSH(rw, loc, x);
-    // Separate statements: argument evaluation order would make the IR
-    // order unspecified.
     Value cosHalf = ropeTable(rw, loc, cosT);
     Value sinHalf = ropeTable(rw, loc, sinT);
-    Value rope = RopeOp::create(rw, loc, heads.getType(), heads, cosHalf,
+    Value rope = RopeOp::create(rw, fused, heads.getType(), heads, cosHalf,
                                 sinHalf, Value());
     rw.replaceOp(add, transposeSH(rw, loc, rope));
     return success();
@@ -230,10 +233,14 @@ struct FuseRotateHalfRope : public OpRewritePattern<AddOp> {
 struct FuseRopePass : public kiln::impl::FuseRopePassBase<FuseRopePass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<FuseRotateHalfRope>(&getContext());
+    populateFuseRopePatterns(patterns);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
 
 } // namespace
+
+void mlir::kiln::populateFuseRopePatterns(RewritePatternSet &patterns) {
+  patterns.add<FuseRotateHalfRope>(patterns.getContext());
+}

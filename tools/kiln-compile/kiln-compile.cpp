@@ -48,10 +48,10 @@ static cl::opt<std::string> target("target",
 enum class Emit { Artifact, Mlir, Manifest };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::Artifact),
-    cl::values(clEnumValN(Emit::Artifact, "artifact", "the .kiln artifact"),
-               clEnumValN(Emit::Mlir, "mlir", "the IR after the last stage run"),
-               clEnumValN(Emit::Manifest, "manifest",
-                          "the artifact's manifest JSON")),
+    cl::values(
+        clEnumValN(Emit::Artifact, "artifact", "the .kiln artifact"),
+        clEnumValN(Emit::Mlir, "mlir", "the IR after the last stage run"),
+        clEnumValN(Emit::Manifest, "manifest", "the artifact's manifest JSON")),
     cl::cat(category));
 // --stop-after=import|graph. LLVM's codegen library already registers a
 // string option of that name, so kiln-compile adopts it (see main) instead of
@@ -61,8 +61,7 @@ static cl::opt<mlir::kiln::WeightMode> weights(
     "weights", cl::desc("Where the weights go"),
     cl::init(mlir::kiln::WeightMode::Embed),
     cl::values(
-        clEnumValN(mlir::kiln::WeightMode::Embed, "embed",
-                   "into the artifact"),
+        clEnumValN(mlir::kiln::WeightMode::Embed, "embed", "into the artifact"),
         clEnumValN(mlir::kiln::WeightMode::External, "external",
                    "into a parameter file (--params), bound at load time"),
         clEnumValN(mlir::kiln::WeightMode::Reference, "reference",
@@ -79,10 +78,11 @@ static cl::opt<std::string> weightsDir(
     cl::desc("Folder weight locations are relative to (default: the input's "
              "folder)"),
     cl::value_desc("dir"), cl::cat(category));
-static cl::list<int64_t> eosIds("eos-id",
-                                cl::desc("End-of-sequence token id (repeatable; "
-                                         "default: from the model's config)"),
-                                cl::cat(category));
+static cl::list<int64_t>
+    eosIds("eos-id",
+           cl::desc("End-of-sequence token id (repeatable; "
+                    "default: from the model's config)"),
+           cl::cat(category));
 static cl::opt<int64_t> bosId("bos-id", cl::desc("Beginning-of-sequence id"),
                               cl::init(-1), cl::cat(category));
 static cl::opt<int64_t> maxSeqLen(
@@ -97,6 +97,12 @@ static cl::opt<bool> fuse("fuse",
                                    "gated MLPs (--fuse=false keeps the graph "
                                    "as imported, the reference form)"),
                           cl::init(true), cl::cat(category));
+static cl::opt<bool> report(
+    "report",
+    cl::desc("After the graph stage, print which ops were fused from which "
+             "ONNX nodes, what stayed unfused and why, and the op counts "
+             "before and after (on stderr)"),
+    cl::cat(category));
 static cl::opt<bool> pruneWeights("prune-weights",
                                   cl::desc("Drop unread weights in the graph "
                                            "pipeline"),
@@ -187,12 +193,15 @@ int main(int argc, char **argv) {
   stopAfter->setHiddenFlag(cl::NotHidden); // LLVM registers it hidden
   cl::ParseCommandLineOptions(
       argc, argv,
-      "kiln-compile: compiles an ONNX model or kiln IR into a .kiln artifact\n\n"
+      "kiln-compile: compiles an ONNX model or kiln IR into a .kiln "
+      "artifact\n\n"
       "  kiln-compile model.onnx -o model.kiln\n"
       "  kiln-compile model.onnx --stop-after=graph          (print the IR)\n"
       "  kiln-compile model.onnx --weights=external -o m.kiln (m.kparams)\n\n"
-      "Stages: import (.onnx only), graph (canonicalize, CSE, fusion of norms,\n"
-      "activations and gated MLPs, prune weights), plan (kernels, memory plan,\n"
+      "Stages: import (.onnx only), graph (canonicalize, CSE, fusion of "
+      "norms,\n"
+      "activations and gated MLPs, prune weights), plan (kernels, memory "
+      "plan,\n"
       "weights), write. Pass-manager flags such as\n"
       "--mlir-print-ir-after-all and --mlir-timing work as in mlir-opt.\n");
 
@@ -221,15 +230,17 @@ int main(int argc, char **argv) {
     if (!imported)
       return fail(toString(imported.takeError()));
     module = std::move(*imported);
-    progress.stage("import", formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
+    progress.stage("import",
+                   formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
   } else {
     llvm::SourceMgr sourceMgr;
     mlir::SourceMgrDiagnosticHandler handler(sourceMgr, &context);
-    module = mlir::parseSourceFile<mlir::ModuleOp>(inputPath, sourceMgr,
-                                                   mlir::ParserConfig(&context));
+    module = mlir::parseSourceFile<mlir::ModuleOp>(
+        inputPath, sourceMgr, mlir::ParserConfig(&context));
     if (!module)
       return 1; // the diagnostic handler printed file:line: error
-    progress.stage("parse", formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
+    progress.stage("parse",
+                   formatv("{0}: {1} ops", inputPath, countOps(*module)).str());
   }
 
   auto writeIr = [&]() -> int {
@@ -251,8 +262,16 @@ int main(int argc, char **argv) {
   pipelineOptions.pruneWeights = pruneWeights;
   pipelineOptions.fuse = fuse;
   mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
+  std::map<std::string, int64_t> opsBefore;
+  if (report)
+    opsBefore = mlir::kiln::countOpKinds(*module);
   if (mlir::failed(pm.run(*module)))
     return fail("the graph pipeline failed on '" + inputPath + "'");
+  if (report) {
+    mlir::kiln::FusionReport r = mlir::kiln::analyzeFusion(*module);
+    r.opsBefore = std::move(opsBefore);
+    mlir::kiln::printFusionReport(r, errs());
+  }
   progress.stage("graph", formatv("{0} ops after canonicalize, CSE, "
                                   "fusion ({1}), prune",
                                   countOps(*module), fusedSummary(*module))
@@ -307,22 +326,23 @@ int main(int argc, char **argv) {
   mlir::kiln::CompileStats stats;
   if (auto e = mlir::kiln::compileModule(*module, options, outputPath, &stats))
     return fail(toString(std::move(e)));
-  double sinceGraph = std::chrono::duration<double, std::milli>(
-                          Clock::now() - graphDone)
-                          .count();
-  progress.stage(
-      "plan", formatv("{0} launches on {1}, {2} values; arena {3} (unshared "
-                      "{4}), {5} dynamic slots",
-                      stats.launches, options.target, stats.values,
-                      humanBytes(stats.arenaBytes),
-                      humanBytes(stats.unplannedArenaBytes), stats.slots)
-                  .str(),
-      sinceGraph - stats.writeMs);
-  std::string where =
-      options.weights == mlir::kiln::WeightMode::Embed ? "embedded"
-      : options.weights == mlir::kiln::WeightMode::External
-          ? "in " + options.paramsPath + " (" + humanBytes(stats.paramsBytes) + ")"
-          : "referenced in the model's files";
+  double sinceGraph =
+      std::chrono::duration<double, std::milli>(Clock::now() - graphDone)
+          .count();
+  progress.stage("plan",
+                 formatv("{0} launches on {1}, {2} values; arena {3} (unshared "
+                         "{4}), {5} dynamic slots",
+                         stats.launches, options.target, stats.values,
+                         humanBytes(stats.arenaBytes),
+                         humanBytes(stats.unplannedArenaBytes), stats.slots)
+                     .str(),
+                 sinceGraph - stats.writeMs);
+  std::string where = options.weights == mlir::kiln::WeightMode::Embed
+                          ? "embedded"
+                      : options.weights == mlir::kiln::WeightMode::External
+                          ? "in " + options.paramsPath + " (" +
+                                humanBytes(stats.paramsBytes) + ")"
+                          : "referenced in the model's files";
   progress.stage("write",
                  formatv("{0} ({1}): {2} weights, {3} {4}; constants {5}; "
                          "generation {6}",

@@ -9,6 +9,10 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassOptions.h"
 
+#include <map>
+#include <string>
+#include <vector>
+
 namespace mlir::kiln {
 
 #define GEN_PASS_DECL
@@ -34,6 +38,39 @@ struct GraphPipelineOptions
 /// recognition and fusion passes (unless `fuse` is off), and drop unread
 /// weights.
 void buildGraphPipeline(OpPassManager &pm, const GraphPipelineOptions &options);
+
+/// The rewrite patterns of each fusion pass, for drivers of their own (the
+/// fusion report re-runs them to say why an op stayed unfused).
+void populateFuseNormsPatterns(RewritePatternSet &patterns);
+void populateFuseActivationsPatterns(RewritePatternSet &patterns);
+void populateFuseGatedMlpPatterns(RewritePatternSet &patterns);
+void populateFuseRopePatterns(RewritePatternSet &patterns);
+void populateFuseAttentionPatterns(RewritePatternSet &patterns);
+
+/// What the fusion passes did to a module, for `kiln-compile --report`.
+struct FusionReport {
+  /// Op counts by name (`kiln.matmul`) before and after the pipeline.
+  std::map<std::string, int64_t> opsBefore, opsAfter;
+  /// Each op the fusion passes created and the ONNX nodes it replaced.
+  struct Fused {
+    std::string op;
+    std::vector<std::string> nodes;
+  };
+  std::vector<Fused> fused;
+  /// Each op left over from a subgraph that was not fused (a softmax, a
+  /// mean, a sigmoid...), its ONNX node and why the pattern gave up.
+  struct Unfused {
+    std::string op, node, reason;
+  };
+  std::vector<Unfused> unfused;
+};
+
+/// Op counts by name over the module's functions.
+std::map<std::string, int64_t> countOpKinds(ModuleOp module);
+/// The fused and unfused parts of `module` after the pipeline (opsBefore is
+/// left to the caller). Does not modify `module`.
+FusionReport analyzeFusion(ModuleOp module);
+void printFusionReport(const FusionReport &report, llvm::raw_ostream &os);
 
 /// Registers every kiln pass and the named pipelines
 /// (`--kiln-graph-pipeline`).
