@@ -181,28 +181,46 @@ bool isGluActivation(ActivationKind k) {
          k == ActivationKind::sigmoid;
 }
 
-/// act(g) * u -> glu act g, u (same types; the activation feeds only this).
+/// act(g) * u -> glu act g, u when both are projections; and
+/// act(y[..., :F]) * y[..., F:] -> glu act y (one operand) when y is a fused
+/// gate/up projection of width 2F (Phi-3's chunk). The activation feeds only
+/// this product.
 struct FuseGlu : public OpRewritePattern<MulOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MulOp mul, PatternRewriter &rw) const override {
     ActivationOp act;
-    Value up;
+    Value up, fused;
     eitherOrder(mul.getLhs(), mul.getRhs(), [&](Value a, Value b) {
       auto x = def<ActivationOp>(a);
       if (!x || !isGluActivation(x.getKind()) || !x->hasOneUse() ||
           x.getType() != mul.getType() || b.getType() != mul.getType())
         return false;
       // Both halves must be projections, or this is some other product.
-      if (!def<MatmulOp>(x.getInput()) || !def<MatmulOp>(b))
+      if (def<MatmulOp>(x.getInput()) && def<MatmulOp>(b)) {
+        act = x;
+        up = b;
+        return true;
+      }
+      Value y1, y2;
+      int64_t lo1, hi1, lo2, hi2;
+      if (!matchLastSlice(x.getInput(), y1, lo1, hi1) ||
+          !matchLastSlice(b, y2, lo2, hi2) || y1 != y2 || !def<MatmulOp>(y1))
+        return false;
+      int64_t width = cast<RankedTensorType>(y1.getType()).getShape().back();
+      if (width % 2 || lo1 != 0 || hi1 != width / 2 || lo2 != width / 2 ||
+          hi2 != width)
         return false;
       act = x;
-      up = b;
+      fused = y1;
       return true;
     });
     if (!act)
       return rw.notifyMatchFailure(mul, "not act(x @ Wg) * (x @ Wu)");
-    Value gate = act.getInput();
-    Location loc = fusedLoc(mul, {gate, up});
+    Value gate = fused ? fused : act.getInput();
+    SmallVector<Value> leaves{gate};
+    if (up)
+      leaves.push_back(up);
+    Location loc = fusedLoc(mul, leaves);
     rw.replaceOp(
         mul, GluOp::create(rw, loc, mul.getType(), act.getKind(), gate, up));
     return success();
@@ -220,34 +238,40 @@ bool isPlainProjection(MatmulOp m) {
   return cast<RankedTensorType>(b).getRank() == 2;
 }
 
-/// glu(x @ Wg, x @ Wu) @ Wd -> gated_mlp x, gate(Wg) up(Wu) down(Wd).
+/// glu(x @ Wg, x @ Wu) @ Wd -> gated_mlp x, gate(Wg) up(Wu) down(Wd), and
+/// glu(x @ Wgu) @ Wd -> gated_mlp x, gate_up(Wgu) down(Wd).
 struct FuseGatedMlp : public OpRewritePattern<MatmulOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MatmulOp down,
                                 PatternRewriter &rw) const override {
     auto glu = def<GluOp>(down.getA());
-    if (!isPlainProjection(down) || !glu || !glu.getUp() || !glu->hasOneUse())
+    if (!isPlainProjection(down) || !glu || !glu->hasOneUse())
       return rw.notifyMatchFailure(down, "not glu(...) @ Wd");
     auto gate = def<MatmulOp>(glu.getGate());
-    auto up = def<MatmulOp>(glu.getUp());
-    if (!isPlainProjection(gate) || !isPlainProjection(up) ||
-        !gate->hasOneUse() || !up->hasOneUse())
+    auto up = glu.getUp() ? def<MatmulOp>(glu.getUp()) : MatmulOp();
+    if (!isPlainProjection(gate) || !gate->hasOneUse() ||
+        (glu.getUp() && (!isPlainProjection(up) || !up->hasOneUse())))
       return rw.notifyMatchFailure(down,
                                    "gate and up are not bias-free projections");
-    if (gate.getA() != up.getA())
+    if (up && gate.getA() != up.getA())
       return rw.notifyMatchFailure(down, "gate and up read different inputs");
     bool t = down.getTransposeB();
-    if (gate.getTransposeB() != t || up.getTransposeB() != t)
+    if (gate.getTransposeB() != t || (up && up.getTransposeB() != t))
       return rw.notifyMatchFailure(down, "the weights' orientations differ");
     Value x = gate.getA();
     if (x.getType() != down.getType())
       return rw.notifyMatchFailure(down, "the block changes the hidden type");
-    auto op = GatedMlpOp::create(
-        rw, fusedLoc(down, {x, gate.getB(), up.getB(), down.getB()}),
-        down.getType(), glu.getActivationAttr(), x, gate.getB(), up.getB(),
-        Value(), down.getB(), t ? rw.getUnitAttr() : UnitAttr());
-    // The three matmuls verified, so the shapes compose: [.., H] x [H, F]
-    // twice, then [.., F] x [F, H] back to x's type (checked above).
+    SmallVector<Value> leaves{x, gate.getB(), down.getB()};
+    if (up)
+      leaves.push_back(up.getB());
+    Location loc = fusedLoc(down, leaves);
+    // The matmuls verified, so the shapes compose: [.., H] x [H, F] (or
+    // [H, 2F] halved by the glu), then [.., F] x [F, H] back to x's type.
+    auto op =
+        GatedMlpOp::create(rw, loc, down.getType(), glu.getActivationAttr(), x,
+                           up ? gate.getB() : Value(), up ? up.getB() : Value(),
+                           up ? Value() : gate.getB(), down.getB(),
+                           t ? rw.getUnitAttr() : UnitAttr());
     rw.replaceOp(down, op.getResult());
     return success();
   }

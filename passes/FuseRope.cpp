@@ -36,15 +36,6 @@ using namespace mlir::kiln::match;
 
 namespace {
 
-int64_t lastAxis(Value v) {
-  return cast<RankedTensorType>(v.getType()).getRank() - 1;
-}
-
-bool isLastAxis(int64_t axis, Value v) {
-  int64_t rank = lastAxis(v) + 1;
-  return axis == rank - 1 || axis == -1;
-}
-
 /// Whether `v`'s last dimension is two equal halves: v[..., i] ==
 /// v[..., i + n/2] for every element. `depth` bounds the walk.
 bool hasRepeatedHalves(Value v, int depth = 0) {
@@ -107,26 +98,6 @@ bool hasRepeatedHalves(Value v, int depth = 0) {
                [&](int64_t a) { return isLastAxis(a, s.getInput()); }) &&
            hasRepeatedHalves(s.getInput(), depth + 1);
   return false;
-}
-
-/// x[..., lo:hi] along the last axis with step 1; sets lo and hi (clamped).
-bool matchLastSlice(Value v, Value &x, int64_t &lo, int64_t &hi) {
-  auto s = def<SliceOp>(v);
-  if (!s || s.getAxes().size() != 1 ||
-      !isLastAxis(s.getAxes()[0], s.getInput()) || s.getSteps()[0] != 1)
-    return false;
-  int64_t n = cast<RankedTensorType>(s.getInput().getType()).getShape().back();
-  if (ShapedType::isDynamic(n))
-    return false;
-  auto clamp = [&](int64_t i) {
-    if (i < 0)
-      i += n;
-    return std::clamp<int64_t>(i, 0, n);
-  };
-  x = s.getInput();
-  lo = clamp(s.getStarts()[0]);
-  hi = clamp(s.getEnds()[0]);
-  return true;
 }
 
 /// concat(-x[..., h:], x[..., :h]) with h = D / 2; returns x.

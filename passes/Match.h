@@ -19,6 +19,7 @@
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
+#include <algorithm>
 #include <optional>
 
 namespace mlir::kiln::match {
@@ -138,6 +139,35 @@ inline Value castTo(OpBuilder &b, Location loc, Value v, Type et) {
   if (t.getElementType() == et)
     return v;
   return CastOp::create(b, loc, t.clone(et), v);
+}
+
+inline int64_t lastAxis(Value v) {
+  return cast<RankedTensorType>(v.getType()).getRank() - 1;
+}
+
+inline bool isLastAxis(int64_t axis, Value v) {
+  int64_t rank = lastAxis(v) + 1;
+  return axis == rank - 1 || axis == -1;
+}
+
+/// x[..., lo:hi] along the last axis with step 1; sets lo and hi (clamped).
+inline bool matchLastSlice(Value v, Value &x, int64_t &lo, int64_t &hi) {
+  auto s = def<SliceOp>(v);
+  if (!s || s.getAxes().size() != 1 ||
+      !isLastAxis(s.getAxes()[0], s.getInput()) || s.getSteps()[0] != 1)
+    return false;
+  int64_t n = cast<RankedTensorType>(s.getInput().getType()).getShape().back();
+  if (ShapedType::isDynamic(n))
+    return false;
+  auto clamp = [&](int64_t i) {
+    if (i < 0)
+      i += n;
+    return std::clamp<int64_t>(i, 0, n);
+  };
+  x = s.getInput();
+  lo = clamp(s.getStarts()[0]);
+  hi = clamp(s.getEnds()[0]);
+  return true;
 }
 
 /// The location of a fused op: the locations of `root` and of every op it

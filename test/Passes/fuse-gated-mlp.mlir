@@ -82,3 +82,37 @@ func.func @near_misses(%x: tensor<4x16xf32>, %wg: tensor<16x32xf32>, %wu: tensor
   %7 = kiln.mul %6, %z : (tensor<4x32xf32>, tensor<4x32xf32>) -> tensor<4x32xf32>
   return %4, %7 : tensor<4x16xf32>, tensor<4x32xf32>
 }
+
+// -----
+
+// Phi-3's fused gate/up projection, chunked in two: gate_up(...).
+// CHECK-LABEL: func.func @fused_gate_up
+// CHECK-SAME: (%[[X:[a-z0-9]+]]: tensor<?x?x32xf32>, %[[GU:[a-z0-9]+]]: tensor<32x96xf32>, %[[D:[a-z0-9]+]]: tensor<48x32xf32>)
+// CHECK-NEXT: %[[Y:.+]] = kiln.gated_mlp silu %[[X]], gate_up(%[[GU]]) down(%[[D]]) : (tensor<?x?x32xf32>, tensor<32x96xf32>, tensor<48x32xf32>) -> tensor<?x?x32xf32>
+// CHECK-NEXT: return %[[Y]]
+func.func @fused_gate_up(%x: tensor<?x?x32xf32>, %wgu: tensor<32x96xf32>, %wd: tensor<48x32xf32>) -> tensor<?x?x32xf32> {
+  %0 = kiln.matmul %x, %wgu : tensor<?x?x32xf32>, tensor<32x96xf32> -> tensor<?x?x96xf32>
+  %g = kiln.slice %0 {axes = array<i64: -1>, ends = array<i64: 48>, starts = array<i64: 0>, steps = array<i64: 1>} : tensor<?x?x96xf32> -> tensor<?x?x48xf32>
+  %u = kiln.slice %0 {axes = array<i64: -1>, ends = array<i64: 96>, starts = array<i64: 48>, steps = array<i64: 1>} : tensor<?x?x96xf32> -> tensor<?x?x48xf32>
+  %a = kiln.activation silu %g : tensor<?x?x48xf32>
+  %h = kiln.mul %u, %a : (tensor<?x?x48xf32>, tensor<?x?x48xf32>) -> tensor<?x?x48xf32>
+  %y = kiln.matmul %h, %wd : tensor<?x?x48xf32>, tensor<48x32xf32> -> tensor<?x?x32xf32>
+  return %y : tensor<?x?x32xf32>
+}
+
+// -----
+
+// Near-miss: the activation on the second half is not kiln.glu's order.
+// CHECK-LABEL: func.func @fused_gate_up_swapped
+// CHECK-NOT: kiln.glu
+// CHECK-NOT: kiln.gated_mlp
+// CHECK: return
+func.func @fused_gate_up_swapped(%x: tensor<4x32xf32>, %wgu: tensor<32x96xf32>, %wd: tensor<48x32xf32>) -> tensor<4x32xf32> {
+  %0 = kiln.matmul %x, %wgu : tensor<4x32xf32>, tensor<32x96xf32> -> tensor<4x96xf32>
+  %g = kiln.slice %0 {axes = array<i64: 1>, ends = array<i64: 48>, starts = array<i64: 0>, steps = array<i64: 1>} : tensor<4x96xf32> -> tensor<4x48xf32>
+  %u = kiln.slice %0 {axes = array<i64: 1>, ends = array<i64: 96>, starts = array<i64: 48>, steps = array<i64: 1>} : tensor<4x96xf32> -> tensor<4x48xf32>
+  %a = kiln.activation silu %u : tensor<4x48xf32>
+  %h = kiln.mul %g, %a : (tensor<4x48xf32>, tensor<4x48xf32>) -> tensor<4x48xf32>
+  %y = kiln.matmul %h, %wd : tensor<4x48xf32>, tensor<48x32xf32> -> tensor<4x32xf32>
+  return %y : tensor<4x32xf32>
+}
