@@ -238,15 +238,124 @@ Value peelNanGuard(Value v) {
   return p;
 }
 
-/// The boolean m of where(m, 0, -inf), or null.
+/// The boolean m of where(m, 0, -inf), or of where(m, 0, v) with v <=
+/// -1e30 (dynamo writes finfo.min): a key scored that low gets probability
+/// exactly 0 in f32 unless every key of the row is masked, and such a row
+/// (left padding) is one no real token reads. kiln.attention gives it
+/// zeros.
 Value booleanOfAdditiveMask(Value mask) {
   auto sel = def<SelectOp>(mask);
   if (!sel || !isSplat(sel.getOnTrue(), 0.0))
     return Value();
-  auto ninf = splat(sel.getOnFalse());
-  if (!ninf || !std::isinf(*ninf) || *ninf > 0)
+  auto low = splat(sel.getOnFalse());
+  if (!low || *low > -1e30)
     return Value();
   return sel.getCondition();
+}
+
+/// range(0, n, 1); returns n.
+Value matchIota(Value v) {
+  auto r = def<RangeOp>(v);
+  if (!r || !isSplat(r.getStart(), 0) || !isSplat(r.getDelta(), 1))
+    return Value();
+  return r.getLimit();
+}
+
+/// A 1-D index vector reshaped to rank 4 with every dimension 1 but `dim`.
+Value matchPlaced(Value v, int64_t dim) {
+  auto r = def<ReshapeOp>(v);
+  if (!r)
+    return Value();
+  auto t = rankedType(v);
+  auto in = rankedType(r.getInput());
+  if (t.getRank() != 4 || in.getRank() != 1)
+    return Value();
+  for (int64_t d = 0; d < 4; ++d)
+    if (d != dim && t.getDimSize(d) != 1)
+      return Value();
+  return r.getInput();
+}
+
+/// Whether `c` is the causal mask aligned to the end of the keys:
+/// key j visible to query i iff j <= i + P, with keys j in [0, P + S) and
+/// queries i in [0, S) placed on dims 3 and 2. P (the past length) and S
+/// must be the same values in both ranges, which is how exporters build it
+/// (`arange(S) + past` against `arange(past + S)`); it is then exactly
+/// kiln.attention's `causal` kind.
+bool isCausalConjunct(Value c) {
+  auto cmp = def<CompareOp>(c);
+  if (!cmp)
+    return false;
+  Value keys, queries;
+  if (cmp.getPredicate() == ComparePredicate::le) {
+    keys = cmp.getLhs();
+    queries = cmp.getRhs();
+  } else if (cmp.getPredicate() == ComparePredicate::ge) {
+    keys = cmp.getRhs();
+    queries = cmp.getLhs();
+  } else {
+    return false;
+  }
+  Value keyRange = matchPlaced(keys, 3), queryPos = matchPlaced(queries, 2);
+  if (!keyRange || !queryPos)
+    return false;
+  Value keyEnd = matchIota(keyRange);
+  auto shifted = def<AddOp>(queryPos);
+  auto endSum = def<AddOp>(keyEnd);
+  if (!shifted || !endSum)
+    return false;
+  return eitherOrder(shifted.getLhs(), shifted.getRhs(),
+                     [&](Value iota, Value past) {
+                       Value s = matchIota(iota);
+                       if (!s)
+                         return false;
+                       return eitherOrder(endSum.getLhs(), endSum.getRhs(),
+                                          [&](Value a, Value b) {
+                                            return a == past && b == s;
+                                          });
+                     });
+}
+
+/// The conjuncts of a boolean mask (an `and` tree; broadcasts are looked
+/// through, kiln.attention broadcasts its mask itself).
+void collectConjuncts(Value m, SmallVectorImpl<Value> &out) {
+  if (auto b = def<BroadcastOp>(m))
+    return collectConjuncts(b.getInput(), out);
+  if (auto a = def<AndOp>(m)) {
+    collectConjuncts(a.getLhs(), out);
+    collectConjuncts(a.getRhs(), out);
+    return;
+  }
+  out.push_back(m);
+}
+
+/// Splits a boolean mask into the causal kind and the rest (padding masks
+/// and the like), combined again with `and`; null when nothing is left.
+Value splitCausal(PatternRewriter &rw, Location loc, Value mask, bool &causal) {
+  SmallVector<Value> conjuncts, rest;
+  collectConjuncts(mask, conjuncts);
+  causal = false;
+  for (Value c : conjuncts) {
+    if (isCausalConjunct(c))
+      causal = true;
+    else if (!isSplat(c, 1.0))
+      rest.push_back(c);
+  }
+  if (!causal)
+    return mask;
+  Value out;
+  for (Value c : rest) {
+    if (!out) {
+      out = c;
+      continue;
+    }
+    SmallVector<int64_t> shape;
+    (void)OpTrait::util::getBroadcastedShape(rankedType(out).getShape(),
+                                             rankedType(c).getShape(), shape);
+    out = AndOp::create(rw, loc, RankedTensorType::get(shape, rw.getI1Type()),
+                        out, c);
+  }
+  return out;
 }
 
 Value toBSHD(PatternRewriter &rw, Location loc, Value x) {
@@ -331,6 +440,7 @@ struct FuseSdpa : public OpRewritePattern<MatmulOp> {
     SmallVector<Value> leaves{q, k0, v0};
     if (mask)
       leaves.push_back(mask);
+
     // The attention carries the replaced nodes' locations, the layout glue
     // the root's (the report lists only what was fused).
     Location loc = pv.getLoc();
@@ -352,6 +462,29 @@ struct FuseSdpa : public OpRewritePattern<MatmulOp> {
   }
 };
 
+/// attention(mask none, attn_mask(m)) where m has a causal conjunct ->
+/// attention(mask causal, attn_mask(rest of m)): kernels then skip the keys
+/// past each query's frontier. Applies to fused and imported attention.
+struct ExtractCausalMask : public OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rw) const override {
+    Value mask = op.getAttnMask();
+    if (op.getMask().getKind() != MaskKind::none || !mask ||
+        !rankedType(mask).getElementType().isInteger(1) || op.getCache())
+      return rw.notifyMatchFailure(op, "not a boolean mask on mask kind none");
+    bool causal = false;
+    Value rest = splitCausal(rw, op.getLoc(), mask, causal);
+    if (!causal)
+      return rw.notifyMatchFailure(op, "no conjunct of the mask is causal");
+    rw.modifyOpInPlace(op, [&] {
+      op.getAttnMaskMutable().assign(rest ? ValueRange{rest} : ValueRange{});
+      op.setMaskAttr(MaskAttr::get(rw.getContext(), MaskKind::causal, 0, 0));
+    });
+    return success();
+  }
+};
+
 struct FuseAttentionPass
     : public kiln::impl::FuseAttentionPassBase<FuseAttentionPass> {
   void runOnOperation() override {
@@ -365,5 +498,5 @@ struct FuseAttentionPass
 } // namespace
 
 void mlir::kiln::populateFuseAttentionPatterns(RewritePatternSet &patterns) {
-  patterns.add<FuseSdpa>(patterns.getContext());
+  patterns.add<FuseSdpa, ExtractCausalMask>(patterns.getContext());
 }

@@ -52,8 +52,12 @@ inline std::optional<double> splat(Value v) {
   Type et = attr.getElementType();
   if (isa<FloatType>(et))
     return attr.getSplatValue<APFloat>().convertToDouble();
-  if (isa<IntegerType>(et))
-    return double(attr.getSplatValue<APInt>().getSExtValue());
+  if (auto it = dyn_cast<IntegerType>(et)) {
+    APInt v = attr.getSplatValue<APInt>();
+    // i1 true is 1, not -1; unsigned types read unsigned.
+    return it.getWidth() == 1 || it.isUnsigned() ? double(v.getZExtValue())
+                                                 : double(v.getSExtValue());
+  }
   return std::nullopt;
 }
 

@@ -174,3 +174,59 @@ func.func @near_misses(%q: tensor<1x2x3x8xf32>, %k: tensor<1x2x3x8xf32>, %v: ten
   %d = kiln.matmul %dp, %vx : tensor<2x1x3x3xf32>, tensor<2x1x3x8xf32> -> tensor<2x1x3x8xf32>
   return %a, %b, %c, %d : tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<2x1x3x8xf32>
 }
+
+// -----
+
+// The exporters' causal mask: keys arange(past + S) against queries
+// arange(S) + past, and-ed with a padding mask. The causal conjunct becomes
+// the mask kind, the padding mask stays explicit.
+// CHECK-LABEL: func.func @causal_mask
+// CHECK-SAME: (%[[Q:[a-z0-9]+]]: tensor<?x?x4x16xf32>, %[[K:[a-z0-9]+]]: tensor<?x?x2x16xf32>, %[[V:[a-z0-9]+]]: tensor<?x?x2x16xf32>, %[[PAST:[a-z0-9]+]]: tensor<i64>, %[[S:[a-z0-9]+]]: tensor<i64>, %[[PAD:[a-z0-9]+]]: tensor<?x1x1x?xi1>)
+// CHECK: kiln.attention %[[Q]] kv(%[[K]], %[[V]]) attn_mask(%[[PAD]]) {mask = #kiln.mask<causal>, scale = 2.500000e-01 : f32}
+func.func @causal_mask(%q: tensor<?x?x4x16xf32>, %k: tensor<?x?x2x16xf32>, %v: tensor<?x?x2x16xf32>, %past: tensor<i64>, %s: tensor<i64>, %pad: tensor<?x1x1x?xi1>) -> tensor<?x?x4x16xf32> {
+  %zero = arith.constant dense<0> : tensor<i64>
+  %one = arith.constant dense<1> : tensor<i64>
+  %true = arith.constant dense<true> : tensor<i1>
+  %total = kiln.add %past, %s : (tensor<i64>, tensor<i64>) -> tensor<i64>
+  %qi = kiln.range %zero, %s, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %qpos = kiln.add %qi, %past : (tensor<?xi64>, tensor<i64>) -> tensor<?xi64>
+  %kpos = kiln.range %zero, %total, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %q4 = kiln.reshape %qpos : tensor<?xi64> -> tensor<1x1x?x1xi64>
+  %k4 = kiln.reshape %kpos : tensor<?xi64> -> tensor<1x1x1x?xi64>
+  %c = kiln.compare le, %k4, %q4 : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %c1 = kiln.and %c, %true : (tensor<1x1x?x?xi1>, tensor<i1>) -> tensor<1x1x?x?xi1>
+  %m = kiln.and %c1, %pad : (tensor<1x1x?x?xi1>, tensor<?x1x1x?xi1>) -> tensor<?x1x?x?xi1>
+  %o = kiln.attention %q kv(%k, %v) attn_mask(%m) {mask = #kiln.mask<none>, scale = 2.500000e-01 : f32} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<?x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  return %o : tensor<?x?x4x16xf32>
+}
+
+// -----
+
+// Near-misses, each left as an explicit mask: a strict comparison (the
+// diagonal hidden), queries not shifted by the past (causal from the top
+// left, which is not kiln's end-aligned kind), and keys counted to another
+// length than past + S.
+// CHECK-LABEL: func.func @not_causal
+// CHECK-NOT: #kiln.mask<causal>
+// CHECK: return
+func.func @not_causal(%q: tensor<?x?x4x16xf32>, %k: tensor<?x?x2x16xf32>, %v: tensor<?x?x2x16xf32>, %past: tensor<i64>, %s: tensor<i64>, %other: tensor<i64>) -> (tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>) {
+  %zero = arith.constant dense<0> : tensor<i64>
+  %one = arith.constant dense<1> : tensor<i64>
+  %total = kiln.add %past, %s : (tensor<i64>, tensor<i64>) -> tensor<i64>
+  %qi = kiln.range %zero, %s, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %qpos = kiln.add %qi, %past : (tensor<?xi64>, tensor<i64>) -> tensor<?xi64>
+  %kpos = kiln.range %zero, %total, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %q4 = kiln.reshape %qpos : tensor<?xi64> -> tensor<1x1x?x1xi64>
+  %k4 = kiln.reshape %kpos : tensor<?xi64> -> tensor<1x1x1x?xi64>
+  %strict = kiln.compare lt, %k4, %q4 : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %a = kiln.attention %q kv(%k, %v) attn_mask(%strict) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  %qtl = kiln.reshape %qi : tensor<?xi64> -> tensor<1x1x?x1xi64>
+  %topleft = kiln.compare le, %k4, %qtl : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %b = kiln.attention %q kv(%k, %v) attn_mask(%topleft) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  %total2 = kiln.add %other, %s : (tensor<i64>, tensor<i64>) -> tensor<i64>
+  %kpos2 = kiln.range %zero, %total2, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %k42 = kiln.reshape %kpos2 : tensor<?xi64> -> tensor<1x1x1x?xi64>
+  %otherlen = kiln.compare le, %k42, %q4 : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %c = kiln.attention %q kv(%k, %v) attn_mask(%otherlen) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  return %a, %b, %c : tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>
+}

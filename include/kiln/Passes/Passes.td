@@ -113,6 +113,16 @@ def FuseAttentionPass : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
     `repeat_kv` (reshape, expand of a unit dimension, reshape) are read
     un-repeated, as grouped-query attention.
 
+    A boolean mask (fused or imported) with a causal conjunct, keys
+    `arange(past + S)` against queries `arange(S) + past` compared with `<=`,
+    becomes mask kind `causal` (kiln's end-aligned causal; kernels skip the
+    keys past each query) with the other conjuncts (padding) kept as the
+    explicit mask. A strict comparison, queries not shifted by the past, or a
+    key count other than `past + S` stay explicit masks. A float mask
+    `where(m, 0, v)` with `v = -inf` or `v <= -1e30` (dynamo's finfo.min)
+    passes `m`; it differs only on rows where every key is masked (left
+    padding), which kiln.attention gives zeros.
+
     Not rewritten: a scale or other op between the softcap and the mask, a
     softmax over another axis, non-4-D operands, keys and values with
     different head counts.
