@@ -282,7 +282,7 @@ Value matchPlaced(Value v, int64_t dim) {
 /// must be the same values in both ranges, which is how exporters build it
 /// (`arange(S) + past` against `arange(past + S)`); it is then exactly
 /// kiln.attention's `causal` kind.
-bool isCausalConjunct(Value c) {
+bool isCausalConjunct(Value c, Value &keysOut, Value &queriesOut) {
   auto cmp = def<CompareOp>(c);
   if (!cmp)
     return false;
@@ -304,6 +304,8 @@ bool isCausalConjunct(Value c) {
   auto endSum = def<AddOp>(keyEnd);
   if (!shifted || !endSum)
     return false;
+  keysOut = keys;
+  queriesOut = queries;
   return eitherOrder(shifted.getLhs(), shifted.getRhs(),
                      [&](Value iota, Value past) {
                        Value s = matchIota(iota);
@@ -329,20 +331,68 @@ void collectConjuncts(Value m, SmallVectorImpl<Value> &out) {
   out.push_back(m);
 }
 
-/// Splits a boolean mask into the causal kind and the rest (padding masks
-/// and the like), combined again with `and`; null when nothing is left.
-Value splitCausal(PatternRewriter &rw, Location loc, Value mask, bool &causal) {
+/// The window of a sliding-window conjunct over the causal conjunct's own
+/// key and query indices: j > q - W (or j >= q - (W - 1)), i.e. q - j < W.
+/// 0 when `c` is not one.
+int64_t slidingWindowOf(Value c, Value keys, Value queries) {
+  auto cmp = def<CompareOp>(c);
+  if (!cmp)
+    return 0;
+  Value k, lowered;
+  bool strict;
+  switch (cmp.getPredicate()) {
+  case ComparePredicate::gt:
+  case ComparePredicate::ge:
+    k = cmp.getLhs();
+    lowered = cmp.getRhs();
+    strict = cmp.getPredicate() == ComparePredicate::gt;
+    break;
+  case ComparePredicate::lt:
+  case ComparePredicate::le:
+    k = cmp.getRhs();
+    lowered = cmp.getLhs();
+    strict = cmp.getPredicate() == ComparePredicate::lt;
+    break;
+  default:
+    return 0;
+  }
+  auto sub = def<SubOp>(lowered);
+  std::optional<double> w = sub ? splat(sub.getRhs()) : std::nullopt;
+  if (k != keys || !sub || sub.getLhs() != queries || !w ||
+      *w != std::floor(*w))
+    return 0;
+  int64_t window = int64_t(*w) + (strict ? 0 : 1);
+  return window > 0 ? window : 0;
+}
+
+/// Splits a boolean mask into a mask kind, causal or sliding-window, and the
+/// rest (padding masks and the like), combined again with `and`; null when
+/// nothing is left. `kind` stays none when no conjunct is causal.
+Value splitMaskKind(PatternRewriter &rw, Location loc, Value mask,
+                    MaskKind &kind, int64_t &window) {
   SmallVector<Value> conjuncts, rest;
   collectConjuncts(mask, conjuncts);
-  causal = false;
-  for (Value c : conjuncts) {
-    if (isCausalConjunct(c))
-      causal = true;
-    else if (!isSplat(c, 1.0))
-      rest.push_back(c);
-  }
+  kind = MaskKind::none;
+  window = 0;
+  Value keys, queries, causal;
+  for (Value c : conjuncts)
+    if (isCausalConjunct(c, keys, queries)) {
+      causal = c;
+      break;
+    }
   if (!causal)
     return mask;
+  kind = MaskKind::causal;
+  for (Value c : conjuncts) {
+    if (c == causal || isSplat(c, 1.0))
+      continue;
+    if (int64_t w = window == 0 ? slidingWindowOf(c, keys, queries) : 0) {
+      kind = MaskKind::sliding_window;
+      window = w;
+      continue;
+    }
+    rest.push_back(c);
+  }
   Value out;
   for (Value c : rest) {
     if (!out) {
@@ -473,13 +523,14 @@ struct ExtractCausalMask : public OpRewritePattern<AttentionOp> {
     if (op.getMask().getKind() != MaskKind::none || !mask ||
         !rankedType(mask).getElementType().isInteger(1) || op.getCache())
       return rw.notifyMatchFailure(op, "not a boolean mask on mask kind none");
-    bool causal = false;
-    Value rest = splitCausal(rw, op.getLoc(), mask, causal);
-    if (!causal)
+    MaskKind kind;
+    int64_t window;
+    Value rest = splitMaskKind(rw, op.getLoc(), mask, kind, window);
+    if (kind == MaskKind::none)
       return rw.notifyMatchFailure(op, "no conjunct of the mask is causal");
     rw.modifyOpInPlace(op, [&] {
       op.getAttnMaskMutable().assign(rest ? ValueRange{rest} : ValueRange{});
-      op.setMaskAttr(MaskAttr::get(rw.getContext(), MaskKind::causal, 0, 0));
+      op.setMaskAttr(MaskAttr::get(rw.getContext(), kind, window, 0));
     });
     return success();
   }

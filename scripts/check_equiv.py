@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-BATCH, SEQ, PAST = 2, 4, 3
+BATCH = 2
 SEED = 20261202
 TOLERANCE = {"f32": (1e-4, 1e-3), "f16": (2e-2, 2e-2), "bf16": (2e-2, 2e-2)}
 NUMPY = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i64": np.int64,
@@ -57,7 +57,7 @@ def manifest_of(tools, model):
     return json.loads(r.stdout)
 
 
-def make_inputs(manifest, rng):
+def make_inputs(manifest, rng, SEQ, PAST):
     """One array per graph input, by role (see the module docstring)."""
     model = manifest.get("model", {})
     kv = model.get("kv_cache", {})
@@ -117,13 +117,13 @@ def run(tools, artifact, inputs, outdir):
     return outs
 
 
-def check(tools, model, args, seed, workdir):
+def check(tools, model, args, seed, workdir, seq, past):
     ref_art = os.path.join(workdir, "ref.kiln")
     new_art = os.path.join(workdir, "new.kiln")
     compile_model(tools, model, ref_art, ["--fuse=false"])
     compile_model(tools, model, new_art, args)
     manifest = manifest_of(tools, model)
-    inputs = make_inputs(manifest, np.random.default_rng(seed))
+    inputs = make_inputs(manifest, np.random.default_rng(seed), seq, past)
     ref = run(tools, ref_art, inputs, os.path.join(workdir, "ref"))
     new = run(tools, new_art, inputs, os.path.join(workdir, "new"))
     problems, worst_abs, worst_rel = [], 0.0, 0.0
@@ -156,11 +156,13 @@ def main():
                     "holding model.onnx")
     ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--seq", type=int, default=4, help="new tokens per sequence")
+    ap.add_argument("--past", type=int, default=3, help="tokens already in the KV cache")
     ap.add_argument("--args", default="", help="kiln-compile arguments of the pipeline "
                     "under test (default: none, the default pipeline)")
     args = ap.parse_args()
     tools = {t: os.path.join(args.bin, t) for t in ("kiln-compile", "kiln-run")}
-    print(f"seed {args.seed}; batch {BATCH}, {SEQ} new tokens after {PAST}")
+    print(f"seed {args.seed}; batch {BATCH}, {args.seq} new tokens after {args.past}")
     passed = failed = 0
     for model in args.models:
         if os.path.isdir(model):
@@ -169,7 +171,8 @@ def main():
             else os.path.basename(model)
         with tempfile.TemporaryDirectory() as workdir:
             try:
-                problems, summary = check(tools, model, args.args.split(), args.seed, workdir)
+                problems, summary = check(tools, model, args.args.split(), args.seed, workdir,
+                                          args.seq, args.past)
             except Exception as e:  # one model's failure must not hide the others
                 problems, summary = [f"{type(e).__name__}: {e}"], ""
         if problems:

@@ -266,6 +266,9 @@ def check_session(model, tools, workdir):
     # A local window (with or without a windowed cache) is only exercised by
     # sequences longer than it.
     windowed = max(model.windows.values(), default=0)
+    cfg = model.io["config"]
+    if "sliding_attention" in cfg.get("layer_types", []) and cfg.get("sliding_window"):
+        windowed = max(windowed, cfg["sliding_window"])  # HF exports bake it into the mask
     batch, prompt_len = 2, (windowed + 6 if windowed else 5)
     greedy_tokens = 2 * windowed if windowed else GREEDY_TOKENS
     ids = rng.integers(0, model.vocab, (batch, prompt_len), dtype=np.int64)

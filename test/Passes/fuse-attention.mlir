@@ -230,3 +230,32 @@ func.func @not_causal(%q: tensor<?x?x4x16xf32>, %k: tensor<?x?x2x16xf32>, %v: te
   %c = kiln.attention %q kv(%k, %v) attn_mask(%otherlen) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
   return %a, %b, %c : tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>
 }
+
+// -----
+
+// Gemma 2's sliding layer: causal and j > q - 16 over the same indices is
+// the sliding_window kind; against other query positions it is not.
+// CHECK-LABEL: func.func @sliding_window
+// CHECK: kiln.attention %{{.+}} kv(%{{.+}}, %{{.+}}) {mask = #kiln.mask<sliding_window, window = 16>}
+// CHECK: kiln.attention %{{.+}} kv(%{{.+}}, %{{.+}}) attn_mask(%{{.+}}) {mask = #kiln.mask<causal>}
+func.func @sliding_window(%q: tensor<?x?x4x16xf32>, %k: tensor<?x?x2x16xf32>, %v: tensor<?x?x2x16xf32>, %past: tensor<i64>, %s: tensor<i64>, %qother: tensor<1x1x?x1xi64>) -> (tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>) {
+  %zero = arith.constant dense<0> : tensor<i64>
+  %one = arith.constant dense<1> : tensor<i64>
+  %w = arith.constant dense<16> : tensor<i64>
+  %total = kiln.add %past, %s : (tensor<i64>, tensor<i64>) -> tensor<i64>
+  %qi = kiln.range %zero, %s, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %qpos = kiln.add %qi, %past : (tensor<?xi64>, tensor<i64>) -> tensor<?xi64>
+  %kpos = kiln.range %zero, %total, %one : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+  %q4 = kiln.reshape %qpos : tensor<?xi64> -> tensor<1x1x?x1xi64>
+  %k4 = kiln.reshape %kpos : tensor<?xi64> -> tensor<1x1x1x?xi64>
+  %c = kiln.compare le, %k4, %q4 : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %lo = kiln.sub %q4, %w : (tensor<1x1x?x1xi64>, tensor<i64>) -> tensor<1x1x?x1xi64>
+  %in = kiln.compare gt, %k4, %lo : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %m = kiln.and %c, %in : (tensor<1x1x?x?xi1>, tensor<1x1x?x?xi1>) -> tensor<1x1x?x?xi1>
+  %a = kiln.attention %q kv(%k, %v) attn_mask(%m) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  %lo2 = kiln.sub %qother, %w : (tensor<1x1x?x1xi64>, tensor<i64>) -> tensor<1x1x?x1xi64>
+  %in2 = kiln.compare gt, %k4, %lo2 : (tensor<1x1x1x?xi64>, tensor<1x1x?x1xi64>) -> tensor<1x1x?x?xi1>
+  %m2 = kiln.and %c, %in2 : (tensor<1x1x?x?xi1>, tensor<1x1x?x?xi1>) -> tensor<1x1x?x?xi1>
+  %b = kiln.attention %q kv(%k, %v) attn_mask(%m2) {mask = #kiln.mask<none>} : (tensor<?x?x4x16xf32>, tensor<?x?x2x16xf32>, tensor<?x?x2x16xf32>, tensor<1x1x?x?xi1>) -> tensor<?x?x4x16xf32>
+  return %a, %b : tensor<?x?x4x16xf32>, tensor<?x?x4x16xf32>
+}

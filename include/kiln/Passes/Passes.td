@@ -118,7 +118,9 @@ def FuseAttentionPass : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
     becomes mask kind `causal` (kiln's end-aligned causal; kernels skip the
     keys past each query) with the other conjuncts (padding) kept as the
     explicit mask. A strict comparison, queries not shifted by the past, or a
-    key count other than `past + S` stay explicit masks. A float mask
+    key count other than `past + S` stay explicit masks. A further conjunct
+    `j > q - W` over the same key and query indices (Gemma 2's and Mistral's
+    sliding layers) makes it `sliding_window` with window `W`. A float mask
     `where(m, 0, v)` with `v = -inf` or `v <= -1e30` (dynamo's finfo.min)
     passes `m`; it differs only on rows where every key is masked (left
     padding), which kiln.attention gives zeros.
