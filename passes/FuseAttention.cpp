@@ -539,9 +539,7 @@ struct ExtractCausalMask : public OpRewritePattern<AttentionOp> {
 struct FuseAttentionPass
     : public kiln::impl::FuseAttentionPassBase<FuseAttentionPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    populateFuseAttentionPatterns(patterns);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyFusion(getOperation(), populateFuseAttentionPatterns)))
       signalPassFailure();
   }
 };

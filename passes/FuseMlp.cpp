@@ -280,9 +280,7 @@ struct FuseGatedMlp : public OpRewritePattern<MatmulOp> {
 struct FuseActivationsPass
     : public kiln::impl::FuseActivationsPassBase<FuseActivationsPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    populateFuseActivationsPatterns(patterns);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyFusion(getOperation(), populateFuseActivationsPatterns)))
       signalPassFailure();
   }
 };
@@ -290,9 +288,7 @@ struct FuseActivationsPass
 struct FuseGatedMlpPass
     : public kiln::impl::FuseGatedMlpPassBase<FuseGatedMlpPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    populateFuseGatedMlpPatterns(patterns);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyFusion(getOperation(), populateFuseGatedMlpPatterns)))
       signalPassFailure();
   }
 };

@@ -279,9 +279,7 @@ struct AbsorbNormCasts : public OpRewritePattern<CastOp> {
 
 struct FuseNormsPass : public kiln::impl::FuseNormsPassBase<FuseNormsPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    populateFuseNormsPatterns(patterns);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyFusion(getOperation(), populateFuseNormsPatterns)))
       signalPassFailure();
   }
 };

@@ -203,9 +203,7 @@ struct FuseRotateHalfRope : public OpRewritePattern<AddOp> {
 
 struct FuseRopePass : public kiln::impl::FuseRopePassBase<FuseRopePass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    populateFuseRopePatterns(patterns);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyFusion(getOperation(), populateFuseRopePatterns)))
       signalPassFailure();
   }
 };

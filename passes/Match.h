@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Traits.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
 #include <algorithm>
@@ -172,6 +173,15 @@ inline bool matchLastSlice(Value v, Value &x, int64_t &lo, int64_t &hi) {
   lo = clamp(s.getStarts()[0]);
   hi = clamp(s.getEnds()[0]);
   return true;
+}
+
+/// Runs the patterns `populate` adds greedily over `op` (a fusion pass's
+/// whole body).
+inline LogicalResult applyFusion(Operation *op,
+                                 void (*populate)(RewritePatternSet &)) {
+  RewritePatternSet patterns(op->getContext());
+  populate(patterns);
+  return applyPatternsGreedily(op, std::move(patterns));
 }
 
 /// The location of a fused op: the locations of `root` and of every op it

@@ -29,11 +29,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from check_runner import run_all
 
 BATCH = 2
 SEED = 20261202
@@ -163,30 +164,16 @@ def main():
     args = ap.parse_args()
     tools = {t: os.path.join(args.bin, t) for t in ("kiln-compile", "kiln-run")}
     print(f"seed {args.seed}; batch {BATCH}, {args.seq} new tokens after {args.past}")
-    passed = failed = 0
+    runs = []
     for model in args.models:
         if os.path.isdir(model):
             model = os.path.join(model, "model.onnx")
         name = os.path.basename(os.path.dirname(model)) if model.endswith("model.onnx") \
             else os.path.basename(model)
-        with tempfile.TemporaryDirectory() as workdir:
-            try:
-                problems, summary = check(tools, model, args.args.split(), args.seed, workdir,
-                                          args.seq, args.past)
-            except Exception as e:  # one model's failure must not hide the others
-                problems, summary = [f"{type(e).__name__}: {e}"], ""
-        if problems:
-            failed += 1
-            print(f"FAIL {name}")
-            for p in problems[:8]:
-                print(f"     {p}")
-        else:
-            passed += 1
-            print(f"PASS {name}: {summary}")
-        sys.stdout.flush()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
+        runs.append((name, (model,)))
+    return run_all(runs, lambda model, workdir: check(tools, model, args.args.split(),
+                                                      args.seed, workdir, args.seq,
+                                                      args.past))
 
 if __name__ == "__main__":
     sys.exit(main())

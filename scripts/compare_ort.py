@@ -54,6 +54,8 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from check_runner import run_all
+
 ATOL = 1e-4
 RTOL = 1e-3
 DECODE_STEPS = 3
@@ -116,15 +118,22 @@ class Model:
             if not strip_window_cache(proto):
                 raise RuntimeError("the model has no windowed KV cache")
             self.path = self._copy(proto)  # kiln compiles the variant too
-        source = self.path
+        source, reference_copy = self.path, None
         lossy = [a for n in proto.graph.node if n.op_type == "MatMulNBits"
                  for a in n.attribute if a.name == "accuracy_level" and a.i != 0]
         if lossy:
             for a in lossy:
                 a.i = 0
-            source = self._copy(proto)
+            source = reference_copy = self._copy(proto)
             self.note = " (reference: MatMulNBits accuracy_level 0)"
-        self.sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        try:
+            self.sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        finally:
+            # The session has read its copy; only the variant kiln compiles
+            # stays until close().
+            if reference_copy:
+                os.unlink(reference_copy)
+                self._temps.remove(reference_copy)
         self.inputs = self.sess.get_inputs()
         self.outputs = [o.name for o in self.sess.get_outputs()]
         # Windowed caches: past input name -> local_window_size.
@@ -331,32 +340,15 @@ def main():
     ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
     args = ap.parse_args()
     tools = {t: os.path.join(args.bin, t) for t in ("kiln-compile", "kiln-run")}
-    passed = failed = 0
     runs = []
     for folder in args.models:
         name = os.path.basename(os.path.normpath(folder))
-        runs.append((name, folder, None))
+        runs.append((name, (folder, None)))
         proto = onnx.load(os.path.join(folder, "model.onnx"), load_external_data=False)
         if strip_window_cache(proto):
-            runs.append((name + " (growing cache)", folder, "growing-window"))
-    for name, folder, variant in runs:
-        with tempfile.TemporaryDirectory() as workdir:
-            try:
-                problems, summary = check_model(folder, tools, workdir, variant)
-            except Exception as e:  # a crash in one model must not hide the others
-                problems, summary = [f"{type(e).__name__}: {e}"], ""
-        if problems:
-            failed += 1
-            print(f"FAIL {name}")
-            for p in problems[:8]:
-                print(f"     {p}")
-        else:
-            passed += 1
-            print(f"PASS {name}: {summary}")
-        sys.stdout.flush()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
+            runs.append((name + " (growing cache)", (folder, "growing-window")))
+    return run_all(runs, lambda folder, variant, workdir:
+                   check_model(folder, tools, workdir, variant))
 
 if __name__ == "__main__":
     sys.exit(main())
