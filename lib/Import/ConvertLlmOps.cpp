@@ -484,8 +484,9 @@ Error convertWindowedGqa(NodeContext &nc, Value qb, Value kn, Value vn,
   Value gap = elementwise<AddOp>(
       nc, elementwise<SubOp>(nc, cap, scalarI64(nc, window)), one);
   auto resident = [&](Value x) -> Value {
-    Value over = elementwise<MaxOp>(nc, elementwise<SubOp>(nc, x, cap),
-                                    scalarI64(nc, 0));
+    Value beyond = elementwise<SubOp>(nc, x, cap);
+    Value zero = scalarI64(nc, 0);
+    Value over = elementwise<MaxOp>(nc, beyond, zero);
     Value blocks = elementwise<DivOp>(
         nc, elementwise<SubOp>(nc, elementwise<AddOp>(nc, over, gap), one),
         gap);
@@ -504,19 +505,24 @@ Error convertWindowedGqa(NodeContext &nc, Value qb, Value kn, Value vn,
   Value p4 = reshapeInOrder(nc, firstPos, {b, 1, 1, 1});
   Value lp4 = reshapeInOrder(nc, residentPast, {b, 1, 1, 1});
   Value isPast = compare(nc, ComparePredicate::lt, j, cap);
-  Value keyPos = select(
-      nc, isPast, elementwise<AddOp>(nc, j, elementwise<SubOp>(nc, p4, lp4)),
-      elementwise<AddOp>(nc, elementwise<SubOp>(nc, j, cap), p4));
-  Value live = elementwise<OrOp>(nc, elementwise<AndOp>(nc, isPast,
-                                                       compare(nc, ComparePredicate::lt, j, lp4)),
-                                 compare(nc, ComparePredicate::ge, j, cap));
-  Value pos4 = reshapeInOrder(nc, positions, {b, 1, cast<RankedTensorType>(positions.getType()).getDimSize(1), 1});
-  Value mask = elementwise<AndOp>(
-      nc, live, compare(nc, ComparePredicate::le, keyPos, pos4));
-  mask = elementwise<AndOp>(
-      nc, mask,
-      compare(nc, ComparePredicate::gt, keyPos,
-              elementwise<SubOp>(nc, pos4, scalarI64(nc, window))));
+  // One op per statement: sibling call arguments would leave the IR order
+  // to the compiler.
+  Value pastShift = elementwise<SubOp>(nc, p4, lp4);
+  Value pastPos = elementwise<AddOp>(nc, j, pastShift);
+  Value newRow = elementwise<SubOp>(nc, j, cap);
+  Value newPos = elementwise<AddOp>(nc, newRow, p4);
+  Value keyPos = select(nc, isPast, pastPos, newPos);
+  Value belowResident = compare(nc, ComparePredicate::lt, j, lp4);
+  Value residentPastRow = elementwise<AndOp>(nc, isPast, belowResident);
+  Value isNew = compare(nc, ComparePredicate::ge, j, cap);
+  Value live = elementwise<OrOp>(nc, residentPastRow, isNew);
+  int64_t s = cast<RankedTensorType>(positions.getType()).getDimSize(1);
+  Value pos4 = reshapeInOrder(nc, positions, {b, 1, s, 1});
+  Value causal = compare(nc, ComparePredicate::le, keyPos, pos4);
+  Value mask = elementwise<AndOp>(nc, live, causal);
+  Value lowest = elementwise<SubOp>(nc, pos4, scalarI64(nc, window));
+  Value inWindow = compare(nc, ComparePredicate::gt, keyPos, lowest);
+  mask = elementwise<AndOp>(nc, mask, inWindow);
   Value out = attend(nc, qb, stagedK, stagedV, mask, MaskKind::none, scale,
                      softcap);
   nc.setOutput(0, mergeHeads(nc, out));
@@ -530,10 +536,12 @@ Error convertWindowedGqa(NodeContext &nc, Value qb, Value kn, Value vn,
   Value abs = elementwise<AddOp>(
       nc, elementwise<SubOp>(nc, totalLen, residentNow), i2); // [B, C]
   Value rel = elementwise<SubOp>(nc, abs, firstPos);
-  Value src = select(nc, compare(nc, ComparePredicate::ge, abs, firstPos),
-                     elementwise<AddOp>(nc, rel, cap),
-                     elementwise<AddOp>(nc, rel, residentPast));
-  src = elementwise<MinOp>(nc, src, elementwise<SubOp>(nc, total, one));
+  Value isNewPos = compare(nc, ComparePredicate::ge, abs, firstPos);
+  Value fromNew = elementwise<AddOp>(nc, rel, cap);
+  Value fromPast = elementwise<AddOp>(nc, rel, residentPast);
+  Value src = select(nc, isNewPos, fromNew, fromPast);
+  Value lastRow = elementwise<SubOp>(nc, total, one);
+  src = elementwise<MinOp>(nc, src, lastRow);
   int64_t kvHeads = pt.getDimSize(1);
   Value idx = reshapeInOrder(nc, src, {b, 1, c, 1});
   idx = BroadcastOp::create(nc.b, nc.loc, tensorOf({b, kvHeads, c, 1}, i64),
