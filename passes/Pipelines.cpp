@@ -21,6 +21,7 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseGatedMlpPass());
     fn.addPass(createFuseRopePass());
     fn.addPass(createFuseAttentionPass());
+    fn.addPass(createFuseProjectionsPass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
   }
@@ -33,7 +34,7 @@ void mlir::kiln::registerKilnPassesAndPipelines() {
   PassPipelineRegistration<GraphPipelineOptions>(
       "kiln-graph-pipeline",
       "The graph stage: fold shape computations, CSE, recognize and fuse "
-      "norms, activations, gated MLPs, RoPE and attention, prune unread "
-      "weights",
+      "norms, activations, gated MLPs, RoPE, attention and sibling "
+      "projections, prune unread weights",
       buildGraphPipeline);
 }

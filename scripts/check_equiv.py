@@ -5,8 +5,9 @@ For each model (.onnx, or kiln IR .mlir):
 
 1. `kiln-compile MODEL --fuse=false` is the reference: the graph as
    imported, only canonicalized and CSE'd. `kiln-compile MODEL [ARGS]` is the
-   pipeline under test (the default pipeline, or whatever ARGS select, e.g.
-   `--pass-pipeline=...` flags kiln-compile passes to the pass manager).
+   pipeline under test (the default pipeline, or what --args selects, such as
+   `--prune-weights=false`); for another pipeline altogether, give the model
+   as kiln IR that `kiln-opt` has already transformed.
 2. Fresh random inputs are made from the reference artifact's manifest, by
    role: token ids in [0, vocab), an all-ones attention mask, positions after
    a past of PAST tokens, past keys/values ~ N(0, 0.5^2) (a windowed cache

@@ -335,6 +335,9 @@ private:
                         std::string bytes, bool constant,
                         ExternalStorageAttr storage, int &index);
   llvm::Error visit(Operation *op);
+  /// A concat of stored weights as a packed weight entry; its index, or
+  /// nothing when `concat` is not one.
+  std::optional<int> addPackedWeight(ConcatOp concat);
   llvm::Error visitQuantize(QuantizeOp op);
   llvm::Error finishModelInfo(func::FuncOp func);
 
@@ -420,6 +423,45 @@ llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
   return llvm::Error::success();
 }
 
+std::optional<int> ManifestBuilder::addPackedWeight(ConcatOp concat) {
+  SmallVector<int> parts;
+  bool allConstant = true;
+  std::string name;
+  for (Value in : concat.getInputs()) {
+    int id = valueId(in);
+    if (id < 0 || values[id].kind != "weight")
+      return std::nullopt;
+    int w = values[id].weight;
+    parts.push_back(w);
+    const json::Object &entry = *weights[w].getAsObject();
+    if (*entry.getString("location") == "packed")
+      return std::nullopt;
+    allConstant &= *entry.getString("kind") == "constant";
+    name += (name.empty() ? "" : "+") + entry.getString("name")->str();
+  }
+  auto type = cast<RankedTensorType>(concat.getType());
+  kiln_dtype_t dt = toRuntimeDType(type.getElementType());
+  std::string why;
+  FailureOr<uint64_t> size = getStorageSizeInBytes(type, &why);
+  if (parts.size() < 2 || !type.hasStaticShape() || failed(size) ||
+      dt == KILN_DTYPE_INVALID || kiln_dtype_bit_width(dt) < 8)
+    return std::nullopt;
+  int64_t axis = concat.getAxis() < 0 ? concat.getAxis() + type.getRank()
+                                      : concat.getAxis();
+  json::Array partList;
+  for (int p : parts)
+    partList.push_back(p);
+  weights.push_back(json::Object{{"name", name},
+                                 {"dtype", kiln_dtype_name(dt)},
+                                 {"shape", shapeJson(type.getShape())},
+                                 {"size", int64_t(*size)},
+                                 {"kind", allConstant ? "constant" : "parameter"},
+                                 {"location", "packed"},
+                                 {"parts", std::move(partList)},
+                                 {"axis", axis}});
+  return int(weights.size()) - 1;
+}
+
 llvm::Error ManifestBuilder::visit(Operation *op) {
   if (auto w = dyn_cast<WeightOp>(op)) {
     auto it = weightBySymbol.find(w.getName());
@@ -461,6 +503,18 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
     addValue(c.getResult(), vi);
     return llvm::Error::success();
   }
+  // A concat of weights (sibling projections fused by the graph stage) is
+  // not a launch: the runtime packs the parts once, at load, from whatever
+  // storage they have (so --weights=reference and bound parameter files
+  // keep working by their original names).
+  if (auto concat = dyn_cast<ConcatOp>(op))
+    if (std::optional<int> w = addPackedWeight(concat)) {
+      ValueInfo vi;
+      vi.kind = "weight";
+      vi.weight = *w;
+      addValue(concat.getResult(), vi);
+      return llvm::Error::success();
+    }
   if (auto mq = dyn_cast<MakeQTensorOp>(op)) {
     ValueInfo vi;
     vi.kind = "qtensor";

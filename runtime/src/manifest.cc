@@ -102,6 +102,44 @@ KILN_MUST_USE_RESULT kiln_status_t GetIntList(const json& obj, const char* key, 
   return nullptr;
 }
 
+/// A packed weight's parts: earlier weights of its dtype (whole bytes per
+/// element) and rank whose dims match but along `axis`, where they sum to
+/// its own.
+KILN_MUST_USE_RESULT kiln_status_t ParsePacked(const json& o, const std::string& where,
+                                               const std::vector<WeightDesc>& earlier,
+                                               WeightDesc* w) {
+  std::vector<int64_t> parts;
+  int64_t axis;
+  KILN_RETURN_IF_ERROR(GetIntList(o, "parts", where, &parts));
+  KILN_RETURN_IF_ERROR(GetInt(o, "axis", where, &axis));
+  if (parts.size() < 2) return Corrupt(where, "a packed weight needs at least 2 parts");
+  if (kiln_dtype_bit_width(w->dtype) < 8)
+    return Corrupt(where, "a packed weight must have whole bytes per element");
+  if (axis < 0 || axis >= w->shape.rank) return Corrupt(where, "axis %lld out of range", (long long)axis);
+  int64_t total = 0;
+  for (int64_t p : parts) {
+    if (p < 0 || size_t(p) >= earlier.size())
+      return Corrupt(where, "part %lld is not an earlier weight", (long long)p);
+    const WeightDesc& part = earlier[size_t(p)];
+    if (part.location == WeightDesc::kPacked || part.dtype != w->dtype ||
+        part.shape.rank != w->shape.rank)
+      return Corrupt(where, "part '%s' is %s %s, not a stored %s weight of rank %d",
+                     part.name.c_str(), kiln_dtype_name(part.dtype), part.shape.str().c_str(),
+                     kiln_dtype_name(w->dtype), w->shape.rank);
+    for (int d = 0; d < w->shape.rank; ++d)
+      if (d != axis && part.shape[d] != w->shape[d])
+        return Corrupt(where, "part '%s' %s does not match %s off axis %lld", part.name.c_str(),
+                       part.shape.str().c_str(), w->shape.str().c_str(), (long long)axis);
+    total += part.shape[int(axis)];
+    w->parts.push_back(int(p));
+  }
+  if (total != w->shape[int(axis)])
+    return Corrupt(where, "parts add up to %lld along axis %lld, not %lld", (long long)total,
+                   (long long)axis, (long long)w->shape[int(axis)]);
+  w->axis = int(axis);
+  return nullptr;
+}
+
 /// Finds where a JSON text stops parsing, for the error message.
 struct ErrorLocator : nlohmann::json_sax<json> {
   size_t position = 0;
@@ -260,10 +298,13 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       if (w.file.empty() || w.file[0] == '/' || w.file.find("..") != std::string::npos)
         return Corrupt(where, "file '%s' is not a path inside the model's folder",
                        w.file.c_str());
+    } else if (location == "packed") {
+      w.location = WeightDesc::kPacked;
+      KILN_RETURN_IF_ERROR(ParsePacked(o, where, m->weights, &w));
     } else {
       return Corrupt(where, "unknown location '%s'", location.c_str());
     }
-    if (w.location != WeightDesc::kParams) {
+    if (w.location != WeightDesc::kParams && w.location != WeightDesc::kPacked) {
       KILN_RETURN_IF_ERROR(GetInt(o, "offset", where, &offset));
       if (offset < 0) return Corrupt(where, "negative offset");
       w.offset = uint64_t(offset);

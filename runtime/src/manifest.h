@@ -48,10 +48,15 @@ struct WeightDesc {
   kiln_dtype_t dtype = KILN_DTYPE_INVALID;
   Dims shape;
   uint64_t size = 0;
-  enum Location { kEmbedded, kParams, kFile } location = kEmbedded;
+  /// kPacked: built at load time by concatenating earlier weights `parts`
+  /// along `axis` (sibling projections fused by the compiler, from whatever
+  /// storage their parts have).
+  enum Location { kEmbedded, kParams, kFile, kPacked } location = kEmbedded;
   uint64_t offset = 0;
   std::string file;
   bool constant = false;
+  std::vector<int> parts;
+  int axis = 0;
 };
 
 struct LaunchDesc {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -27,6 +28,37 @@ namespace {
 
 using kiln::Manifest;
 using kiln::WeightDesc;
+
+/// Concatenates each packed weight's parts along its axis into storage of
+/// its own: rows of the outer dimensions, each the parts' slices in order.
+kiln_status_t BuildPackedWeights(kiln_model_s* model) {
+  const Manifest& m = model->manifest;
+  for (size_t i = 0; i < m.weights.size(); ++i) {
+    const WeightDesc& w = m.weights[i];
+    if (w.location != WeightDesc::kPacked) continue;
+    const uint64_t elem = kiln_dtype_bit_width(w.dtype) / 8;
+    uint64_t outer = 1, inner = elem;
+    for (int d = 0; d < w.axis; ++d) outer *= uint64_t(w.shape[d]);
+    for (int d = w.axis + 1; d < w.shape.rank; ++d) inner *= uint64_t(w.shape[d]);
+    void* raw = nullptr;
+    if (posix_memalign(&raw, 64, std::max<uint64_t>(w.size, 64)) != 0)
+      return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                              "out of memory packing the %llu-byte weight '%s'",
+                              (unsigned long long)w.size, w.name.c_str());
+    model->packed.emplace_back(static_cast<uint8_t*>(raw));
+    uint8_t* out = model->packed.back().get();
+    for (uint64_t o = 0; o < outer; ++o)
+      for (int p : w.parts) {
+        const WeightDesc& part = m.weights[size_t(p)];
+        const uint64_t bytes = uint64_t(part.shape[w.axis]) * inner;
+        std::memcpy(out, static_cast<const uint8_t*>(model->weight_data[size_t(p)]) + o * bytes,
+                    bytes);
+        out += bytes;
+      }
+    model->weight_data[i] = model->packed.back().get();
+  }
+  return nullptr;
+}
 
 std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -181,6 +213,8 @@ kiln_status_t Load(kiln_model_s* model, const char* path, const kiln_model_optio
       model->weight_data[i] = static_cast<const uint8_t*>(weights_section.data) + w.offset;
     } else if (w.location == WeightDesc::kParams) {
       needs_params = true;
+    } else if (w.location == WeightDesc::kPacked) {
+      continue;  // built below, once every part is bound
     } else {
       auto it = file_index.find(w.file);
       if (it == file_index.end()) {
@@ -211,7 +245,7 @@ kiln_status_t Load(kiln_model_s* model, const char* path, const kiln_model_optio
                               path);
     KILN_RETURN_IF_ERROR(BindParams(model, params));
   }
-  return nullptr;
+  return BuildPackedWeights(model);
 }
 
 }  // namespace

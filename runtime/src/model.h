@@ -26,6 +26,11 @@ struct kiln_model_s {
   kiln::Manifest manifest;
   std::vector<const void*> weight_data;  // one per manifest weight
   std::vector<std::unique_ptr<KilnMappedFile>> files;
+  /// Storage of the packed weights, built at load (64-byte aligned).
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<uint8_t, FreeDeleter>> packed;
   uint64_t weight_bytes = 0;
   ~kiln_model_s();
 };

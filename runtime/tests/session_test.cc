@@ -270,6 +270,85 @@ TEST(Model, ChecksKvWindows) {
   }
 }
 
+/// y = x @ [W1 | W2], with [W1 | W2] a weight the runtime packs at load.
+std::string PackedManifest() {
+  return R"({
+    "format": "kiln-manifest", "schema_version": 1, "target": "cpu",
+    "model": {"generation": false},
+    "inputs": [{"name": "x", "value": 0, "dtype": "f32", "shape": [-1, 3], "role": "input"}],
+    "outputs": [{"name": "y", "value": 2, "dtype": "f32", "shape": [-1, 4], "role": "output"}],
+    "weights": [
+      {"name": "W1", "dtype": "f32", "shape": [3, 2], "size": 24, "kind": "parameter",
+       "location": "embedded", "offset": 0},
+      {"name": "W2", "dtype": "f32", "shape": [3, 2], "size": 24, "kind": "parameter",
+       "location": "embedded", "offset": 64},
+      {"name": "W1+W2", "dtype": "f32", "shape": [3, 4], "size": 48, "kind": "parameter",
+       "location": "packed", "parts": [0, 1], "axis": 1}],
+    "memory_plan": {"alignment": 64, "arena_bytes": 0, "slots": 1},
+    "values": [
+      {"kind": "input", "dtype": "f32", "shape": [-1, 3]},
+      {"kind": "weight", "dtype": "f32", "shape": [3, 4], "weight": 2},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, 4], "slot": 0}],
+    "launches": [{"op": "matmul", "in": [0, 1], "out": [2]}]
+  })";
+}
+
+TEST(Model, PacksWeightsAtLoad) {
+  // W1 = [[1, -1], [0.5, 2], [-3, 0.25]] and W2 = W1 + 10, row-major.
+  const float w1[6] = {1, -1, 0.5f, 2, -3, 0.25f};
+  float w2[6];
+  for (int i = 0; i < 6; ++i) w2[i] = w1[i] + 10;
+  std::string weights(64 + sizeof(w2), '\0');
+  std::memcpy(&weights[0], w1, sizeof(w1));
+  std::memcpy(&weights[64], w2, sizeof(w2));
+  TempFile f(Container(PackedManifest(), weights));
+  kiln::Model model;
+  kiln::Status s = kiln::Model::Load(f.path(), &model);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  const float x[3] = {0.5f, -2, 1.5f};
+  int64_t shape[2] = {1, 3};
+  kiln_tensor_view_t in = {KILN_DTYPE_F32, 2, shape, x};
+  s = kiln::Status(kiln_session_run(session.get(), &in, 1));
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  kiln_tensor_view_t out;
+  ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), 0, &out)).ok());
+  ASSERT_EQ(out.shape[1], 4);
+  const float* y = static_cast<const float*>(out.data);
+  for (int n = 0; n < 4; ++n) {
+    const float* w = n < 2 ? w1 : w2;
+    float want = 0;
+    for (int k = 0; k < 3; ++k) want += x[k] * w[k * 2 + n % 2];
+    EXPECT_NEAR(y[n], want, 1e-5f) << "column " << n;
+  }
+
+  struct Case {
+    const char* from;
+    const char* to;
+    const char* message;
+  } cases[] = {
+      {"\"parts\": [0, 1]", "\"parts\": [0, 5]", "part 5 is not an earlier weight"},
+      {"\"parts\": [0, 1]", "\"parts\": [0]", "needs at least 2 parts"},
+      {"\"axis\": 1}", "\"axis\": 2}", "axis 2 out of range"},
+      {"\"axis\": 1}", "\"axis\": 0}", "does not match [3, 4] off axis 0"},
+      {"\"shape\": [3, 4], \"size\": 48", "\"shape\": [3, 5], \"size\": 60",
+       "parts add up to 4 along axis 1, not 5"},
+  };
+  for (const Case& c : cases) {
+    std::string manifest = PackedManifest();
+    size_t at = manifest.find(c.from);
+    ASSERT_NE(at, std::string::npos) << c.from;
+    manifest.replace(at, std::strlen(c.from), c.to);
+    TempFile bad(Container(manifest, weights));
+    kiln_model_t m;
+    kiln::Status st(kiln_model_load(bad.path(), nullptr, &m));
+    EXPECT_EQ(st.code(), KILN_STATUS_DATA_LOSS) << c.to << ": " << StatusText(st);
+    EXPECT_NE(StatusText(st).find(c.message), std::string::npos) << StatusText(st);
+    EXPECT_EQ(m, nullptr);
+  }
+}
+
 TEST(Session, RunsOneForwardAndChecksInputs) {
   TempFile f(AffineSoftmaxArtifact());
   kiln::Model model;

@@ -94,7 +94,8 @@ static cl::opt<bool> quiet("quiet", cl::desc("No progress output"),
                            cl::cat(category));
 static cl::opt<bool> fuse("fuse",
                           cl::desc("Recognize and fuse norms, activations, "
-                                   "gated MLPs (--fuse=false keeps the graph "
+                                   "gated MLPs, RoPE, attention and sibling "
+                                   "projections (--fuse=false keeps the graph "
                                    "as imported, the reference form)"),
                           cl::init(true), cl::cat(category));
 static cl::opt<bool> report(

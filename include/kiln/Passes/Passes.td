@@ -132,6 +132,22 @@ def FuseAttentionPass : Pass<"kiln-fuse-attention", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def FuseProjectionsPass : Pass<"kiln-fuse-projections", "mlir::func::FuncOp"> {
+  let summary = "Fuse sibling projections (q/k/v, gate/up) into one matmul";
+  let description = [{
+    Matmuls of the same input by stored rank-2 weights (`kiln.weight`) with
+    the same orientation, element type and input width, all with stored
+    biases or none, become one matmul by the weights concatenated along the
+    output dimension (biases likewise), sliced back into each result: the
+    canonical form's fused qkv projection. A `kiln.gated_mlp` with separate
+    stored gate and up weights gets them as one `gate_up` weight (gate
+    columns first). Quantized weights and weights computed in the graph are
+    left alone. The compiler records a concatenation of weights as a packed
+    weight the runtime builds at load time from its parts.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{
