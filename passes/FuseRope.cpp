@@ -117,21 +117,150 @@ Value matchRotateHalf(Value v) {
   return x1;
 }
 
-/// A [b, 1, S, D] table (b = 1 or the batch) as kiln.rope's [b, S, D/2].
-Value ropeTable(PatternRewriter &rw, Location loc, Value table) {
+/// Whether `v`'s last dimension repeats each element in pairs:
+/// v[..., 2i] == v[..., 2i + 1] (GPT-J's repeat_interleave tables). Through
+/// the maps hasRepeatedHalves allows (which keep pairs too) and the expand
+/// spelling of repeat_interleave: reshape([.., n] -> [.., n, 1]), broadcast
+/// to [.., n, 2], reshape to [.., 2n].
+bool hasRepeatedPairs(Value v, int depth = 0) {
+  if (!v || depth > 16)
+    return false;
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type || type.getRank() == 0)
+    return false;
+  int64_t n = type.getShape().back();
+  if (ShapedType::isDynamic(n) || n % 2)
+    return false;
+  DenseElementsAttr attr;
+  if (matchPattern(v, m_Constant(&attr))) {
+    if (attr.isSplat())
+      return true;
+    if (!isa<FloatType>(attr.getElementType()))
+      return false;
+    auto values = llvm::to_vector(attr.getValues<APFloat>());
+    for (size_t i = 0; i + 1 < values.size(); i += 2)
+      if (values[i].compare(values[i + 1]) != APFloat::cmpEqual)
+        return false;
+    return true;
+  }
+  Operation *op = v.getDefiningOp();
+  if (!op)
+    return false;
+  if (auto outer = dyn_cast<ReshapeOp>(op)) {
+    auto bc = def<BroadcastOp>(outer.getInput());
+    auto inner = bc ? def<ReshapeOp>(bc.getInput()) : ReshapeOp();
+    if (inner) {
+      auto t0 = cast<RankedTensorType>(inner.getInput().getType());
+      auto t1 = cast<RankedTensorType>(inner.getType());
+      auto t2 = cast<RankedTensorType>(bc.getType());
+      if (t1.getRank() == t0.getRank() + 1 && t1.getShape().back() == 1 &&
+          t2.getRank() == t1.getRank() && t2.getShape().back() == 2 &&
+          t1.getShape().drop_back() == t0.getShape() &&
+          t2.getShape().drop_back() == t0.getShape() &&
+          t0.getShape().back() * 2 == n)
+        return true;
+    }
+    auto in = cast<RankedTensorType>(outer.getInput().getType());
+    return in.getRank() > 0 && in.getShape().back() == n &&
+           hasRepeatedPairs(outer.getInput(), depth + 1);
+  }
+  if (isa<CosOp, SinOp, NegOp, CastOp>(op))
+    return hasRepeatedPairs(op->getOperand(0), depth + 1);
+  if (isa<MulOp, DivOp>(op)) {
+    Value a = op->getOperand(0), b = op->getOperand(1);
+    auto perRow = [&](Value f) {
+      auto ft = cast<RankedTensorType>(f.getType());
+      return ft.getRank() == 0 || ft.getShape().back() == 1;
+    };
+    if (isa<MulOp>(op) && perRow(a))
+      return hasRepeatedPairs(b, depth + 1);
+    return perRow(b) && hasRepeatedPairs(a, depth + 1);
+  }
+  if (auto b = dyn_cast<BroadcastOp>(op)) {
+    auto in = cast<RankedTensorType>(b.getInput().getType());
+    return in.getRank() > 0 && in.getShape().back() == n &&
+           hasRepeatedPairs(b.getInput(), depth + 1);
+  }
+  if (auto g = dyn_cast<GatherOp>(op))
+    return !isLastAxis(g.getAxis(), g.getInput()) &&
+           hasRepeatedPairs(g.getInput(), depth + 1);
+  if (auto sl = dyn_cast<SliceOp>(op))
+    return llvm::none_of(
+               sl.getAxes(),
+               [&](int64_t a) { return isLastAxis(a, sl.getInput()); }) &&
+           hasRepeatedPairs(sl.getInput(), depth + 1);
+  return false;
+}
+
+/// x[..., start::2] along the last axis to its end; returns x.
+Value matchStrided(Value v, int64_t start) {
+  auto s = def<SliceOp>(v);
+  if (!s || s.getAxes().size() != 1 ||
+      !isLastAxis(s.getAxes()[0], s.getInput()) || s.getSteps()[0] != 2 ||
+      s.getStarts()[0] != start)
+    return Value();
+  int64_t n = cast<RankedTensorType>(s.getInput().getType()).getShape().back();
+  if (ShapedType::isDynamic(n) || s.getEnds()[0] < n)
+    return Value();
+  return s.getInput();
+}
+
+/// [.., m] -> [.., m, 1] (an unsqueeze of the last axis); returns the input.
+Value matchUnsqueezeLast(Value v) {
+  auto r = def<ReshapeOp>(v);
+  if (!r)
+    return Value();
+  auto in = cast<RankedTensorType>(r.getInput().getType());
+  auto out = cast<RankedTensorType>(r.getType());
+  if (out.getRank() != in.getRank() + 1 || out.getShape().back() != 1 ||
+      out.getShape().drop_back() != in.getShape())
+    return Value();
+  return r.getInput();
+}
+
+/// GPT-J's rotate_every_two: flatten(stack(-x[..., 1::2], x[..., ::2]), -2)
+/// = [-x1, x0, -x3, x2, ...]; returns x.
+Value matchRotatePairs(Value v) {
+  auto flat = def<ReshapeOp>(v);
+  auto c = flat ? def<ConcatOp>(flat.getInput()) : ConcatOp();
+  if (!c || c.getInputs().size() != 2 ||
+      !isLastAxis(c.getAxis(), c.getResult()))
+    return Value();
+  auto pairs = cast<RankedTensorType>(c.getType());
+  auto vt = cast<RankedTensorType>(v.getType());
+  if (pairs.getShape().back() != 2 || pairs.getRank() != vt.getRank() + 1)
+    return Value();
+  // -x[1::2], with the negation on either side of the unsqueeze.
+  Value odd = matchUnsqueezeLast(c.getInputs()[0]), even;
+  if (auto n = odd ? def<NegOp>(odd) : def<NegOp>(c.getInputs()[0]))
+    odd = odd ? n.getInput() : matchUnsqueezeLast(n.getInput());
+  else
+    return Value();
+  even = matchUnsqueezeLast(c.getInputs()[1]);
+  Value x1 = odd ? matchStrided(odd, 1) : Value();
+  Value x0 = even ? matchStrided(even, 0) : Value();
+  if (!x1 || x1 != x0 || x0.getType() != v.getType())
+    return Value();
+  return x0;
+}
+
+/// A table broadcast over heads (unit dim `headsDim`, b = 1 or the batch) as
+/// kiln.rope's [b, S, D/2]: the first half for rotate-half tables, every
+/// other element for pairwise ones.
+Value ropeTable(PatternRewriter &rw, Location loc, Value table,
+                int64_t headsDim, bool interleaved) {
   auto t = cast<RankedTensorType>(table.getType());
-  int64_t d = t.getDimSize(3);
+  int64_t d = t.getDimSize(3), seq = t.getDimSize(headsDim == 1 ? 2 : 1);
   Value r = ReshapeOp::create(
       rw, loc,
-      RankedTensorType::get({t.getDimSize(0), t.getDimSize(2), d},
-                            t.getElementType()),
+      RankedTensorType::get({t.getDimSize(0), seq, d}, t.getElementType()),
       table, Value());
   return SliceOp::create(
       rw, loc,
-      RankedTensorType::get({t.getDimSize(0), t.getDimSize(2), d / 2},
-                            t.getElementType()),
+      RankedTensorType::get({t.getDimSize(0), seq, d / 2}, t.getElementType()),
       r, rw.getDenseI64ArrayAttr({2}), rw.getDenseI64ArrayAttr({0}),
-      rw.getDenseI64ArrayAttr({d / 2}), rw.getDenseI64ArrayAttr({1}));
+      rw.getDenseI64ArrayAttr({interleaved ? d : d / 2}),
+      rw.getDenseI64ArrayAttr({interleaved ? 2 : 1}));
 }
 
 Value transposeSH(PatternRewriter &rw, Location loc, Value x) {
@@ -144,16 +273,25 @@ Value transposeSH(PatternRewriter &rw, Location loc, Value x) {
       x, rw.getDenseI64ArrayAttr({0, 2, 1, 3}));
 }
 
-struct FuseRotateHalfRope : public OpRewritePattern<AddOp> {
+/// x * cos + rotate(x) * sin, rotate being rotate-half (Llama) or
+/// rotate-every-two (GPT-J), on [B, H, S, D] heads with [b, 1, S, D] tables
+/// or [B, S, H, D] heads with [b, S, 1, D] tables.
+struct FuseRotaryEmbedding : public OpRewritePattern<AddOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(AddOp add, PatternRewriter &rw) const override {
     Value x, cosT, sinT;
+    bool interleaved = false;
     bool found = eitherOrder(add.getLhs(), add.getRhs(), [&](Value a, Value b) {
       auto mcos = def<MulOp>(a), msin = def<MulOp>(b);
       if (!mcos || !msin)
         return false;
       return eitherOrder(msin.getLhs(), msin.getRhs(), [&](Value r, Value s) {
         Value xr = matchRotateHalf(r);
+        bool pairs = false;
+        if (!xr) {
+          xr = matchRotatePairs(r);
+          pairs = true;
+        }
         if (!xr)
           return false;
         return eitherOrder(mcos.getLhs(), mcos.getRhs(),
@@ -163,40 +301,57 @@ struct FuseRotateHalfRope : public OpRewritePattern<AddOp> {
                              x = xr;
                              cosT = c;
                              sinT = s;
+                             interleaved = pairs;
                              return true;
                            });
       });
     });
     if (!found)
-      return rw.notifyMatchFailure(add, "not x * cos + rotate_half(x) * sin");
+      return rw.notifyMatchFailure(add, "not x * cos + rotate(x) * sin");
     auto xt = cast<RankedTensorType>(x.getType());
     auto ct = cast<RankedTensorType>(cosT.getType());
     auto st = cast<RankedTensorType>(sinT.getType());
-    int64_t d = xt.getRank() == 4 ? xt.getDimSize(3) : ShapedType::kDynamic;
-    // [B, H, S, D] heads with [b, 1, S, D] tables shared by every head.
     if (xt.getRank() != 4 || add.getType() != xt || ct != st ||
-        ct.getRank() != 4 || ct.getDimSize(1) != 1 || ct.getDimSize(3) != d ||
+        ct.getRank() != 4 || ct.getDimSize(3) != xt.getDimSize(3) ||
         !isa<FloatType>(ct.getElementType()))
-      return rw.notifyMatchFailure(
-          add, "x is not [B, H, S, D] with [b, 1, S, D] tables");
+      return rw.notifyMatchFailure(add, "x and the tables are not 4-D heads");
+    // The heads dimension is the one the tables broadcast over.
+    int64_t headsDim = ct.getDimSize(1) == 1 && ct.getDimSize(2) != 1   ? 1
+                       : ct.getDimSize(2) == 1 && ct.getDimSize(1) != 1 ? 2
+                                                                        : 0;
+    if (headsDim == 0 && ct.getDimSize(1) == 1 && ct.getDimSize(2) == 1)
+      headsDim = xt.getDimSize(1) == 1 ? 2 : 1; // one position: either reads
+    if (headsDim == 0)
+      return rw.notifyMatchFailure(add, "the tables vary by head");
+    int64_t seqDim = headsDim == 1 ? 2 : 1;
+    if (ct.getDimSize(seqDim) != xt.getDimSize(seqDim) &&
+        !ShapedType::isDynamic(ct.getDimSize(seqDim)) &&
+        !ShapedType::isDynamic(xt.getDimSize(seqDim)))
+      return rw.notifyMatchFailure(add, "the tables do not have x's positions");
     if (ct.getDimSize(0) != 1 && ct.getDimSize(0) != xt.getDimSize(0))
       return rw.notifyMatchFailure(add,
                                    "the tables' batch is neither 1 nor x's");
-    if (!hasRepeatedHalves(cosT) || !hasRepeatedHalves(sinT))
-      return rw.notifyMatchFailure(add,
-                                   "cos/sin do not repeat their first half");
+    bool repeated = interleaved
+                        ? hasRepeatedPairs(cosT) && hasRepeatedPairs(sinT)
+                        : hasRepeatedHalves(cosT) && hasRepeatedHalves(sinT);
+    if (!repeated)
+      return rw.notifyMatchFailure(
+          add, interleaved ? "cos/sin do not repeat in pairs"
+                           : "cos/sin do not repeat their first half");
     // The rope carries the replaced nodes' locations; the layout glue keeps
     // the root's, so the report lists only what was fused. Separate
     // statements: argument evaluation order would make the IR order
     // unspecified.
     Location loc = add.getLoc();
     Location fused = fusedLoc(add, {x, cosT, sinT});
-    Value heads = transposeSH(rw, loc, x);
-    Value cosHalf = ropeTable(rw, loc, cosT);
-    Value sinHalf = ropeTable(rw, loc, sinT);
-    Value rope = RopeOp::create(rw, fused, heads.getType(), heads, cosHalf,
-                                sinHalf, Value());
-    rw.replaceOp(add, transposeSH(rw, loc, rope));
+    Value heads = headsDim == 1 ? transposeSH(rw, loc, x) : x;
+    Value cosHalf = ropeTable(rw, loc, cosT, headsDim, interleaved);
+    Value sinHalf = ropeTable(rw, loc, sinT, headsDim, interleaved);
+    auto rope = RopeOp::create(rw, fused, heads.getType(), heads, cosHalf,
+                               sinHalf, Value());
+    if (interleaved)
+      rope.setInterleaved(true);
+    rw.replaceOp(add, headsDim == 1 ? transposeSH(rw, loc, rope) : Value(rope));
     return success();
   }
 };
@@ -211,5 +366,5 @@ struct FuseRopePass : public kiln::impl::FuseRopePassBase<FuseRopePass> {
 } // namespace
 
 void mlir::kiln::populateFuseRopePatterns(RewritePatternSet &patterns) {
-  patterns.add<FuseRotateHalfRope>(patterns.getContext());
+  patterns.add<FuseRotaryEmbedding>(patterns.getContext());
 }

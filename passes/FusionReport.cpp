@@ -66,7 +66,7 @@ std::vector<StringRef> expectedPatterns(Operation *op) {
   if (isa<GluOp>(op))
     return {"FuseGatedMlp"};
   if (isa<NegOp>(op))
-    return {"FuseRotateHalfRope"};
+    return {"FuseRotaryEmbedding"};
   return {};
 }
 

@@ -1,6 +1,14 @@
 // RUN: kiln-opt %s --kiln-fuse-rope --split-input-file | FileCheck %s
 // The transposes around the fused op cancel against the head split.
 // RUN: kiln-opt %s --kiln-fuse-rope --canonicalize --split-input-file | FileCheck %s --check-prefix=CANON
+// The fused forms compute what they replace: GPT-J's interleaved and Llama's
+// rotate-half rotation on [B, S, H, D] heads, on random inputs.
+// RUN: %python %kiln_src_root/scripts/check_equiv.py --bin %kiln_obj_root/bin %S/Inputs/rope-variants.mlir | FileCheck %s --check-prefix=EQUIV
+// RUN: kiln-compile %S/Inputs/rope-variants.mlir --stop-after=graph --quiet | FileCheck %s --check-prefix=VARIANTS
+// EQUIV: PASS rope-variants.mlir
+// VARIANTS: kiln.rope %arg0, %{{.+}}, %{{.+}} {interleaved} : tensor<2x5x4x8xf32>, tensor<2x5x4xf32>, tensor<2x5x4xf32> -> tensor<2x5x4x8xf32>
+// VARIANTS: kiln.rope %arg0, %{{.+}}, %{{.+}} : tensor<2x5x4x8xf32>, tensor<2x5x4xf32>, tensor<2x5x4xf32> -> tensor<2x5x4x8xf32>
+// VARIANTS-NOT: kiln.neg
 
 // Hugging Face Llama through TorchScript: tables from positions, cos/sin of
 // concat(f, f), unsqueezed over heads.
@@ -107,4 +115,52 @@ func.func @near_misses(%x: tensor<2x2x3x4xf32>, %t: tensor<2x3x2xf32>, %th: tens
   %b2 = kiln.mul %rot, %th : (tensor<2x2x3x4xf32>, tensor<1x2x3x4xf32>) -> tensor<2x2x3x4xf32>
   %z = kiln.add %a2, %b2 : (tensor<2x2x3x4xf32>, tensor<2x2x3x4xf32>) -> tensor<2x2x3x4xf32>
   return %y, %z : tensor<2x2x3x4xf32>, tensor<2x2x3x4xf32>
+}
+
+// -----
+
+// Near-miss: a pairwise rotation with tables repeated by halves, not pairs.
+// CHECK-LABEL: func.func @pairs_with_half_tables
+// CHECK-NOT: kiln.rope
+// CHECK: return
+func.func @pairs_with_half_tables(%x: tensor<1x3x2x4xf32>, %t: tensor<1x3x2xf32>) -> tensor<1x3x2x4xf32> {
+  %e = kiln.concat %t, %t {axis = 2 : i64} : (tensor<1x3x2xf32>, tensor<1x3x2xf32>) -> tensor<1x3x4xf32>
+  %c = kiln.cos %e : tensor<1x3x4xf32>
+  %c4 = kiln.reshape %c : tensor<1x3x4xf32> -> tensor<1x3x1x4xf32>
+  %x0 = kiln.slice %x {axes = array<i64: 3>, ends = array<i64: 4>, starts = array<i64: 0>, steps = array<i64: 2>} : tensor<1x3x2x4xf32> -> tensor<1x3x2x2xf32>
+  %x1 = kiln.slice %x {axes = array<i64: 3>, ends = array<i64: 4>, starts = array<i64: 1>, steps = array<i64: 2>} : tensor<1x3x2x4xf32> -> tensor<1x3x2x2xf32>
+  %n1 = kiln.neg %x1 : tensor<1x3x2x2xf32>
+  %u1 = kiln.reshape %n1 : tensor<1x3x2x2xf32> -> tensor<1x3x2x2x1xf32>
+  %u0 = kiln.reshape %x0 : tensor<1x3x2x2xf32> -> tensor<1x3x2x2x1xf32>
+  %st = kiln.concat %u1, %u0 {axis = 4 : i64} : (tensor<1x3x2x2x1xf32>, tensor<1x3x2x2x1xf32>) -> tensor<1x3x2x2x2xf32>
+  %rot = kiln.reshape %st : tensor<1x3x2x2x2xf32> -> tensor<1x3x2x4xf32>
+  %a = kiln.mul %x, %c4 : (tensor<1x3x2x4xf32>, tensor<1x3x1x4xf32>) -> tensor<1x3x2x4xf32>
+  %b = kiln.mul %rot, %c4 : (tensor<1x3x2x4xf32>, tensor<1x3x1x4xf32>) -> tensor<1x3x2x4xf32>
+  %y = kiln.add %a, %b : (tensor<1x3x2x4xf32>, tensor<1x3x2x4xf32>) -> tensor<1x3x2x4xf32>
+  return %y : tensor<1x3x2x4xf32>
+}
+
+// -----
+
+// Near-miss: stack(x[..., ::2], -x[..., 1::2]) swaps the pair's roles.
+// CHECK-LABEL: func.func @pairs_swapped
+// CHECK-NOT: kiln.rope
+// CHECK: return
+func.func @pairs_swapped(%x: tensor<1x3x2x4xf32>, %t: tensor<1x3x2xf32>) -> tensor<1x3x2x4xf32> {
+  %c = kiln.cos %t : tensor<1x3x2xf32>
+  %c1 = kiln.reshape %c : tensor<1x3x2xf32> -> tensor<1x3x2x1xf32>
+  %c2 = kiln.broadcast %c1 : tensor<1x3x2x1xf32> -> tensor<1x3x2x2xf32>
+  %c3 = kiln.reshape %c2 : tensor<1x3x2x2xf32> -> tensor<1x3x4xf32>
+  %c4 = kiln.reshape %c3 : tensor<1x3x4xf32> -> tensor<1x3x1x4xf32>
+  %x0 = kiln.slice %x {axes = array<i64: 3>, ends = array<i64: 4>, starts = array<i64: 0>, steps = array<i64: 2>} : tensor<1x3x2x4xf32> -> tensor<1x3x2x2xf32>
+  %x1 = kiln.slice %x {axes = array<i64: 3>, ends = array<i64: 4>, starts = array<i64: 1>, steps = array<i64: 2>} : tensor<1x3x2x4xf32> -> tensor<1x3x2x2xf32>
+  %n1 = kiln.neg %x1 : tensor<1x3x2x2xf32>
+  %u1 = kiln.reshape %n1 : tensor<1x3x2x2xf32> -> tensor<1x3x2x2x1xf32>
+  %u0 = kiln.reshape %x0 : tensor<1x3x2x2xf32> -> tensor<1x3x2x2x1xf32>
+  %st = kiln.concat %u0, %u1 {axis = 4 : i64} : (tensor<1x3x2x2x1xf32>, tensor<1x3x2x2x1xf32>) -> tensor<1x3x2x2x2xf32>
+  %rot = kiln.reshape %st : tensor<1x3x2x2x2xf32> -> tensor<1x3x2x4xf32>
+  %a = kiln.mul %x, %c4 : (tensor<1x3x2x4xf32>, tensor<1x3x1x4xf32>) -> tensor<1x3x2x4xf32>
+  %b = kiln.mul %rot, %c4 : (tensor<1x3x2x4xf32>, tensor<1x3x1x4xf32>) -> tensor<1x3x2x4xf32>
+  %y = kiln.add %a, %b : (tensor<1x3x2x4xf32>, tensor<1x3x2x4xf32>) -> tensor<1x3x2x4xf32>
+  return %y : tensor<1x3x2x4xf32>
 }

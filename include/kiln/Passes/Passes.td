@@ -85,16 +85,21 @@ def FuseGatedMlpPass : Pass<"kiln-fuse-gated-mlp", "mlir::func::FuncOp"> {
 }
 
 def FuseRopePass : Pass<"kiln-fuse-rope", "mlir::func::FuncOp"> {
-  let summary = "Recognize rotate-half RoPE";
+  let summary = "Recognize rotate-half and interleaved RoPE";
   let description = [{
-    `x * cos + rotate_half(x) * sin` on `[B, H, S, D]` heads, with
-    `rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2])` and `[b, 1, S, D]`
-    tables (b = 1 or the batch), becomes `kiln.rope` on the first half of the
-    tables, between transposes to and from kiln's `[B, S, H, D]`. The tables
-    must provably repeat their first half in their second (cos/sin of
-    `concat(f, f)`, through elementwise maps, per-row scaling, reshapes that
-    keep the last dimension, gathers by position, or a constant table whose
-    halves are equal); otherwise, or for any other rotation, nothing changes.
+    `x * cos + rotate(x) * sin` becomes `kiln.rope` when `rotate` is
+    Llama's `rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2])` or GPT-J's
+    `rotate_every_two(x) = flatten(stack(-x[..., 1::2], x[..., ::2]), -2)`
+    (then `interleaved`), on `[B, H, S, D]` heads with `[b, 1, S, D]` tables
+    (between transposes to and from kiln's `[B, S, H, D]`) or on
+    `[B, S, H, D]` heads with `[b, S, 1, D]` tables (b = 1 or the batch).
+    The tables must provably repeat what rope reads: their first half in
+    their second for rotate-half (cos/sin of `concat(f, f)`), each element
+    in pairs for the interleaved form (repeat_interleave as reshape /
+    expand / reshape), through elementwise maps, per-row scaling, reshapes
+    that keep the last dimension, gathers by position, or a constant table
+    with that repetition. rope then reads the first half, or every other
+    element. Any other rotation or table is left alone.
   }];
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
