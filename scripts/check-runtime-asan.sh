@@ -38,6 +38,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx" -o "$work/m.kiln" --quiet
 "$KILN_COMPILE" "$ROOT/test/Import/fixtures/gpt2-torchscript/model.onnx" -o "$work/g.kiln" --quiet
+# A windowed KV cache (generation past its 16-token window) and packed
+# weights (fused q/k/v and gate/up, built at load).
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/gemma2-genai-int4/model.onnx" -o "$work/w.kiln" --quiet
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-torchscript/model.onnx" -o "$work/p.kiln" --quiet
 head -c 1000 "$work/m.kiln" > "$work/trunc.kiln"
 python3 - "$work" <<'PY'
 import sys
@@ -63,6 +67,8 @@ expect() {
 RUN="$BUILD/bin/kiln-run"
 expect 0 "$RUN" "$work/m.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8 --threads 2
 expect 0 "$RUN" "$work/g.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8 --temperature 0.7 --top-k 10 --top-p 0.9
+expect 0 "$RUN" "$work/w.kiln" --prompt-ids 1,2,3,4,5,6,7,8,9,10 --prompt-ids 5,6 --max-new-tokens 24 --ignore-eos
+expect 0 "$RUN" "$work/p.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8
 expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999
