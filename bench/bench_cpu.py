@@ -104,6 +104,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=5, help="runs of each; best and median")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--compile-arg", action="append", default=[], metavar="ARG",
+                    help="extra kiln-compile argument (repeatable), e.g. --compile-arg=--fuse=false "
+                         "to time the graph as imported")
     args = ap.parse_args()
     if args.new_tokens < 2:
         ap.error("--new-tokens must be at least 2 (one prefill, then decode steps)")
@@ -125,7 +128,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         artifact = os.path.join(work, "model.kiln")
         subprocess.run([os.path.join(args.bin, "kiln-compile"), model.path, "-o", artifact,
-                        "--quiet"], check=True)
+                        "--quiet", *args.compile_arg], check=True)
         for _ in range(args.repeats):
             r = subprocess.run([os.path.join(args.bin, "kiln-run"), artifact, "--json",
                                 "--ignore-eos", "--threads", str(args.threads),
