@@ -36,9 +36,19 @@ using namespace mlir::kiln::match;
 
 namespace {
 
-/// Whether `v`'s last dimension is two equal halves: v[..., i] ==
-/// v[..., i + n/2] for every element. `depth` bounds the walk.
-bool hasRepeatedHalves(Value v, int depth = 0) {
+/// What a rope table must repeat for kiln.rope to read half of it.
+enum class Repeat {
+  halves, ///< v[..., i] == v[..., i + n/2] (rotate-half tables)
+  pairs,  ///< v[..., 2i] == v[..., 2i + 1] (interleaved tables)
+};
+
+/// Whether `v`'s last dimension repeats as `kind` says, for every element:
+/// cos/sin of concat(f, f) for halves, repeat_interleave spelled reshape ->
+/// expand -> reshape for pairs, or a constant that does; and through maps
+/// that keep either repetition: elementwise ops, per-row scaling, reshapes
+/// and broadcasts that keep the last dimension, gathers and slices along
+/// other dimensions. `depth` bounds the walk.
+bool repeats(Value v, Repeat kind, int depth = 0) {
   if (!v || depth > 16)
     return false;
   auto type = dyn_cast<RankedTensorType>(v.getType());
@@ -55,22 +65,39 @@ bool hasRepeatedHalves(Value v, int depth = 0) {
       return false;
     auto values = llvm::to_vector(attr.getValues<APFloat>());
     for (size_t row = 0; row < values.size(); row += size_t(n))
-      for (int64_t i = 0; i < n / 2; ++i)
-        if (values[row + size_t(i)].compare(values[row + size_t(i + n / 2)]) !=
-            APFloat::cmpEqual)
+      for (int64_t i = 0; i < n / 2; ++i) {
+        size_t a = row + size_t(kind == Repeat::halves ? i : 2 * i);
+        size_t b = row + size_t(kind == Repeat::halves ? i + n / 2 : 2 * i + 1);
+        if (values[a].compare(values[b]) != APFloat::cmpEqual)
           return false;
+      }
     return true;
   }
   Operation *op = v.getDefiningOp();
   if (!op)
     return false;
+  // The ways exporters build the repetition.
   if (auto c = dyn_cast<ConcatOp>(op))
-    return c.getInputs().size() == 2 && c.getInputs()[0] == c.getInputs()[1] &&
-           isLastAxis(c.getAxis(), v);
-  // Elementwise maps keep the repetition.
+    return kind == Repeat::halves && c.getInputs().size() == 2 &&
+           c.getInputs()[0] == c.getInputs()[1] && isLastAxis(c.getAxis(), v);
+  if (auto outer = dyn_cast<ReshapeOp>(op); outer && kind == Repeat::pairs) {
+    auto bc = def<BroadcastOp>(outer.getInput());
+    auto inner = bc ? def<ReshapeOp>(bc.getInput()) : ReshapeOp();
+    if (inner) {
+      auto t0 = cast<RankedTensorType>(inner.getInput().getType());
+      auto t1 = cast<RankedTensorType>(inner.getType());
+      auto t2 = cast<RankedTensorType>(bc.getType());
+      if (t1.getRank() == t0.getRank() + 1 && t1.getShape().back() == 1 &&
+          t2.getRank() == t1.getRank() && t2.getShape().back() == 2 &&
+          t1.getShape().drop_back() == t0.getShape() &&
+          t2.getShape().drop_back() == t0.getShape() &&
+          t0.getShape().back() * 2 == n)
+        return true;
+    }
+  }
+  // Maps that keep it.
   if (isa<CosOp, SinOp, NegOp, CastOp>(op))
-    return hasRepeatedHalves(op->getOperand(0), depth + 1);
-  // A product or quotient with a per-row or scalar factor keeps it too.
+    return repeats(op->getOperand(0), kind, depth + 1);
   if (isa<MulOp, DivOp>(op)) {
     Value a = op->getOperand(0), b = op->getOperand(1);
     auto perRow = [&](Value f) {
@@ -78,25 +105,23 @@ bool hasRepeatedHalves(Value v, int depth = 0) {
       return ft.getRank() == 0 || ft.getShape().back() == 1;
     };
     if (isa<MulOp>(op) && perRow(a))
-      return hasRepeatedHalves(b, depth + 1);
-    return perRow(b) && hasRepeatedHalves(a, depth + 1);
+      return repeats(b, kind, depth + 1);
+    return perRow(b) && repeats(a, kind, depth + 1);
   }
-  // Reshapes and broadcasts that keep the last dimension, gathers and
-  // slices along another one.
   if (isa<ReshapeOp, BroadcastOp>(op)) {
     Value in = op->getOperand(0);
     auto it = cast<RankedTensorType>(in.getType());
     return it.getRank() > 0 && it.getShape().back() == n &&
-           hasRepeatedHalves(in, depth + 1);
+           repeats(in, kind, depth + 1);
   }
   if (auto g = dyn_cast<GatherOp>(op))
     return !isLastAxis(g.getAxis(), g.getInput()) &&
-           hasRepeatedHalves(g.getInput(), depth + 1);
-  if (auto s = dyn_cast<SliceOp>(op))
+           repeats(g.getInput(), kind, depth + 1);
+  if (auto sl = dyn_cast<SliceOp>(op))
     return llvm::none_of(
-               s.getAxes(),
-               [&](int64_t a) { return isLastAxis(a, s.getInput()); }) &&
-           hasRepeatedHalves(s.getInput(), depth + 1);
+               sl.getAxes(),
+               [&](int64_t a) { return isLastAxis(a, sl.getInput()); }) &&
+           repeats(sl.getInput(), kind, depth + 1);
   return false;
 }
 
@@ -115,81 +140,6 @@ Value matchRotateHalf(Value v) {
   if (d % 2 || lo1 != 0 || hi1 != d / 2 || lo2 != d / 2 || hi2 != d)
     return Value();
   return x1;
-}
-
-/// Whether `v`'s last dimension repeats each element in pairs:
-/// v[..., 2i] == v[..., 2i + 1] (GPT-J's repeat_interleave tables). Through
-/// the maps hasRepeatedHalves allows (which keep pairs too) and the expand
-/// spelling of repeat_interleave: reshape([.., n] -> [.., n, 1]), broadcast
-/// to [.., n, 2], reshape to [.., 2n].
-bool hasRepeatedPairs(Value v, int depth = 0) {
-  if (!v || depth > 16)
-    return false;
-  auto type = dyn_cast<RankedTensorType>(v.getType());
-  if (!type || type.getRank() == 0)
-    return false;
-  int64_t n = type.getShape().back();
-  if (ShapedType::isDynamic(n) || n % 2)
-    return false;
-  DenseElementsAttr attr;
-  if (matchPattern(v, m_Constant(&attr))) {
-    if (attr.isSplat())
-      return true;
-    if (!isa<FloatType>(attr.getElementType()))
-      return false;
-    auto values = llvm::to_vector(attr.getValues<APFloat>());
-    for (size_t i = 0; i + 1 < values.size(); i += 2)
-      if (values[i].compare(values[i + 1]) != APFloat::cmpEqual)
-        return false;
-    return true;
-  }
-  Operation *op = v.getDefiningOp();
-  if (!op)
-    return false;
-  if (auto outer = dyn_cast<ReshapeOp>(op)) {
-    auto bc = def<BroadcastOp>(outer.getInput());
-    auto inner = bc ? def<ReshapeOp>(bc.getInput()) : ReshapeOp();
-    if (inner) {
-      auto t0 = cast<RankedTensorType>(inner.getInput().getType());
-      auto t1 = cast<RankedTensorType>(inner.getType());
-      auto t2 = cast<RankedTensorType>(bc.getType());
-      if (t1.getRank() == t0.getRank() + 1 && t1.getShape().back() == 1 &&
-          t2.getRank() == t1.getRank() && t2.getShape().back() == 2 &&
-          t1.getShape().drop_back() == t0.getShape() &&
-          t2.getShape().drop_back() == t0.getShape() &&
-          t0.getShape().back() * 2 == n)
-        return true;
-    }
-    auto in = cast<RankedTensorType>(outer.getInput().getType());
-    return in.getRank() > 0 && in.getShape().back() == n &&
-           hasRepeatedPairs(outer.getInput(), depth + 1);
-  }
-  if (isa<CosOp, SinOp, NegOp, CastOp>(op))
-    return hasRepeatedPairs(op->getOperand(0), depth + 1);
-  if (isa<MulOp, DivOp>(op)) {
-    Value a = op->getOperand(0), b = op->getOperand(1);
-    auto perRow = [&](Value f) {
-      auto ft = cast<RankedTensorType>(f.getType());
-      return ft.getRank() == 0 || ft.getShape().back() == 1;
-    };
-    if (isa<MulOp>(op) && perRow(a))
-      return hasRepeatedPairs(b, depth + 1);
-    return perRow(b) && hasRepeatedPairs(a, depth + 1);
-  }
-  if (auto b = dyn_cast<BroadcastOp>(op)) {
-    auto in = cast<RankedTensorType>(b.getInput().getType());
-    return in.getRank() > 0 && in.getShape().back() == n &&
-           hasRepeatedPairs(b.getInput(), depth + 1);
-  }
-  if (auto g = dyn_cast<GatherOp>(op))
-    return !isLastAxis(g.getAxis(), g.getInput()) &&
-           hasRepeatedPairs(g.getInput(), depth + 1);
-  if (auto sl = dyn_cast<SliceOp>(op))
-    return llvm::none_of(
-               sl.getAxes(),
-               [&](int64_t a) { return isLastAxis(a, sl.getInput()); }) &&
-           hasRepeatedPairs(sl.getInput(), depth + 1);
-  return false;
 }
 
 /// x[..., start::2] along the last axis to its end; returns x.
@@ -331,9 +281,8 @@ struct FuseRotaryEmbedding : public OpRewritePattern<AddOp> {
     if (ct.getDimSize(0) != 1 && ct.getDimSize(0) != xt.getDimSize(0))
       return rw.notifyMatchFailure(add,
                                    "the tables' batch is neither 1 nor x's");
-    bool repeated = interleaved
-                        ? hasRepeatedPairs(cosT) && hasRepeatedPairs(sinT)
-                        : hasRepeatedHalves(cosT) && hasRepeatedHalves(sinT);
+    Repeat kind = interleaved ? Repeat::pairs : Repeat::halves;
+    bool repeated = repeats(cosT, kind) && repeats(sinT, kind);
     if (!repeated)
       return rw.notifyMatchFailure(
           add, interleaved ? "cos/sin do not repeat in pairs"
