@@ -243,6 +243,34 @@ struct FuseLayerNormBias : public OpRewritePattern<AddOp> {
   }
 };
 
+/// rms_norm(a + b, w) -> add_rms_norm(a, b, w) when the add is a plain
+/// residual add (a, b and the sum of one type, no broadcasting); the add's
+/// other users (the residual stream) read the fused op's sum.
+struct FuseAddRmsNorm : public OpRewritePattern<RmsNormOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RmsNormOp norm,
+                                PatternRewriter &rw) const override {
+    auto add = def<AddOp>(norm.getInput());
+    if (!add || add.getLhs().getType() != add.getType() ||
+        add.getRhs().getType() != add.getType() ||
+        norm.getType() != add.getType())
+      return rw.notifyMatchFailure(norm, "not rms_norm(a + b) of one type");
+    // The fused op replaces the add, so the weight must already exist there.
+    if (Operation *w = norm.getWeight().getDefiningOp())
+      if (w->getBlock() != add->getBlock() || !w->isBeforeInBlock(add))
+        return rw.notifyMatchFailure(norm,
+                                     "the weight is computed after the add");
+    rw.setInsertionPoint(add);
+    auto fused = AddRmsNormOp::create(
+        rw, FusedLoc::get(rw.getContext(), {norm.getLoc(), add.getLoc()}),
+        add.getType(), add.getType(), add.getLhs(), add.getRhs(),
+        norm.getWeight(), norm.getEpsilonAttr(), norm.getAxisAttr());
+    rw.replaceOp(norm, fused.getResult());
+    rw.replaceOp(add, fused.getSum());
+    return success();
+  }
+};
+
 /// cast(norm(cast(x0), w)) with x0 of the outer cast's type -> norm(x0, w):
 /// the norm computes in f32 whatever its type, so the f32 island around it
 /// (what kiln-decompose and bf16 exports write) only costs two copies.
@@ -288,6 +316,6 @@ struct FuseNormsPass : public kiln::impl::FuseNormsPassBase<FuseNormsPass> {
 
 void mlir::kiln::populateFuseNormsPatterns(RewritePatternSet &patterns) {
   patterns.add<FuseRmsNorm, FuseLayerNorm, FuseLayerNormBias,
-               AbsorbNormCasts<RmsNormOp>, AbsorbNormCasts<LayerNormOp>>(
-      patterns.getContext());
+               AbsorbNormCasts<RmsNormOp>, AbsorbNormCasts<LayerNormOp>,
+               FuseAddRmsNorm>(patterns.getContext());
 }

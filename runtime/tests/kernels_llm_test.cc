@@ -733,6 +733,36 @@ TEST(LlmNorm, RmsNormAxesAndTypes) {
   }
 }
 
+TEST(LlmNorm, AddRmsNormGivesTheSumAndItsNorm) {
+  uint32_t seed = 1150;
+  for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_BF16, KILN_DTYPE_F16}) {
+    SCOPED_TRACE(std::string("add_rms_norm ") + kiln_dtype_name(dt));
+    const Dims shape{3, 7, 96};
+    std::vector<float> x, r, w;
+    KernelHarness h("add_rms_norm", 4);
+    h.In(Random(dt, shape, seed++, &x, -2.f, 2.f));
+    h.In(Random(dt, shape, seed++, &r, -2.f, 2.f));
+    h.In(Random(dt, {96}, seed++, &w, 0.5f, 1.5f));
+    h.Out(dt, shape).Out(dt, shape).AttrF("epsilon", 1e-6);
+    ASSERT_EQ(h.RunMessage(), "");
+    // The reference normalizes the sum as stored in the result type.
+    std::vector<float> exact(x.size()), sum;
+    for (size_t i = 0; i < x.size(); ++i) exact[i] = x[i] + r[i];
+    MakeFloat(dt, shape, exact, &sum);
+    ExpectClose(h.Result(0), std::vector<double>(sum.begin(), sum.end()), TolFor(dt), "sum");
+    ExpectClose(h.Result(1), RefNorm(sum, 21, 96, w, nullptr, 1e-6, false),
+                TolFor(dt), "add_rms_norm");
+  }
+  std::vector<float> v;
+  KernelHarness h("add_rms_norm");
+  h.In(Random(KILN_DTYPE_F32, {3, 8}, 1, &v))
+      .In(Random(KILN_DTYPE_F32, {3, 7}, 2, &v))
+      .In(Random(KILN_DTYPE_F32, {8}, 3, &v));
+  h.Out(KILN_DTYPE_F32, {3, 8}).Out(KILN_DTYPE_F32, {3, 8}).AttrF("epsilon", 1e-6);
+  std::string m = h.RunMessage();
+  EXPECT_NE(m.find("residual shape [3, 7] does not match input [3, 8]"), std::string::npos) << m;
+}
+
 TEST(LlmNorm, LayerNormWithAndWithoutBias) {
   uint32_t seed = 1200;
   for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_BF16, KILN_DTYPE_F16})

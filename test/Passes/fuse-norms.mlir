@@ -213,3 +213,29 @@ func.func @rms_round_trip(%x: tensor<3x16xbf16>, %w: tensor<16xbf16>) -> tensor<
   %0 = kiln.rms_norm %x, %w {epsilon = 1.0e-06 : f32} : tensor<3x16xbf16>, tensor<16xbf16> -> tensor<3x16xbf16>
   return %0 : tensor<3x16xbf16>
 }
+
+// -----
+
+// The residual add before a norm joins it; the stream after it reads the
+// fused op's sum.
+// CHECK-LABEL: func.func @add_rms_norm
+// CHECK-SAME: (%[[H:[a-z0-9]+]]: tensor<?x?x64xf32>, %[[A:[a-z0-9]+]]: tensor<?x?x64xf32>, %[[W:[a-z0-9]+]]: tensor<64xf32>)
+// CHECK-NEXT: %[[S:.+]], %[[N:.+]] = kiln.add_rms_norm %[[H]], %[[A]], %[[W]] {epsilon = 9.99999997E-7 : f32} : tensor<?x?x64xf32>, tensor<64xf32>
+// CHECK-NEXT: return %[[S]], %[[N]]
+func.func @add_rms_norm(%h: tensor<?x?x64xf32>, %attn: tensor<?x?x64xf32>, %w: tensor<64xf32>) -> (tensor<?x?x64xf32>, tensor<?x?x64xf32>) {
+  %sum = kiln.add %h, %attn : (tensor<?x?x64xf32>, tensor<?x?x64xf32>) -> tensor<?x?x64xf32>
+  %n = kiln.rms_norm %sum, %w {epsilon = 1.0e-06 : f32} : tensor<?x?x64xf32>, tensor<64xf32> -> tensor<?x?x64xf32>
+  return %sum, %n : tensor<?x?x64xf32>, tensor<?x?x64xf32>
+}
+
+// -----
+
+// Near-miss: a broadcast add (a bias) is not a residual add.
+// CHECK-LABEL: func.func @bias_then_norm
+// CHECK-NOT: kiln.add_rms_norm
+// CHECK: kiln.rms_norm
+func.func @bias_then_norm(%h: tensor<4x64xf32>, %b: tensor<64xf32>, %w: tensor<64xf32>) -> tensor<4x64xf32> {
+  %sum = kiln.add %h, %b : (tensor<4x64xf32>, tensor<64xf32>) -> tensor<4x64xf32>
+  %n = kiln.rms_norm %sum, %w {epsilon = 1.0e-06 : f32} : tensor<4x64xf32>, tensor<64xf32> -> tensor<4x64xf32>
+  return %n : tensor<4x64xf32>
+}

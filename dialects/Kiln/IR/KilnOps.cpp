@@ -476,6 +476,14 @@ LogicalResult RmsNormOp::verify() {
                           getWeight().getType(), nullptr, getType());
 }
 
+LogicalResult AddRmsNormOp::verify() {
+  if (getEpsilon().convertToFloat() < 0)
+    return emitOpError() << "epsilon must be non-negative";
+  return verifyNormParams(*this, getInput().getType(), getAxis(),
+                          getWeight().getType(), nullptr,
+                          getResult().getType());
+}
+
 LogicalResult LayerNormOp::verify() {
   if (getEpsilon().convertToFloat() < 0)
     return emitOpError() << "epsilon must be non-negative";

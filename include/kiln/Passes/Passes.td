@@ -47,6 +47,9 @@ def FuseNormsPass : Pass<"kiln-fuse-norms", "mlir::func::FuncOp"> {
       operand order; an f32 island (`cast` in, `cast` back) is absorbed.
     * LayerNorm: `w * ((x - mean(x)) * rsqrt(mean((x - mean(x))^2) + eps))`,
       plus a following `+ b`.
+    * Residual + norm: `rms_norm(a + b)` with `a`, `b` and the sum of one
+      type becomes `kiln.add_rms_norm`, whose sum replaces the add for its
+      other users (the residual stream).
 
     Not rewritten (near-misses): `eps` added outside the square root, a
     statistic over another dimension than the last, different tensors in the

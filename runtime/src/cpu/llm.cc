@@ -221,14 +221,26 @@ struct NormTask {
   int64_t inner;
   T eps;
   bool layer;
+  // add_rms_norm: the row normalized is x + residual, also stored in sum.
+  const Tensor* residual = nullptr;
+  Tensor* sum = nullptr;
 
   template <int VB>
   KILN_ALWAYS_INLINE void Run(int64_t begin, int64_t end) const {
-    std::vector<T> buf(static_cast<size_t>(inner));
+    std::vector<T> buf(static_cast<size_t>(inner)), rbuf;
+    if (residual) rbuf.resize(static_cast<size_t>(inner));
     T* v = buf.data();
     const T n = T(inner);
     for (int64_t r = begin; r < end; ++r) {
       LoadRow<T>(x->dtype, x->data, r * inner, inner, v);
+      if (residual) {
+        LoadRow<T>(residual->dtype, residual->data, r * inner, inner,
+                   rbuf.data());
+        for (int64_t i = 0; i < inner; ++i) v[i] += rbuf[size_t(i)];
+        StoreRow<T>(v, inner, sum->dtype, sum->data, r * inner);
+        // Normalize the sum as stored, as an unfused add then norm would.
+        LoadRow<T>(sum->dtype, sum->data, r * inner, inner, v);
+      }
       if (layer) {
         T sum = 0;
         {
@@ -257,11 +269,28 @@ struct NormTask {
   }
 };
 
+/// rms_norm / layer_norm, and add_rms_norm when `residual` (inputs input,
+/// residual, weight; outputs sum, result).
 template <typename T>
-kiln_status_t Norm(KernelContext& ctx, bool layer) {
+kiln_status_t Norm(KernelContext& ctx, bool layer, bool residual = false) {
   KILN_RETURN_IF_ERROR(CheckFloatOutput(ctx));
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, 0, "input"));
   const Tensor& x = ctx.input(0);
+  const size_t wi = residual ? 2 : 1;
+  const Tensor* res = nullptr;
+  if (residual) {
+    KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, 1, "residual"));
+    res = &ctx.input(1);
+    if (res->shape != x.shape)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "residual shape %s does not match input %s",
+                         res->shape.str().c_str(), x.shape.str().c_str());
+    if (ctx.num_outputs() != 2)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "add_rms_norm has 2 results (sum, result), found %zu",
+                         ctx.num_outputs());
+    KILN_RETURN_IF_ERROR(CheckFloatOutput(ctx, 1));
+  }
   int axis;
   const int64_t axis_attr = ctx.attrs().Int("axis", -1);
   if (!NormalizeAxis(axis_attr, x.shape.rank, &axis))
@@ -275,15 +304,17 @@ kiln_status_t Norm(KernelContext& ctx, bool layer) {
   Dims norm;
   for (int d = axis; d < x.shape.rank; ++d) norm.push_back(x.shape[d]);
   std::vector<T> w, b;
-  KILN_RETURN_IF_ERROR(ExpandParam<T>(ctx, 1, "weight", norm, &w));
+  KILN_RETURN_IF_ERROR(ExpandParam<T>(ctx, wi, "weight", norm, &w));
   const bool has_bias = layer && ctx.num_inputs() > 2 && ctx.has_input(2);
   if (has_bias) KILN_RETURN_IF_ERROR(ExpandParam<T>(ctx, 2, "bias", norm, &b));
-  Tensor* y = nullptr;
-  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &y));
+  Tensor *y = nullptr, *sum = nullptr;
+  if (residual) KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &sum));
+  KILN_RETURN_IF_ERROR(ctx.allocate_output(residual ? 1 : 0, x.shape, &y));
   const int64_t inner = norm.numel();
   if (y->numel() == 0) return nullptr;
   NormTask<T> task{&x,    y,      w.data(), has_bias ? b.data() : nullptr,
-                   inner, T(eps), layer};
+                   inner, T(eps), layer,    res,
+                   sum};
   ParallelForIsa(ctx.pool(), x.numel() / inner,
                  std::max<int64_t>(1, 16384 / inner), task);
   return nullptr;
@@ -291,6 +322,10 @@ kiln_status_t Norm(KernelContext& ctx, bool layer) {
 
 kiln_status_t RmsNormKernel(KernelContext& ctx) {
   return NeedsF64(ctx, 0) ? Norm<double>(ctx, false) : Norm<float>(ctx, false);
+}
+kiln_status_t AddRmsNormKernel(KernelContext& ctx) {
+  return NeedsF64(ctx, 0) ? Norm<double>(ctx, false, true)
+                          : Norm<float>(ctx, false, true);
 }
 kiln_status_t LayerNormKernel(KernelContext& ctx) {
   return NeedsF64(ctx, 0) ? Norm<double>(ctx, true) : Norm<float>(ctx, true);
@@ -610,6 +645,7 @@ kiln_status_t QTensorDataKernel(KernelContext& ctx) {
 }  // namespace
 
 void AppendLlmKernels(std::vector<KernelEntry>& out) {
+  out.push_back({"add_rms_norm", AddRmsNormKernel});
   out.push_back({"attention", AttentionKernel});
   out.push_back({"dequantize", DequantizeKernel});
   out.push_back({"embedding", EmbeddingKernel});

@@ -512,6 +512,30 @@ func.func @f(%x: tensor<4x8xf32>, %w: tensor<8xf32>) {
 
 // -----
 
+func.func @f(%x: tensor<4x8xf32>, %w: tensor<4xf32>) {
+  // expected-error @+1 {{weight shape [4] does not match the normalized dimensions [8]}}
+  %0:2 = kiln.add_rms_norm %x, %x, %w {epsilon = 1.0e-6 : f32} : tensor<4x8xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %w: tensor<8xf32>) {
+  // expected-error @+1 {{epsilon must be non-negative}}
+  %0:2 = kiln.add_rms_norm %x, %x, %w {epsilon = -1.0 : f32} : tensor<4x8xf32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %r: tensor<4x8xf16>, %w: tensor<8xf32>) {
+  // expected-error @+1 {{all of {input, residual, sum, result} have same type}}
+  %0:2 = "kiln.add_rms_norm"(%x, %r, %w) {epsilon = 1.0e-6 : f32} : (tensor<4x8xf32>, tensor<4x8xf16>, tensor<8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>)
+  return
+}
+
+// -----
+
 func.func @f(%x: tensor<4x8xf32>, %w: tensor<8xf32>) {
   // expected-error @+1 {{axis 2 is out of range for rank 2}}
   %0 = kiln.rms_norm %x, %w {epsilon = 1.0e-6 : f32, axis = 2 : i64} : tensor<4x8xf32>, tensor<8xf32> -> tensor<4x8xf32>

@@ -177,6 +177,8 @@ func.func @norms(%x: tensor<?x?x256xbf16>, %w: tensor<256xbf16>, %xf: tensor<?x7
   %6 = kiln.softmax %s {axis = 1 : i64} : tensor<?x8x?x?xf32>
   // CHECK: kiln.rms_norm %{{.+}}, %{{.+}} {epsilon = 9.99999997E-7 : f32} : tensor<?x?x256xbf16>, tensor<256xbf16> -> tensor<?x?x256xbf16>
   %7 = kiln.rms_norm %x, %w {epsilon = 1.0e-06 : f32} : tensor<?x?x256xbf16>, tensor<256xbf16> -> tensor<?x?x256xbf16>
+  // CHECK: %{{.+}}, %{{.+}} = kiln.add_rms_norm %{{.+}}, %{{.+}}, %{{.+}} {epsilon = 9.99999997E-7 : f32} : tensor<?x?x256xbf16>, tensor<256xbf16>
+  %sum, %normed = kiln.add_rms_norm %x, %7, %w {epsilon = 1.0e-06 : f32} : tensor<?x?x256xbf16>, tensor<256xbf16>
   // CHECK: kiln.layer_norm %{{.+}}, %{{.+}}, %{{.+}} {epsilon = 9.99999974E-6 : f32} : tensor<?x768xf32>, tensor<768xf32>, tensor<768xf32> -> tensor<?x768xf32>
   %8 = kiln.layer_norm %xf, %g, %b {epsilon = 1.0e-05 : f32} : tensor<?x768xf32>, tensor<768xf32>, tensor<768xf32> -> tensor<?x768xf32>
   // CHECK: kiln.layer_norm %{{.+}}, %{{.+}} {axis = 0 : i64, epsilon = 9.99999974E-6 : f32} : tensor<?x768xf32>, tensor<?x768xf32> -> tensor<?x768xf32>

@@ -510,6 +510,32 @@ def Kiln_RmsNormOp : Kiln_Op<"rms_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_AddRmsNormOp : Kiln_Op<"add_rms_norm", [Pure,
+    AllTypesMatch<["input", "residual", "sum", "result"]>]> {
+  let summary = "residual add fused with RMS normalization";
+  let description = [{
+    `sum = input + residual` and `result = rms_norm(sum, weight)` (as
+    `kiln.rms_norm`: over dims `[axis, rank)`, in f32). A pre-norm decoder
+    layer adds each block's output to the residual stream and normalizes the
+    sum for the next block; this does both in one pass and returns both, the
+    sum being the stream the next block adds to. Every operand and result
+    but `weight` has the type of `input`.
+
+    ```mlir
+    %h, %n = kiln.add_rms_norm %x, %attn, %w {epsilon = 1.0e-06 : f32} : tensor<?x?x4096xbf16>, tensor<4096xbf16>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$residual,
+                       Kiln_FloatTensor:$weight, F32Attr:$epsilon,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs Kiln_FloatTensor:$sum, Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $residual `,` $weight attr-dict `:` type($input) `,`
+    type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
 def Kiln_LayerNormOp : Kiln_Op<"layer_norm", [Pure]> {
   let summary = "layer normalization";
   let description = [{
