@@ -262,7 +262,7 @@ struct FuseAddRmsNorm : public OpRewritePattern<RmsNormOp> {
                                      "the weight is computed after the add");
     rw.setInsertionPoint(add);
     auto fused = AddRmsNormOp::create(
-        rw, FusedLoc::get(rw.getContext(), {norm.getLoc(), add.getLoc()}),
+        rw, fusionLoc(rw.getContext(), {norm.getLoc(), add.getLoc()}),
         add.getType(), add.getType(), add.getLhs(), add.getRhs(),
         norm.getWeight(), norm.getEpsilonAttr(), norm.getAxisAttr());
     rw.replaceOp(norm, fused.getResult());

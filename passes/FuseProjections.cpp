@@ -103,7 +103,7 @@ void fuseGroup(ArrayRef<MatmulOp> group) {
   shape.back() = n;
   auto resultType = cast<RankedTensorType>(first.getType()).clone(shape);
   Value fused =
-      MatmulOp::create(b, FusedLoc::get(b.getContext(), locs), resultType,
+      MatmulOp::create(b, fusionLoc(b.getContext(), locs), resultType,
                        first.getA(), w, bias, t ? b.getUnitAttr() : UnitAttr());
   int64_t offset = 0;
   int64_t last = resultType.getRank() - 1;

@@ -184,6 +184,14 @@ inline LogicalResult applyFusion(Operation *op,
   return applyPatternsGreedily(op, std::move(patterns));
 }
 
+/// A FusedLoc of `locs` tagged "kiln.fused": it stays a FusedLoc even when
+/// the replaced ops share one location (an ONNX node the importer expanded
+/// into several ops), so the report and the progress line still count the
+/// fused op.
+inline Location fusionLoc(MLIRContext *ctx, ArrayRef<Location> locs) {
+  return FusedLoc::get(locs, StringAttr::get(ctx, "kiln.fused"), ctx);
+}
+
 /// The location of a fused op: the locations of `root` and of every op it
 /// was computed from up to (not including) the `leaves`, fused, so the ONNX
 /// node names of the whole matched subgraph stay on the result (what
@@ -205,7 +213,7 @@ inline Location fusedLoc(Operation *root, ArrayRef<Value> leaves) {
           work.push_back(d);
     }
   }
-  return FusedLoc::get(root->getContext(), locs);
+  return fusionLoc(root->getContext(), locs);
 }
 
 } // namespace mlir::kiln::match
