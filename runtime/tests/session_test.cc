@@ -167,6 +167,22 @@ std::string CountingLmArtifact(int64_t max_seq) {
 
 std::string StatusText(const kiln::Status& s) { return s.ok() ? "" : s.message(); }
 
+/// Loads `manifest` with `from` replaced by `to` and expects the load to fail
+/// with `code` and a message containing `message`.
+void ExpectLoadFails(std::string manifest, const std::string& weights, const char* from,
+                     const char* to, kiln_status_code_t code, const char* message) {
+  SCOPED_TRACE(to);
+  size_t at = manifest.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  manifest.replace(at, std::strlen(from), to);
+  TempFile f(Container(manifest, weights));
+  kiln_model_t m;
+  kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
+  EXPECT_EQ(s.code(), code) << StatusText(s);
+  EXPECT_NE(StatusText(s).find(message), std::string::npos) << StatusText(s);
+  EXPECT_EQ(m, nullptr);
+}
+
 TEST(Model, LoadsAndDescribesItsInputsAndOutputs) {
   TempFile f(AffineSoftmaxArtifact());
   kiln::Model model;
@@ -229,18 +245,8 @@ TEST(Model, ValidatesTheManifest) {
       {"\"target\": \"cpu\"", "\"target\": \"cuda\"", KILN_STATUS_FAILED_PRECONDITION,
        "targets 'cuda'"},
   };
-  for (const Case& c : cases) {
-    std::string manifest = AffineManifest();
-    size_t at = manifest.find(c.from);
-    ASSERT_NE(at, std::string::npos) << c.from;
-    manifest.replace(at, std::strlen(c.from), c.to);
-    TempFile f(Container(manifest, AffineWeights()));
-    kiln_model_t m;
-    kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
-    EXPECT_EQ(s.code(), c.code) << c.to << ": " << StatusText(s);
-    EXPECT_NE(StatusText(s).find(c.message), std::string::npos) << StatusText(s);
-    EXPECT_EQ(m, nullptr);
-  }
+  for (const Case& c : cases)
+    ExpectLoadFails(AffineManifest(), AffineWeights(), c.from, c.to, c.code, c.message);
 }
 
 TEST(Model, ChecksKvWindows) {
@@ -256,18 +262,9 @@ TEST(Model, ChecksKvWindows) {
       {"\"role\": \"present_value\", \"layer\": 0",
        "\"role\": \"present_value\", \"layer\": 0, \"window\": -2", "window -2 out of range"},
   };
-  for (const Case& c : cases) {
-    std::string manifest = CountingLmManifest(16);
-    size_t at = manifest.find(c.from);
-    ASSERT_NE(at, std::string::npos) << c.from;
-    manifest.replace(at, std::strlen(c.from), c.to);
-    TempFile f(Container(manifest, CountingLmWeights()));
-    kiln_model_t m;
-    kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
-    EXPECT_EQ(s.code(), KILN_STATUS_DATA_LOSS) << c.to << ": " << StatusText(s);
-    EXPECT_NE(StatusText(s).find(c.message), std::string::npos) << StatusText(s);
-    EXPECT_EQ(m, nullptr);
-  }
+  for (const Case& c : cases)
+    ExpectLoadFails(CountingLmManifest(16), CountingLmWeights(), c.from, c.to,
+                    KILN_STATUS_DATA_LOSS, c.message);
 }
 
 /// y = x @ [W1 | W2], with [W1 | W2] a weight the runtime packs at load.
@@ -335,18 +332,8 @@ TEST(Model, PacksWeightsAtLoad) {
       {"\"shape\": [3, 4], \"size\": 48", "\"shape\": [3, 5], \"size\": 60",
        "parts add up to 4 along axis 1, not 5"},
   };
-  for (const Case& c : cases) {
-    std::string manifest = PackedManifest();
-    size_t at = manifest.find(c.from);
-    ASSERT_NE(at, std::string::npos) << c.from;
-    manifest.replace(at, std::strlen(c.from), c.to);
-    TempFile bad(Container(manifest, weights));
-    kiln_model_t m;
-    kiln::Status st(kiln_model_load(bad.path(), nullptr, &m));
-    EXPECT_EQ(st.code(), KILN_STATUS_DATA_LOSS) << c.to << ": " << StatusText(st);
-    EXPECT_NE(StatusText(st).find(c.message), std::string::npos) << StatusText(st);
-    EXPECT_EQ(m, nullptr);
-  }
+  for (const Case& c : cases)
+    ExpectLoadFails(PackedManifest(), weights, c.from, c.to, KILN_STATUS_DATA_LOSS, c.message);
 }
 
 TEST(Session, RunsOneForwardAndChecksInputs) {
