@@ -101,7 +101,7 @@ std::optional<SmallVector<ShapeElem>> decodeShape(Value shape) {
     }
     auto s = def<SliceOp>(p);
     auto of = s ? def<ShapeOfOp>(s.getInput()) : ShapeOfOp();
-    if (!of || s.getSteps()[0] != 1)
+    if (!of || !rankedType(of.getInput()) || s.getSteps()[0] != 1)
       return std::nullopt;
     int64_t rank = rankedType(of.getInput()).getRank();
     auto norm = [&](int64_t i) {
@@ -536,6 +536,33 @@ struct ExtractCausalMask : public OpRewritePattern<AttentionOp> {
   }
 };
 
+/// attention kv(bshd(repeat_kv(k)), bshd(repeat_kv(v))) -> attention on
+/// the un-repeated k and v (GQA in the kernel): imported opset-23 Attention
+/// after a torch export that repeated the KV heads itself.
+struct AbsorbRepeatKv : public OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rw) const override {
+    if (!op.getKey() || !op.getValue())
+      return rw.notifyMatchFailure(op, "keys and values come from a cache");
+    auto tk = def<TransposeOp>(op.getKey()), tv = def<TransposeOp>(op.getValue());
+    const int64_t perm[] = {0, 2, 1, 3};
+    if (!tk || !tv || tk.getPermutation() != ArrayRef<int64_t>(perm) ||
+        tv.getPermutation() != ArrayRef<int64_t>(perm))
+      return rw.notifyMatchFailure(op, "keys or values are not BNSH transposed");
+    Value k0 = unrepeat(tk.getInput()), v0 = unrepeat(tv.getInput());
+    if (k0 == tk.getInput() || v0 == tv.getInput() ||
+        rankedType(k0).getDimSize(1) != rankedType(v0).getDimSize(1))
+      return rw.notifyMatchFailure(op, "keys and values are not both repeat_kv");
+    Value kb = toBSHD(rw, tk.getLoc(), k0), vb = toBSHD(rw, tv.getLoc(), v0);
+    rw.modifyOpInPlace(op, [&] {
+      op.getKeyMutable().assign(kb);
+      op.getValueMutable().assign(vb);
+    });
+    return success();
+  }
+};
+
 struct FuseAttentionPass
     : public kiln::impl::FuseAttentionPassBase<FuseAttentionPass> {
   void runOnOperation() override {
@@ -547,5 +574,5 @@ struct FuseAttentionPass
 } // namespace
 
 void mlir::kiln::populateFuseAttentionPatterns(RewritePatternSet &patterns) {
-  patterns.add<FuseSdpa, ExtractCausalMask>(patterns.getContext());
+  patterns.add<FuseSdpa, ExtractCausalMask, AbsorbRepeatKv>(patterns.getContext());
 }

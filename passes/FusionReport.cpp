@@ -151,6 +151,10 @@ FusionReport mlir::kiln::analyzeFusion(ModuleOp module) {
                               names.empty() ? "" : names.front(),
                               explain(op, expectedPatterns(op), patterns)});
   }
+  // KV caches left as tensors (copied by a concat each step).
+  for (auto func : module.getOps<func::FuncOp>())
+    for (auto &[name, why] : explainTensorKvLayers(func))
+      report.unfused.push_back({"kv tensors", name, "FormKvCache: " + why});
   return report;
 }
 

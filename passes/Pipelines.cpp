@@ -24,6 +24,11 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseProjectionsPass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
+    if (options.kvCache) {
+      // On the fused attention: its keys and values are the presents.
+      pm.nest<func::FuncOp>().addPass(createFormKvCachePass());
+      pm.addPass(createCanonicalizerPass());
+    }
   }
   if (options.pruneWeights)
     pm.addPass(createPruneWeightsPass());
@@ -35,6 +40,6 @@ void mlir::kiln::registerKilnPassesAndPipelines() {
       "kiln-graph-pipeline",
       "The graph stage: fold shape computations, CSE, recognize and fuse "
       "norms, activations, gated MLPs, RoPE, attention and sibling "
-      "projections, prune unread weights",
+      "projections, KV caches updated in place, prune unread weights",
       buildGraphPipeline);
 }

@@ -27,6 +27,7 @@
 #include "llvm/Support/Path.h"
 
 #include <chrono>
+#include <numeric>
 
 using namespace mlir;
 using namespace mlir::kiln;
@@ -308,6 +309,7 @@ private:
     int aliasOf = -1;
     int qData = -1, qScales = -1, qZero = -1;
     Operation *defOp = nullptr;
+    bool cacheInput = false; // a kv_cache graph input
   };
 
   int valueId(Value v) {
@@ -575,6 +577,18 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
 
   json::Array outIds;
   for (Value r : op->getResults()) {
+    if (auto cache = dyn_cast<KvCacheType>(r.getType())) {
+      if (cache.isPaged() || cache.isQuantized())
+        return err(describe(op) + ": paged and quantized KV caches are not "
+                                  "supported by target '" + options.target + "' yet");
+      ValueInfo vi;
+      vi.kind = "kv_cache";
+      vi.def = steps;
+      vi.lastUse = steps;
+      vi.defOp = op;
+      outIds.push_back(addValue(r, vi));
+      continue;
+    }
     auto type = dyn_cast<RankedTensorType>(r.getType());
     if (!type)
       return err(describe(op) + ": result of type that target '" +
@@ -820,10 +834,61 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
   (options.weights == WeightMode::External ? out.params : out.weights)
       .reserve(options.weights == WeightMode::Reference ? 0 : expected);
 
+  // Inputs and outputs keep the source model's order: kiln.io_index (set by
+  // passes that regroup arguments), else their position.
+  std::vector<int64_t> inputOrder, outputOrder;
+  auto order = [&](json::Array &list, DictionaryAttr attrs) {
+    auto &o = &list == &inputs ? inputOrder : outputOrder;
+    auto index = attrs ? attrs.getAs<IntegerAttr>("kiln.io_index") : IntegerAttr();
+    o.push_back(index ? index.getInt() : int64_t(list.size() - 1));
+  };
+  auto sortByOrder = [](json::Array &list, const std::vector<int64_t> &o) {
+    std::vector<size_t> perm(list.size());
+    std::iota(perm.begin(), perm.end(), 0);
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](size_t a, size_t b) { return o[a] < o[b]; });
+    json::Array sorted;
+    for (size_t i : perm)
+      sorted.push_back(std::move(list[i]));
+    list = std::move(sorted);
+  };
+
+  // A KV cache's two tensors as the artifact lists them: the ONNX past (or
+  // present) key and value the cache stands for, with a "part".
+  auto addCacheIo = [&](json::Array &list, int id, DictionaryAttr attrs,
+                        StringRef kvPrefix, StringRef what) -> llvm::Error {
+    auto io = attrs ? attrs.getAs<DictionaryAttr>("kiln.cache_io") : DictionaryAttr();
+    for (StringRef part : {"key", "value"}) {
+      auto dict = io ? io.getAs<DictionaryAttr>(part) : DictionaryAttr();
+      auto typeAttr = io ? io.getAs<TypeAttr>((part + "_type").str()) : TypeAttr();
+      auto type = typeAttr ? dyn_cast<RankedTensorType>(typeAttr.getValue())
+                           : RankedTensorType();
+      auto name = dict ? dict.getAs<StringAttr>("kiln.name") : StringAttr();
+      if (!type || !name)
+        return err(what + " KV cache lacks kiln.cache_io." + part +
+                   " (name and type of the tensor it stands for)");
+      json::Object o = ioJson(name.getValue(), id, type, dict, "input", kvPrefix, {});
+      o["part"] = part.str();
+      list.push_back(std::move(o));
+      order(list, dict);
+    }
+    return llvm::Error::success();
+  };
+
   // Graph inputs.
   for (BlockArgument arg : func.getArguments()) {
     auto type = dyn_cast<RankedTensorType>(arg.getType());
     unsigned i = arg.getArgNumber();
+    if (isa<KvCacheType>(arg.getType())) {
+      ValueInfo vi;
+      vi.kind = "kv_cache";
+      vi.cacheInput = true;
+      int id = addValue(arg, vi);
+      if (auto e = addCacheIo(inputs, id, func.getArgAttrDict(i), "past_",
+                              "graph input " + std::to_string(i) + ":"))
+        return std::move(e);
+      continue;
+    }
     auto nameAttr = func.getArgAttrOfType<StringAttr>(i, "kiln.name");
     std::string name = nameAttr ? nameAttr.str() : ("input_" + llvm::Twine(i)).str();
     if (!type || toRuntimeDType(type.getElementType()) == KILN_DTYPE_INVALID)
@@ -835,7 +900,9 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
                              "past_",
                              {"input_ids", "attention_mask", "position_ids"});
     inputs.push_back(std::move(in));
+    order(inputs, func.getArgAttrDict(i));
   }
+  sortByOrder(inputs, inputOrder);
 
   for (Operation &op : func.getBody().front())
     if (auto e = visit(&op))
@@ -844,20 +911,29 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
   // Graph outputs.
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
   for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+    if (isa<KvCacheType>(v.getType())) {
+      values[valueId(v)].liveOut = true;
+      if (auto e = addCacheIo(outputs, valueId(v), func.getResultAttrDict(i),
+                              "present_", "graph output " + std::to_string(i) + ":"))
+        return std::move(e);
+      continue;
+    }
     auto type = cast<RankedTensorType>(v.getType());
     auto nameAttr = func.getResultAttrOfType<StringAttr>(i, "kiln.name");
     std::string name = nameAttr ? nameAttr.str() : ("output_" + llvm::Twine(i)).str();
     json::Object o = ioJson(name, valueId(v), type, func.getResultAttrDict(i),
                             "output", "present_", {"logits"});
     outputs.push_back(std::move(o));
+    order(outputs, func.getResultAttrDict(i));
   }
+  sortByOrder(outputs, outputOrder);
 
   // Memory plan.
   std::vector<PlanValue> planValues(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
     const ValueInfo &vi = values[i];
     PlanValue &pv = planValues[i];
-    pv.external = vi.kind != "temp";
+    pv.external = vi.kind != "temp"; // KV caches live in runtime storage
     pv.def = std::max(vi.def, 0);
     pv.lastUse = std::max(vi.lastUse, pv.def);
     pv.liveOut = vi.liveOut;
@@ -873,7 +949,18 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
   for (size_t i = 0; i < values.size(); ++i) {
     const ValueInfo &vi = values[i];
     json::Object o;
-    if (vi.kind == "qtensor") {
+    if (auto cache = dyn_cast<KvCacheType>(vi.type)) {
+      o["kind"] = "kv_cache";
+      o["dtype"] = kiln_dtype_name(toRuntimeDType(cache.getElementType()));
+      o["shape"] = shapeJson({ShapedType::kDynamic, ShapedType::kDynamic,
+                              cache.getNumKvHeads(), cache.getHeadDim()});
+      o["layout"] = cache.isPaged() ? "paged" : "contiguous";
+      o["kv_heads"] = cache.getNumKvHeads();
+      o["head_dim"] = cache.getHeadDim();
+      o["v_head_dim"] = cache.getValueHeadDim();
+      if (vi.cacheInput)
+        o["input"] = true;
+    } else if (vi.kind == "qtensor") {
       auto qt = cast<QTensorType>(vi.type);
       QuantAttr q = qt.getQuant();
       o["kind"] = "qtensor";

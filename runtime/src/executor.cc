@@ -36,6 +36,17 @@ Executor::Executor(const kiln_model_s* model, int threads, bool profile)
   slots_ = std::vector<AlignedBuffer>(size_t(m_.slots));
   vals_.resize(m_.values.size());
   qvals_.resize(m_.values.size());
+  caches_.resize(m_.values.size());
+  stores_ = std::vector<CacheStore>(m_.values.size());
+  bound_.assign(m_.values.size(), nullptr);
+  // Each appended cache shares the storage of the cache input it grew from
+  // (the manifest guarantees every append reads a cache and yields one).
+  cache_root_.assign(m_.values.size(), -1);
+  for (size_t v = 0; v < m_.values.size(); ++v)
+    if (m_.values[v].cache_input) cache_root_[v] = int(v);
+  for (const LaunchDesc& l : m_.launches)
+    if (!l.out.empty() && m_.values[size_t(l.out[0])].kind == ValueDesc::kKvCache)
+      cache_root_[size_t(l.out[0])] = cache_root_[size_t(l.in[0])];
   // Weights are bound once: they never change between runs.
   for (size_t v = 0; v < m_.values.size(); ++v) {
     const ValueDesc& d = m_.values[v];
@@ -115,11 +126,175 @@ kiln_status_t Executor::alias_output(size_t out, const Dims& shape, size_t in,
   return nullptr;
 }
 
+kiln_status_t Executor::BindCache(int value, KvCache* cache) {
+  if (value < 0 || size_t(value) >= m_.values.size() || !m_.values[size_t(value)].cache_input)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "value %d is not a KV-cache input",
+                            value);
+  const ValueDesc& d = m_.values[size_t(value)];
+  if (cache) {
+    const int64_t bytes = int64_t(kiln_dtype_bit_width(d.dtype) / 8);
+    const bool empty = cache->batch * cache->capacity == 0;
+    if (cache->dtype != d.dtype || cache->kv_heads != d.kv_heads ||
+        cache->head_dim != d.head_dim || cache->v_head_dim != d.v_head_dim ||
+        cache->batch < 0 || cache->capacity < 0 || cache->length < 0 ||
+        cache->length > cache->capacity || (!empty && (!cache->key || !cache->value)) ||
+        bytes == 0)
+      return KILN_MAKE_STATUS(
+          KILN_STATUS_INVALID_ARGUMENT,
+          "a KV cache bound to value %d must be %s with %lld kv heads, head dims %lld/%lld and "
+          "0 <= length <= capacity; found %s, %lld heads, %lld/%lld, length %lld of %lld",
+          value, kiln_dtype_name(d.dtype), (long long)d.kv_heads, (long long)d.head_dim,
+          (long long)d.v_head_dim, kiln_dtype_name(cache->dtype), (long long)cache->kv_heads,
+          (long long)cache->head_dim, (long long)cache->v_head_dim, (long long)cache->length,
+          (long long)cache->capacity);
+  }
+  bound_[size_t(value)] = cache;
+  return nullptr;
+}
+
+kiln_status_t Executor::BindCacheInputs(const Tensor* inputs) {
+  // The key and value tensors of each unbound cache input, by value.
+  std::map<int, std::pair<const Tensor*, const Tensor*>> parts;
+  for (size_t i = 0; i < m_.inputs.size(); ++i) {
+    const IoDesc& io = m_.inputs[i];
+    if (io.part == IoDesc::kTensor || bound_[size_t(io.value)]) continue;
+    auto& p = parts[io.value];
+    (io.part == IoDesc::kKey ? p.first : p.second) = &inputs[i];
+  }
+  for (size_t v = 0; v < m_.values.size(); ++v) {
+    const ValueDesc& d = m_.values[v];
+    if (!d.cache_input) continue;
+    if (KvCache* b = bound_[v]) {
+      caches_[v] = *b;
+      continue;
+    }
+    const Tensor& k = *parts[int(v)].first;
+    const Tensor& val = *parts[int(v)].second;
+    if (k.shape[0] != val.shape[0] || k.shape[2] != val.shape[2] ||
+        k.shape[1] != d.kv_heads || val.shape[1] != d.kv_heads || k.shape[3] != d.head_dim ||
+        val.shape[3] != d.v_head_dim)
+      return KILN_MAKE_STATUS(
+          KILN_STATUS_INVALID_ARGUMENT,
+          "past key %s and value %s of one KV cache must be [batch, %lld, tokens, %lld] and "
+          "[batch, %lld, tokens, %lld] with the same batch and tokens",
+          k.shape.str().c_str(), val.shape.str().c_str(), (long long)d.kv_heads,
+          (long long)d.head_dim, (long long)d.kv_heads, (long long)d.v_head_dim);
+    KvCache& c = caches_[v];
+    c.dtype = d.dtype;
+    c.batch = k.shape[0];
+    c.kv_heads = d.kv_heads;
+    c.head_dim = d.head_dim;
+    c.v_head_dim = d.v_head_dim;
+    c.capacity = c.length = k.shape[2];
+    c.key = k.data;
+    c.value = val.data;
+    stores_[v].owned = false;
+  }
+  return nullptr;
+}
+
+kiln_status_t Executor::append_cache(size_t out, size_t in, int64_t tokens, KvCache** result) {
+  const int iv = has_input(in) ? launch_->in[in] : -1;
+  const int ov = out < launch_->out.size() ? launch_->out[out] : -1;
+  if (iv < 0 || ov < 0 || m_.values[size_t(ov)].kind != ValueDesc::kKvCache ||
+      cache_root_[size_t(ov)] != cache_root_[size_t(iv)] || tokens < 0)
+    return KernelError(*this, KILN_STATUS_INTERNAL,
+                       "result %zu is not an append of cache operand %zu", out, in);
+  const int root = cache_root_[size_t(ov)];
+  const KvCache& c = caches_[size_t(iv)];
+  const int64_t need = c.length + tokens;
+  KvCache grown = c;
+  grown.length = need;
+  if (KvCache* b = bound_[size_t(root)]) {
+    if (need > c.capacity)
+      return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                         "the bound KV cache holds %lld tokens per sequence; appending %lld to "
+                         "%lld needs %lld",
+                         (long long)c.capacity, (long long)tokens, (long long)c.length,
+                         (long long)need);
+    b->length = need;
+  } else if (!stores_[size_t(root)].owned || need > c.capacity) {
+    // Storage of exactly `need` rows, so the presents are dense views of it.
+    const uint64_t esize = kiln_dtype_bit_width(c.dtype) / 8;
+    const int64_t rows = c.batch * c.kv_heads;
+    auto k = std::unique_ptr<AlignedBuffer>(new (std::nothrow) AlignedBuffer);
+    auto v = std::unique_ptr<AlignedBuffer>(new (std::nothrow) AlignedBuffer);
+    if (!k || !v || !k->Reserve(uint64_t(rows * need * c.head_dim) * esize + 64) ||
+        !v->Reserve(uint64_t(rows * need * c.v_head_dim) * esize + 64))
+      return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                         "out of memory for a KV cache of %lld tokens", (long long)need);
+    for (int64_t r = 0; r < rows && c.length > 0; ++r) {
+      std::memcpy(k->data() + uint64_t(r * need * c.head_dim) * esize,
+                  static_cast<const uint8_t*>(c.key) + uint64_t(r * c.capacity * c.head_dim) * esize,
+                  uint64_t(c.length * c.head_dim) * esize);
+      std::memcpy(v->data() + uint64_t(r * need * c.v_head_dim) * esize,
+                  static_cast<const uint8_t*>(c.value) +
+                      uint64_t(r * c.capacity * c.v_head_dim) * esize,
+                  uint64_t(c.length * c.v_head_dim) * esize);
+    }
+    // The previous storage stays alive until the run ends (earlier cache
+    // values may still point at it).
+    CacheStore& st = stores_[size_t(root)];
+    if (st.owned) {
+      k->Swap(st.key);
+      v->Swap(st.value);
+      overflow_.push_back(std::move(k));
+      overflow_.push_back(std::move(v));
+    } else {
+      st.key.Swap(*k);
+      st.value.Swap(*v);
+    }
+    st.owned = true;
+    grown.key = st.key.data();
+    grown.value = st.value.data();
+    grown.capacity = need;
+  }
+  caches_[size_t(ov)] = grown;
+  *result = &caches_[size_t(ov)];
+  return nullptr;
+}
+
+kiln_status_t Executor::CollectOutputs() {
+  outputs_.resize(m_.outputs.size());
+  present_.resize(m_.outputs.size());
+  for (size_t i = 0; i < m_.outputs.size(); ++i) {
+    const IoDesc& io = m_.outputs[i];
+    if (io.part == IoDesc::kTensor) {
+      outputs_[i] = vals_[size_t(io.value)];
+      continue;
+    }
+    Tensor& t = outputs_[i];
+    t = Tensor{};
+    if (bound_[size_t(cache_root_[size_t(io.value)])]) continue;  // in the caller's cache
+    const KvCache& c = caches_[size_t(io.value)];
+    const bool key = io.part == IoDesc::kKey;
+    const int64_t dim = key ? c.head_dim : c.v_head_dim;
+    t.dtype = c.dtype;
+    t.shape = Dims{c.batch, c.kv_heads, c.length, dim};
+    const uint8_t* src = static_cast<const uint8_t*>(key ? c.key : c.value);
+    if (c.capacity == c.length) {
+      t.data = const_cast<uint8_t*>(src);
+      continue;
+    }
+    const uint64_t esize = kiln_dtype_bit_width(c.dtype) / 8;
+    if (!present_[i].Reserve(t.bytes()))
+      return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory for output '%s'",
+                              io.name.c_str());
+    for (int64_t r = 0; r < c.batch * c.kv_heads; ++r)
+      std::memcpy(present_[i].data() + uint64_t(r * c.length * dim) * esize,
+                  src + uint64_t(r * c.capacity * dim) * esize, uint64_t(c.length * dim) * esize);
+    t.data = present_[i].data();
+  }
+  return nullptr;
+}
+
 kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
   has_run_ = false;
   overflow_.clear();
-  for (size_t v = 0; v < m_.values.size(); ++v)
+  for (size_t v = 0; v < m_.values.size(); ++v) {
     if (m_.values[v].kind == ValueDesc::kTemp) vals_[v] = Tensor{};
+    if (m_.values[v].kind == ValueDesc::kKvCache) caches_[v] = KvCache{};
+  }
   if (count != m_.inputs.size())
     return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                             "the model takes %zu inputs; %zu were given", m_.inputs.size(),
@@ -129,6 +304,7 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     const IoDesc& io = m_.inputs[i];
     const Tensor& t = inputs[i];
+    if (io.part != IoDesc::kTensor && bound_[size_t(io.value)]) continue;
     if (t.dtype != io.dtype)
       return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                               "input %zu '%s' is %s; the model takes %s", i, io.name.c_str(),
@@ -155,8 +331,9 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
       return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                               "input %zu '%s' has %lld elements but no data", i, io.name.c_str(),
                               (long long)t.numel());
-    vals_[size_t(io.value)] = t;
+    if (io.part == IoDesc::kTensor) vals_[size_t(io.value)] = t;
   }
+  KILN_RETURN_IF_ERROR(BindCacheInputs(inputs));
   if (!arena_.Reserve(uint64_t(m_.arena_bytes)))
     return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
                             "out of memory for the %lld-byte arena", (long long)m_.arena_bytes);
@@ -192,13 +369,16 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
       return s;
     }
     for (size_t i = 0; i < l.out.size(); ++i)
-      if (vals_[size_t(l.out[i])].dtype == KILN_DTYPE_INVALID) {
+      if ((m_.values[size_t(l.out[i])].kind == ValueDesc::kKvCache
+               ? caches_[size_t(l.out[i])].dtype
+               : vals_[size_t(l.out[i])].dtype) == KILN_DTYPE_INVALID) {
         kiln_status_t e = KernelError(*this, KILN_STATUS_INTERNAL, "result %zu was not produced", i);
         launch_ = nullptr;
         return e;
       }
   }
   launch_ = nullptr;
+  KILN_RETURN_IF_ERROR(CollectOutputs());
   has_run_ = true;
   return nullptr;
 }
@@ -337,6 +517,10 @@ kiln_status_t kiln_session_output(kiln_session_t session, size_t index,
     return KILN_MAKE_STATUS(KILN_STATUS_OUT_OF_RANGE, "output %zu, but the model has %zu",
                             index, e.manifest().outputs.size());
   const kiln::Tensor& t = e.Output(index);
+  if (t.dtype == KILN_DTYPE_INVALID)
+    return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                            "output %zu '%s' stayed in the KV cache generation bound",
+                            index, e.manifest().outputs[index].name.c_str());
   out->dtype = t.dtype;
   out->rank = size_t(t.shape.rank);
   out->shape = t.shape.d;

@@ -132,10 +132,17 @@ class Generator {
  private:
   kiln_status_t RunGroup(const Group& group, const int64_t* const* prompts, const size_t* lens);
   kiln_status_t Step(size_t B, int64_t S);
-  /// Prepares every layer's cache for a new group of B sequences.
-  kiln_status_t ResetCache(size_t B);
+  /// Prepares every layer's cache for a new group of B sequences of up to
+  /// `tokens` positions each (prompt and generated).
+  kiln_status_t ResetCache(size_t B, int64_t tokens);
   /// Layer l's KV window (0: the cache grows with the sequence).
   int64_t Window(int l) const { return m_.inputs[size_t(m_.past_key[size_t(l)])].window; }
+  /// The !kiln.kv_cache input value of layer l, or -1 when its past and
+  /// present are tensors.
+  int CacheValue(int l) const {
+    const IoDesc& io = m_.inputs[size_t(m_.past_key[size_t(l)])];
+    return io.part == IoDesc::kTensor ? -1 : io.value;
+  }
   /// Rows of layer l's cache once `tokens` positions were processed: all of
   /// them, or a windowed cache's fixed capacity (the window itself, the
   /// least memory that keeps every visible key).
@@ -159,6 +166,7 @@ class Generator {
   // Per-step input storage.
   std::vector<int64_t> ids_, mask_, positions_;
   std::vector<AlignedBuffer> cache_;  // 2 per layer: key, value
+  std::vector<KvCache> kv_;           // per layer whose graph appends in place
   std::vector<Tensor> inputs_;
   std::vector<float> row_;
 };
@@ -180,6 +188,7 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
   if (m_.position_ids >= 0)
     bind(m_.position_ids, KILN_DTYPE_I64, {int64_t(B), S}, positions_.data());
   for (int l = 0; l < md.num_layers; ++l) {
+    if (CacheValue(l) >= 0) continue;  // bound: appended in place
     const IoDesc& k = m_.inputs[size_t(m_.past_key[size_t(l)])];
     const IoDesc& v = m_.inputs[size_t(m_.past_value[size_t(l)])];
     const int64_t rows = CacheRows(l, past);
@@ -191,6 +200,15 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
   KILN_RETURN_IF_ERROR(e_.Run(inputs_.data(), inputs_.size()));
   // The presents become the next step's pasts.
   for (int l = 0; l < md.num_layers; ++l) {
+    if (CacheValue(l) >= 0) {
+      if (kv_[size_t(l)].length != past + S)
+        return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                                "the KV cache of layer %d holds %lld tokens after a step over "
+                                "%lld; generation expects %lld",
+                                l, (long long)kv_[size_t(l)].length, (long long)past + S,
+                                (long long)(past + S));
+      continue;
+    }
     KILN_RETURN_IF_ERROR(e_.TakeOutput(size_t(m_.present_key[size_t(l)]), cache_[size_t(2 * l)]));
     KILN_RETURN_IF_ERROR(
         e_.TakeOutput(size_t(m_.present_value[size_t(l)]), cache_[size_t(2 * l + 1)]));
@@ -206,9 +224,33 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
   return nullptr;
 }
 
-kiln_status_t Generator::ResetCache(size_t B) {
+kiln_status_t Generator::ResetCache(size_t B, int64_t tokens) {
   const ModelDesc& md = m_.model;
+  kv_.assign(size_t(md.num_layers), KvCache{});
   for (int l = 0; l < md.num_layers; ++l) {
+    if (int value = CacheValue(l); value >= 0) {
+      // Room for every token of the group up front: appends never move it.
+      const ValueDesc& d = m_.values[size_t(value)];
+      KvCache& c = kv_[size_t(l)];
+      c.dtype = d.dtype;
+      c.batch = int64_t(B);
+      c.kv_heads = d.kv_heads;
+      c.head_dim = d.head_dim;
+      c.v_head_dim = d.v_head_dim;
+      c.capacity = tokens;
+      c.length = 0;
+      const uint64_t rows = uint64_t(B) * uint64_t(d.kv_heads) * uint64_t(tokens);
+      const uint64_t esize = kiln_dtype_bit_width(d.dtype) / 8;
+      if (!cache_[size_t(2 * l)].Reserve(rows * uint64_t(d.head_dim) * esize + 64) ||
+          !cache_[size_t(2 * l + 1)].Reserve(rows * uint64_t(d.v_head_dim) * esize + 64))
+        return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                                "out of memory for the KV cache of layer %d (%lld tokens)", l,
+                                (long long)tokens);
+      c.key = cache_[size_t(2 * l)].data();
+      c.value = cache_[size_t(2 * l + 1)].data();
+      KILN_RETURN_IF_ERROR(e_.BindCache(value, &c));
+      continue;
+    }
     for (int kind = 0; kind < 2; ++kind) {
       AlignedBuffer& c = cache_[size_t(2 * l + kind)];
       int64_t window = Window(l);
@@ -254,7 +296,7 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
     }
     real[b] = int64_t(len);
   }
-  KILN_RETURN_IF_ERROR(ResetCache(B));
+  KILN_RETURN_IF_ERROR(ResetCache(B, int64_t(P) + o_.max_new_tokens));
   std::vector<bool> done(B, false);
   Clock::time_point t0 = Clock::now();
   KILN_RETURN_IF_ERROR(Step(B, int64_t(P)));
@@ -357,6 +399,16 @@ kiln_status_t Generator::Run(const int64_t* const* prompts, const size_t* lens, 
       groups[it->second].seqs.push_back(i);
     }
   }
+  // The session's executor appends to this generation's caches only while
+  // it runs; plain runs afterwards fill caches from their past tensors.
+  struct Unbind {
+    Executor& e;
+    const Manifest& m;
+    ~Unbind() {
+      for (size_t v = 0; v < m.values.size(); ++v)
+        if (m.values[v].cache_input) kiln_status_free(e.BindCache(int(v), nullptr));
+    }
+  } unbind{e_, m_};
   for (const Group& g : groups) KILN_RETURN_IF_ERROR(RunGroup(g, prompts, lens));
 
   kiln_generation_stats_t& st = g_->stats;

@@ -221,6 +221,14 @@ KILN_MUST_USE_RESULT kiln_status_t ParseIo(const json& list, const char* key, si
     KILN_RETURN_IF_ERROR(GetInt(o, "window", where, &io.window, false, 0));
     if (io.window < 0 || io.window > (int64_t(1) << 32))
       return Corrupt(where, "window %lld out of range", (long long)io.window);
+    std::string part;
+    KILN_RETURN_IF_ERROR(GetString(o, "part", where, &part, false));
+    if (part == "key")
+      io.part = IoDesc::kKey;
+    else if (part == "value")
+      io.part = IoDesc::kValue;
+    else if (!part.empty())
+      return Corrupt(where, "part '%s' is neither 'key' nor 'value'", part.c_str());
     io.dims.assign(size_t(io.shape.rank), "");
     if (const json* d = Field(o, "dims")) {
       if (!d->is_array() || d->size() != size_t(io.shape.rank))
@@ -389,6 +397,27 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       KILN_RETURN_IF_ERROR(GetDims(o, "block", where, &v.block, false));
       KILN_RETURN_IF_ERROR(GetDtype(o, "expressed", where, &v.expressed));
       if (v.block.rank != v.shape.rank) return Corrupt(where, "block rank differs from shape");
+    } else if (kind == "kv_cache") {
+      v.kind = ValueDesc::kKvCache;
+      std::string layout;
+      KILN_RETURN_IF_ERROR(GetString(o, "layout", where, &layout));
+      if (layout != "contiguous")
+        return Corrupt(where, "KV-cache layout '%s' is not one this runtime has (contiguous)",
+                       layout.c_str());
+      if (v.dtype != KILN_DTYPE_F32 && v.dtype != KILN_DTYPE_F16 && v.dtype != KILN_DTYPE_BF16)
+        return Corrupt(where, "KV-cache element type %s is not f32, f16 or bf16",
+                       kiln_dtype_name(v.dtype));
+      KILN_RETURN_IF_ERROR(GetInt(o, "kv_heads", where, &v.kv_heads));
+      KILN_RETURN_IF_ERROR(GetInt(o, "head_dim", where, &v.head_dim));
+      KILN_RETURN_IF_ERROR(GetInt(o, "v_head_dim", where, &v.v_head_dim));
+      for (int64_t d : {v.kv_heads, v.head_dim, v.v_head_dim})
+        if (d <= 0 || d > (int64_t(1) << 20))
+          return Corrupt(where, "KV-cache heads or head dims out of range");
+      if (v.shape != Dims{-1, -1, v.kv_heads, v.head_dim})
+        return Corrupt(where, "a KV cache's shape must be [?, ?, kv_heads, head_dim]");
+      const json* ci = Field(o, "input");
+      if (ci && !ci->is_boolean()) return Corrupt(where, "'input' is not a boolean");
+      v.cache_input = ci && ci->get<bool>();
     } else {
       return Corrupt(where, "unknown kind '%s'", kind.c_str());
     }
@@ -401,17 +430,36 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   if (!inputs || !outputs) return Corrupt("manifest", "missing 'inputs' or 'outputs'");
   KILN_RETURN_IF_ERROR(ParseIo(*inputs, "inputs", n, &m->inputs));
   KILN_RETURN_IF_ERROR(ParseIo(*outputs, "outputs", n, &m->outputs));
+  // A KV tensor that is part of a cache: [batch, kv_heads, tokens, dim] of
+  // the cache's element type.
+  auto matches_cache = [](const IoDesc& io, const ValueDesc& v) {
+    const int64_t dim = io.part == IoDesc::kKey ? v.head_dim : v.v_head_dim;
+    return v.kind == ValueDesc::kKvCache && v.dtype == io.dtype && io.shape.rank == 4 &&
+           (io.shape[1] < 0 || io.shape[1] == v.kv_heads) && (io.shape[3] < 0 || io.shape[3] == dim);
+  };
+  // Each cache input is filled by exactly one key and one value input.
+  std::vector<int> parts(n, 0);
   for (size_t i = 0; i < m->inputs.size(); ++i) {
     const IoDesc& io = m->inputs[i];
     const ValueDesc& v = m->values[size_t(io.value)];
-    if (v.kind != ValueDesc::kInput || v.dtype != io.dtype || v.shape != io.shape)
-      return Corrupt("inputs[" + std::to_string(i) + "]", "does not match its value");
+    bool ok = io.part == IoDesc::kTensor
+                  ? v.kind == ValueDesc::kInput && v.dtype == io.dtype && v.shape == io.shape
+                  : v.cache_input && matches_cache(io, v) && !(parts[size_t(io.value)] & io.part);
+    if (!ok) return Corrupt("inputs[" + std::to_string(i) + "]", "does not match its value");
+    parts[size_t(io.value)] |= io.part;
   }
+  for (size_t i = 0; i < n; ++i)
+    if (m->values[i].kind == ValueDesc::kKvCache && m->values[i].cache_input && parts[i] != 3)
+      return Corrupt("values[" + std::to_string(i) + "]",
+                     "a KV-cache input without both its key and value inputs");
   for (size_t i = 0; i < m->outputs.size(); ++i) {
     const IoDesc& io = m->outputs[i];
     const ValueDesc& v = m->values[size_t(io.value)];
-    if (v.kind == ValueDesc::kQTensor || v.dtype != io.dtype)
-      return Corrupt("outputs[" + std::to_string(i) + "]", "does not match its value");
+    bool ok = io.part == IoDesc::kTensor
+                  ? v.kind != ValueDesc::kQTensor && v.kind != ValueDesc::kKvCache &&
+                        v.dtype == io.dtype
+                  : matches_cache(io, v);
+    if (!ok) return Corrupt("outputs[" + std::to_string(i) + "]", "does not match its value");
   }
 
   // Launches, in order: each reads only values defined before it.
@@ -419,7 +467,11 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   if (!launches || !launches->is_array()) return Corrupt("manifest", "missing array 'launches'");
   std::vector<bool> defined(n, false);
   for (size_t i = 0; i < n; ++i)
-    defined[i] = m->values[i].kind == ValueDesc::kInput || m->values[i].kind == ValueDesc::kWeight;
+    defined[i] = m->values[i].kind == ValueDesc::kInput || m->values[i].kind == ValueDesc::kWeight ||
+                 m->values[i].cache_input;
+  // A cache's storage is updated in place, so each cache value is appended
+  // to at most once, and read by nothing after that append.
+  std::vector<bool> consumed(n, false);
   auto qdefined = [&](size_t v) {
     const ValueDesc& d = m->values[v];
     if (d.kind != ValueDesc::kQTensor) return bool(defined[v]);
@@ -446,16 +498,33 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       int64_t v = x.get<int64_t>();
       if (v < 0 || size_t(v) >= n || !qdefined(size_t(v)))
         return Corrupt(where, "operand %lld is not defined before the launch", (long long)v);
+      if (consumed[size_t(v)])
+        return Corrupt(where, "operand %lld is a KV cache read after it was appended to",
+                       (long long)v);
       l.in.push_back(int(v));
     }
     for (const json& x : *out) {
       if (!x.is_number_integer()) return Corrupt(where, "a result is not a value index");
       int64_t v = x.get<int64_t>();
       if (v < 0 || size_t(v) >= n || defined[size_t(v)] ||
-          m->values[size_t(v)].kind != ValueDesc::kTemp)
+          (m->values[size_t(v)].kind != ValueDesc::kTemp &&
+           m->values[size_t(v)].kind != ValueDesc::kKvCache))
         return Corrupt(where, "result %lld is not a fresh temporary", (long long)v);
       defined[size_t(v)] = true;
       l.out.push_back(int(v));
+    }
+    // Cache results: only kv_cache_append makes one, from its first
+    // operand, a cache of the same geometry.
+    for (size_t k = 0; k < l.out.size(); ++k) {
+      const ValueDesc& r = m->values[size_t(l.out[k])];
+      if (r.kind != ValueDesc::kKvCache) continue;
+      const int c = l.in.empty() ? -1 : l.in[0];
+      const ValueDesc* src = c >= 0 ? &m->values[size_t(c)] : nullptr;
+      if (l.op != "kv_cache_append" || k != 0 || !src || src->kind != ValueDesc::kKvCache ||
+          src->dtype != r.dtype || src->kv_heads != r.kv_heads || src->head_dim != r.head_dim ||
+          src->v_head_dim != r.v_head_dim)
+        return Corrupt(where, "a KV-cache result must be kv_cache_append's, of its cache operand's type");
+      consumed[size_t(c)] = true;
     }
     if (const json* a = Field(o, "attrs")) KILN_RETURN_IF_ERROR(ParseAttrs(*a, where, &l.attrs));
     if (const json* al = Field(o, "alias")) {

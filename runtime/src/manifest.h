@@ -17,7 +17,10 @@ namespace kiln {
 constexpr int kManifestSchemaVersion = 1;
 
 struct ValueDesc {
-  enum Kind { kInput, kWeight, kTemp, kQTensor } kind = kTemp;
+  /// kKvCache: a !kiln.kv_cache, either a graph input (`cache_input`, bound
+  /// from its past key/value inputs or by generation) or the result of a
+  /// kv_cache_append, which shares its operand's storage.
+  enum Kind { kInput, kWeight, kTemp, kQTensor, kKvCache } kind = kTemp;
   kiln_dtype_t dtype = KILN_DTYPE_INVALID;  // storage dtype for a qtensor
   Dims shape;                               // -1 = dynamic
   int weight = -1;                          // kWeight
@@ -27,6 +30,9 @@ struct ValueDesc {
   int q_data = -1, q_scales = -1, q_zero = -1;  // kQTensor
   Dims block;
   kiln_dtype_t expressed = KILN_DTYPE_INVALID;
+  // kKvCache (layout contiguous; dtype is the element type).
+  bool cache_input = false;
+  int64_t kv_heads = 0, head_dim = 0, v_head_dim = 0;
 };
 
 struct IoDesc {
@@ -41,6 +47,11 @@ struct IoDesc {
   /// > 0 for a windowed KV cache (past/present of a fixed capacity that
   /// holds at least this many recent positions, compacted at row 0).
   int64_t window = 0;
+  /// For a KV tensor of a layer whose cache the graph updates in place:
+  /// which half of the !kiln.kv_cache value `value` this tensor is. The
+  /// tensor is [batch, kv_heads, tokens, head_dim] (an input fills the
+  /// cache; an output is read from it).
+  enum Part { kTensor, kKey, kValue } part = kTensor;
 };
 
 struct WeightDesc {

@@ -45,6 +45,14 @@ class AlignedBuffer {
   ~AlignedBuffer() { std::free(data_); }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), capacity_(o.capacity_) {
+    o.data_ = nullptr;
+    o.capacity_ = 0;
+  }
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+    Swap(o);
+    return *this;
+  }
   /// Ensures room for `bytes`; false when memory runs out.
   bool Reserve(uint64_t bytes);
   uint8_t* data() const { return data_; }
@@ -65,9 +73,23 @@ class Executor final : public KernelContext {
   Executor(const kiln_model_s* model, int threads, bool profile = false);
 
   /// Binds `inputs` (graph-input order) and runs every launch.
+  ///
+  /// A KV-cache input (manifest value of kind kv_cache) is filled from its
+  /// past key and value tensors: the run reads them in place and, when the
+  /// graph appends to the cache, copies them once into storage of exactly the
+  /// new length, which the present outputs then view. Unless the cache is
+  /// bound (BindCache): then its past tensors are not read (pass empty
+  /// tensors), the graph appends into the bound storage in place, and its
+  /// present outputs are not produced.
   kiln_status_t Run(const Tensor* inputs, size_t count);
   /// Output `i` of the last successful Run.
-  const Tensor& Output(size_t i) const { return vals_[size_t(m_.outputs[i].value)]; }
+  const Tensor& Output(size_t i) const { return outputs_[i]; }
+
+  /// Binds KV-cache input value `value` to `cache` (storage the caller owns,
+  /// with room for the tokens every later run appends) for the next runs;
+  /// nullptr unbinds it. A run appends to `cache` in place and sets
+  /// `cache->length` to the new length.
+  kiln_status_t BindCache(int value, KvCache* cache);
   bool has_run() const { return has_run_; }
 
   /// Takes output `i`'s storage into `buffer` (swapping buffers, no copy)
@@ -108,9 +130,26 @@ class Executor final : public KernelContext {
   kiln_status_t alias_output(size_t out, const Dims& shape, size_t in,
                              Tensor** result) override;
   const Attrs& attrs() const override { return launch_->attrs; }
+  bool is_cache(size_t i) const override {
+    return has_input(i) && m_.values[size_t(launch_->in[i])].kind == ValueDesc::kKvCache;
+  }
+  const KvCache& cache_input(size_t i) const override {
+    return caches_[size_t(launch_->in[i])];
+  }
+  kiln_status_t append_cache(size_t out, size_t in, int64_t tokens, KvCache** result) override;
 
  private:
   kiln_status_t CheckDeclared(size_t i, const Dims& shape) const;
+  /// Fills the cache inputs from their past tensors (or bound caches).
+  kiln_status_t BindCacheInputs(const Tensor* inputs);
+  /// Points the outputs at their values, presents at their caches.
+  kiln_status_t CollectOutputs();
+
+  /// Executor-owned storage of one cache input's chain of appends.
+  struct CacheStore {
+    AlignedBuffer key, value;
+    bool owned = false;  // the storage is key/value above (else the past tensors')
+  };
 
   const kiln_model_s* model_;
   const Manifest& m_;
@@ -120,6 +159,12 @@ class Executor final : public KernelContext {
   std::vector<std::unique_ptr<AlignedBuffer>> overflow_;
   std::vector<Tensor> vals_;
   std::vector<QTensor> qvals_;
+  std::vector<KvCache> caches_;       // per value; kv_cache values only
+  std::vector<int> cache_root_;       // per value: the cache input it appends to
+  std::vector<CacheStore> stores_;    // per value; used at cache inputs
+  std::vector<KvCache*> bound_;       // per value; cache inputs bound by the caller
+  std::vector<Tensor> outputs_;       // per graph output, after a run
+  std::vector<AlignedBuffer> present_;  // per graph output: a compacted present
   const LaunchDesc* launch_ = nullptr;
   bool has_run_ = false;
   bool profile_ = false;

@@ -1,8 +1,12 @@
 // Runs one CPU kernel outside an artifact, for kernel unit tests: inputs are
-// owned vectors, results are allocated by the harness.
+// owned vectors, results are allocated by the harness. KV-cache operands
+// (HostCache) own their storage the way an executor-owned cache does, and a
+// cache result shares its operand's storage, as the executor's in-place
+// update does.
 #ifndef KILN_RUNTIME_TESTS_KERNEL_HARNESS_H_
 #define KILN_RUNTIME_TESTS_KERNEL_HARNESS_H_
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -44,6 +48,65 @@ struct HostTensor {
   }
 };
 
+/// An owned KV cache (contiguous layout): `view` is what the kernel sees,
+/// pointing into `key` ([batch, kv_heads, capacity, head_dim]) and `value`
+/// ([batch, kv_heads, capacity, v_head_dim]), so element (b, h, t, d) of the
+/// keys is key element view.KeyOffset(b, h, t) + d. Copies share the storage:
+/// a result cache and the operand it was appended to are the same memory.
+struct HostCache {
+  KvCache view;
+  std::shared_ptr<HostTensor> key, value;
+  /// Whether append_cache may reallocate (an executor-owned cache) rather
+  /// than fail (a cache the caller bound with a fixed capacity).
+  bool growable = false;
+
+  HostCache() = default;
+  HostCache(kiln_dtype_t dtype, int64_t batch, int64_t kv_heads, int64_t head_dim,
+            int64_t v_head_dim, int64_t capacity, int64_t length, bool grows)
+      : growable(grows) {
+    view.dtype = dtype;
+    view.batch = batch;
+    view.kv_heads = kv_heads;
+    view.head_dim = head_dim;
+    view.v_head_dim = v_head_dim;
+    view.length = length;
+    Allocate(capacity);
+  }
+
+  /// Fresh storage for `capacity` rows per (sequence, head), poisoned so
+  /// that rows a kernel should have written but skipped are caught.
+  void Allocate(int64_t capacity) {
+    view.capacity = capacity;
+    key = std::make_shared<HostTensor>(
+        view.dtype, Dims{view.batch, view.kv_heads, capacity, view.head_dim});
+    value = std::make_shared<HostTensor>(
+        view.dtype, Dims{view.batch, view.kv_heads, capacity, view.v_head_dim});
+    if (!key->bytes.empty()) std::memset(key->bytes.data(), 0xA5, key->bytes.size());
+    if (!value->bytes.empty()) std::memset(value->bytes.data(), 0xA5, value->bytes.size());
+    view.key = key->bytes.empty() ? nullptr : key->bytes.data();
+    view.value = value->bytes.empty() ? nullptr : value->bytes.data();
+  }
+
+  /// Reallocates to `capacity` rows, keeping rows [0, length) of every
+  /// (sequence, head). The capacity is the per-(sequence, head) row stride,
+  /// so every head's rows move.
+  void Grow(int64_t capacity) {
+    std::shared_ptr<HostTensor> old_key = key, old_value = value;
+    const int64_t old_capacity = view.capacity;
+    Allocate(capacity);
+    const int64_t heads = view.batch * view.kv_heads;
+    const size_t krow = size_t(StorageBytes(view.dtype, Dims{view.head_dim}));
+    const size_t vrow = size_t(StorageBytes(view.dtype, Dims{view.v_head_dim}));
+    for (int64_t bh = 0; bh < heads; ++bh)
+      for (int64_t t = 0; t < view.length; ++t) {
+        std::memcpy(key->bytes.data() + size_t(bh * capacity + t) * krow,
+                    old_key->bytes.data() + size_t(bh * old_capacity + t) * krow, krow);
+        std::memcpy(value->bytes.data() + size_t(bh * capacity + t) * vrow,
+                    old_value->bytes.data() + size_t(bh * old_capacity + t) * vrow, vrow);
+      }
+  }
+};
+
 /// Random f32 values in [lo, hi) from a fixed seed.
 inline std::vector<float> RandomFloats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
   std::mt19937 rng(seed);
@@ -64,6 +127,29 @@ class KernelHarness : public KernelContext {
     present_.push_back(true);
     quantized_.push_back(false);
     qviews_.emplace_back();
+    caches_.emplace_back();
+    return *this;
+  }
+  /// Adds a KV-cache operand with fresh (poisoned) storage of `capacity`
+  /// rows, `length` of them valid; fill it through CacheOperand(i). A
+  /// `growable` cache is reallocated by append_cache when too small, as an
+  /// executor-owned one is; otherwise append_cache fails as for a cache the
+  /// caller bound.
+  KernelHarness& InCache(kiln_dtype_t dtype, int64_t batch, int64_t kv_heads,
+                         int64_t head_dim, int64_t v_head_dim, int64_t capacity,
+                         int64_t length, bool growable = false) {
+    return InCache(HostCache(dtype, batch, kv_heads, head_dim, v_head_dim, capacity,
+                             length, growable));
+  }
+  /// Adds a KV-cache operand sharing `cache`'s storage (e.g. another launch's
+  /// ResultCache, as the executor threads a cache through a graph).
+  KernelHarness& InCache(const HostCache& cache) {
+    inputs_.push_back(nullptr);
+    views_.emplace_back();
+    present_.push_back(true);
+    quantized_.push_back(false);
+    qviews_.emplace_back();
+    caches_.push_back(std::make_unique<HostCache>(cache));
     return *this;
   }
   /// Adds an absent optional operand.
@@ -73,6 +159,7 @@ class KernelHarness : public KernelContext {
     present_.push_back(false);
     quantized_.push_back(false);
     qviews_.emplace_back();
+    caches_.emplace_back();
     return *this;
   }
   /// Adds a quantized operand; `zero_points` may have an empty byte vector.
@@ -93,6 +180,7 @@ class KernelHarness : public KernelContext {
     present_.push_back(true);
     quantized_.push_back(true);
     qviews_.push_back(q);
+    caches_.emplace_back();
     return *this;
   }
   /// Declares a result with its dtype and compile-time shape (-1 = dynamic).
@@ -101,6 +189,13 @@ class KernelHarness : public KernelContext {
     out_declared_.push_back(declared);
     outputs_.push_back(nullptr);
     out_views_.emplace_back();
+    out_caches_.emplace_back();
+    return *this;
+  }
+  /// Declares a !kiln.kv_cache result (produced by append_cache).
+  KernelHarness& OutCache() {
+    Out(KILN_DTYPE_INVALID, Dims{});
+    out_caches_.back() = std::make_unique<HostCache>();
     return *this;
   }
   KernelHarness& Attr(const std::string& name, int64_t v) {
@@ -134,6 +229,11 @@ class KernelHarness : public KernelContext {
     return m;
   }
   HostTensor& Result(size_t i = 0) { return *outputs_[i]; }
+  /// Cache operand `i` (its storage, to fill before Run).
+  HostCache& CacheOperand(size_t i) { return *caches_[i]; }
+  /// Cache result `i` after append_cache: the operand's storage (grown if it
+  /// had to be) with the new length.
+  HostCache& ResultCache(size_t i = 0) { return *out_caches_[i]; }
 
   // KernelContext.
   const char* op() const override { return op_.c_str(); }
@@ -166,15 +266,60 @@ class KernelHarness : public KernelContext {
   kiln_status_t alias_output(size_t, const Dims&, size_t, Tensor**) override {
     return KernelError(*this, KILN_STATUS_INTERNAL, "aliasing not allowed here");
   }
+  bool is_cache(size_t i) const override { return i < caches_.size() && caches_[i]; }
+  const KvCache& cache_input(size_t i) const override { return caches_[i]->view; }
+  kiln_status_t append_cache(size_t out, size_t in, int64_t tokens,
+                             KvCache** result) override {
+    if (!is_cache(in) || out >= out_caches_.size() || !out_caches_[out])
+      return KernelError(*this, KILN_STATUS_INTERNAL,
+                         "append_cache(%zu, %zu): operand %zu or result %zu is no cache",
+                         out, in, in, out);
+    if (tokens < 0)
+      return KernelError(*this, KILN_STATUS_INTERNAL, "append_cache of %lld tokens",
+                         (long long)tokens);
+    HostCache& c = *caches_[in];
+    const int64_t needed = c.view.length + tokens;
+    if (needed > c.view.capacity) {
+      if (!c.growable)
+        return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                           "the KV cache has a capacity of %lld tokens but %lld are "
+                           "needed (%lld cached + %lld new)",
+                           (long long)c.view.capacity, (long long)needed,
+                           (long long)c.view.length, (long long)tokens);
+      // Doubling, as an executor would, leaves capacity > length so that
+      // kernels reading the grown cache still see a row stride that is not
+      // the length.
+      c.Grow(std::max(needed, 2 * c.view.capacity));
+    }
+    // The new rows hold poison until the kernel writes them.
+    PoisonRows(c, c.view.length, needed);
+    HostCache& r = *out_caches_[out];
+    r = c;
+    r.view.length = needed;
+    *result = &r.view;
+    return nullptr;
+  }
   const Attrs& attrs() const override { return attrs_; }
   ThreadPool& pool() override { return pool_; }
 
  private:
+  static void PoisonRows(HostCache& c, int64_t begin, int64_t end) {
+    const KvCache& v = c.view;
+    const size_t krow = size_t(StorageBytes(v.dtype, Dims{v.head_dim}));
+    const size_t vrow = size_t(StorageBytes(v.dtype, Dims{v.v_head_dim}));
+    for (int64_t bh = 0; bh < v.batch * v.kv_heads; ++bh)
+      for (int64_t t = begin; t < end; ++t) {
+        std::memset(c.key->bytes.data() + size_t(bh * v.capacity + t) * krow, 0xA5, krow);
+        std::memset(c.value->bytes.data() + size_t(bh * v.capacity + t) * vrow, 0xA5, vrow);
+      }
+  }
+
   std::string op_;
   ThreadPool pool_;
   std::vector<std::unique_ptr<HostTensor>> inputs_, owned_, outputs_;
   std::vector<Tensor> views_, out_views_;
   std::vector<QTensor> qviews_;
+  std::vector<std::unique_ptr<HostCache>> caches_, out_caches_;  // null: not a cache
   std::vector<bool> present_, quantized_;
   std::vector<kiln_dtype_t> out_dtypes_;
   std::vector<Dims> out_declared_;

@@ -1209,15 +1209,18 @@ TEST(LlmAttention, ErrorsAndUnimplemented) {
         << m;
   }
   {
-    // A cache operand (any tensor stands in for the KV-cache value here).
+    // A plain tensor where the cache goes. (Cache operands proper are
+    // tested in kernels_kv_cache_test.cc.)
     KernelHarness h("attention");
     h.In(Random(KILN_DTYPE_F32, {1, 2, 4, 8}, 1, &v)).None().None();
     h.In(Random(KILN_DTYPE_F32, {4}, 2, &v)).None().None();
     h.Out(KILN_DTYPE_F32, {1, 2, 4, 8}).AttrS("mask", "causal");
     kiln_status_t s = h.Run();
-    EXPECT_EQ(kiln_status_code(s), KILN_STATUS_UNIMPLEMENTED);
-    EXPECT_NE(std::string(kiln_status_message(s)).find("cache"),
-              std::string::npos);
+    EXPECT_EQ(kiln_status_code(s), KILN_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(kiln_status_message(s))
+                  .find("the cache(...) operand is not a !kiln.kv_cache"),
+              std::string::npos)
+        << kiln_status_message(s);
     kiln_status_free(s);
   }
   {

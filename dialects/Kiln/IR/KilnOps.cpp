@@ -1181,7 +1181,9 @@ OpFoldResult BitcastOp::fold(FoldAdaptor) {
 
 LogicalResult ShapeOfOp::verify() {
   int64_t entries = getType().getDimSize(0);
-  int64_t rank = getInput().getType().getRank();
+  int64_t rank = isa<KvCacheType>(getInput().getType())
+                     ? 4
+                     : cast<RankedTensorType>(getInput().getType()).getRank();
   if (!dimsCompatible(entries, rank))
     return emitOpError() << "result has " << entries
                          << " entries but the input has rank " << rank;
@@ -1189,8 +1191,8 @@ LogicalResult ShapeOfOp::verify() {
 }
 
 OpFoldResult ShapeOfOp::fold(FoldAdaptor) {
-  RankedTensorType input = getInput().getType();
-  if (!input.hasStaticShape() || !getType().hasStaticShape())
+  auto input = dyn_cast<RankedTensorType>(getInput().getType());
+  if (!input || !input.hasStaticShape() || !getType().hasStaticShape())
     return {};
   return DenseElementsAttr::get(getType(), input.getShape());
 }

@@ -29,6 +29,10 @@ struct GraphPipelineOptions
                                    "subgraphs (off: the reference form the "
                                    "equivalence check compares against)"),
                     llvm::cl::init(true)};
+  Option<bool> kvCache{*this, "kv-cache",
+                       llvm::cl::desc("With fuse: turn past/present KV "
+                                      "concats into in-place kv_cache appends"),
+                       llvm::cl::init(true)};
   Option<bool> pruneWeights{*this, "prune-weights",
                             llvm::cl::desc("Remove unread weight declarations"),
                             llvm::cl::init(true)};
@@ -46,6 +50,11 @@ void populateFuseActivationsPatterns(RewritePatternSet &patterns);
 void populateFuseGatedMlpPatterns(RewritePatternSet &patterns);
 void populateFuseRopePatterns(RewritePatternSet &patterns);
 void populateFuseAttentionPatterns(RewritePatternSet &patterns);
+
+/// Each layer of `func` whose KV cache stays past/present tensors (not a
+/// !kiln.kv_cache updated in place): its past key's name and the reason.
+std::vector<std::pair<std::string, std::string>>
+explainTensorKvLayers(func::FuncOp func);
 
 /// What the fusion passes did to a module, for `kiln-compile --report`.
 struct FusionReport {

@@ -156,6 +156,33 @@ def FuseProjectionsPass : Pass<"kiln-fuse-projections", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def FormKvCachePass : Pass<"kiln-form-kv-cache", "mlir::func::FuncOp"> {
+  let summary = "Turn past/present KV concats into in-place kiln.kv_cache appends";
+  let description = [{
+    A layer whose past key and value arguments (`kiln.kv` role past) are
+    only concatenated with the new keys/values along the sequence axis (and
+    read by `shape_of`), and whose presents are only returned and fed,
+    transposed to BSHD, to `kiln.attention`, gets one `!kiln.kv_cache`
+    argument and result instead of its four tensors. The new keys and values
+    are written by `kiln.kv_cache_append`, which the runtime does in place,
+    and attention reads `cache(...)`: no step copies the cache.
+
+    The cache argument and result carry `kiln.kv = {layer, role = "cache"}`
+    and, under `kiln.cache_io`, the attributes and types of the tensors they
+    replace, so the artifact still lists the ONNX past and present tensors.
+    Windowed caches and layers whose tensors are read otherwise stay as they
+    are (`verbose` says why, as remarks).
+  }];
+  let options = [
+    Option<"verbose", "verbose", "bool", /*default=*/"false",
+           "Emit a remark for each layer left as tensors, with the reason">
+  ];
+  let statistics = [
+    Statistic<"numFormed", "formed-caches", "Number of layers given a KV cache">
+  ];
+  let dependentDialects = ["mlir::kiln::KilnDialect", "mlir::arith::ArithDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{

@@ -1,8 +1,13 @@
-// kiln.attention on kv(key, value) tensors: scaled dot-product attention in
-// BSHD layout with grouped-query heads, the none / causal / sliding_window /
-// tree mask kinds, an explicit boolean or additive attn_mask, and softcap.
-// Computed in f32 whatever the operand types; K/V that are not f32 (f16,
-// bf16, quantized) are converted once per call.
+// kiln.attention: scaled dot-product attention in BSHD layout with
+// grouped-query heads, the none / causal / sliding_window / tree mask kinds,
+// an explicit boolean or additive attn_mask, and softcap. Keys and values
+// come from kv(key, value) tensors or from a cache(...) operand (a contiguous
+// !kiln.kv_cache: its rows [0, length) are the keys, and the queries are the
+// last Sq of them, the same alignment as with tensors). Computed in f32
+// whatever the operand types. The kernel addresses K/V rows through
+// (batch, token, head) strides, so f32 tensors and f32 caches are read in
+// place; f16 / bf16 / quantized tensors and f16 / bf16 caches (their live
+// rows only) are converted to f32 once per call.
 //
 // Each task owns a run of query rows of one (batch, query head). A row
 // visits only the keys its mask kind can make visible (for causal prefill,
@@ -11,13 +16,14 @@
 // sees no key at all (every key masked, or -inf additive masks) yields
 // zeros rather than 0/0.
 //
-// Not implemented yet (UNIMPLEMENTED): cache(...) operands, and sparsity
-// (mask kind sparse, sparse_index operands).
+// Not implemented yet (UNIMPLEMENTED): quantized caches, and sparsity (mask
+// kind sparse, sparse_index operands).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -79,10 +85,14 @@ struct AttentionTask {
   int64_t heads;     // query heads per task (a divisor of group)
   int64_t q_rows;    // query rows per task
   int64_t q_blocks;  // ceil(Sq / q_rows)
-  // Data: q in its dtype; k, v f32 [B, Skv, Hkv, D / Dv].
+  // Data: q in its dtype; k, v f32, row (b, j, h) of K at
+  // k + b * k_bstride + j * k_tstride + h * k_hstride (likewise V): a BSHD
+  // tensor or a cache's [batch][head][capacity] rows.
   const Tensor* q;
   const float* k;
   const float* v;
+  int64_t k_bstride, k_tstride, k_hstride;
+  int64_t v_bstride, v_tstride, v_hstride;
   Tensor* out;
   // Mask.
   MaskKind kind;
@@ -178,10 +188,11 @@ struct AttentionTask {
   KILN_ALWAYS_INLINE void PackKeys(int64_t b, int64_t kvh, int64_t j0,
                                    int64_t kb, float* __restrict panel) const {
     const int64_t strips = (kb + NR - 1) / NR;
+    const float* rows = k + b * k_bstride + kvh * k_hstride + j0 * k_tstride;
     for (int64_t jj = 0; jj < strips * NR; ++jj) {
       float* dst = panel + (jj / NR) * D * NR + jj % NR;
       if (jj < kb) {
-        const float* src = k + ((b * Skv + j0 + jj) * Hkv + kvh) * D;
+        const float* src = rows + jj * k_tstride;
         for (int64_t d = 0; d < D; ++d) dst[d * NR] = src[d];
       } else {
         for (int64_t d = 0; d < D; ++d) dst[d * NR] = 0.f;
@@ -195,8 +206,9 @@ struct AttentionTask {
   KILN_ALWAYS_INLINE void PackValues(int64_t b, int64_t kvh, int64_t j0,
                                      int64_t kb, int64_t dv_pad,
                                      float* __restrict panel) const {
+    const float* rows = v + b * v_bstride + kvh * v_hstride + j0 * v_tstride;
     for (int64_t jj = 0; jj < kb; ++jj) {
-      const float* src = v + ((b * Skv + j0 + jj) * Hkv + kvh) * Dv;
+      const float* src = rows + jj * v_tstride;
       for (int64_t s = 0; s < dv_pad / NR; ++s) {
         float* dst = panel + (s * kb + jj) * NR;
         const int64_t w = std::min<int64_t>(NR, Dv - s * NR);
@@ -278,12 +290,14 @@ struct AttentionTask {
 kiln_status_t AttentionKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckFloatOutput(ctx));
   const Attrs& attrs = ctx.attrs();
-  // Later work: KV-cache operands and sparse attention.
-  if (ctx.num_inputs() > kCache && ctx.has_input(kCache))
-    return KernelError(
-        ctx, KILN_STATUS_UNIMPLEMENTED,
-        "cache(...) operands (!kiln.kv_cache) are not supported by the CPU "
-        "attention kernel yet; only kv(key, value) tensors are");
+  const bool has_cache = ctx.num_inputs() > kCache && ctx.has_input(kCache);
+  const bool has_kv = (ctx.num_inputs() > kKey && ctx.has_input(kKey)) ||
+                      (ctx.num_inputs() > kValue && ctx.has_input(kValue));
+  if (has_cache && has_kv)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "keys and values come from kv(key, value) or from "
+                       "cache(...), not both");
+  // Later work: sparse attention.
   for (size_t i = kSparseIndex; i < ctx.num_inputs(); ++i)
     if (ctx.has_input(i))
       return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
@@ -316,45 +330,100 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
                        mask_name.data());
 
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, kQuery, "query"));
-  if (ctx.num_inputs() <= kValue || !ctx.has_input(kKey) ||
-      !ctx.has_input(kValue))
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "needs kv(key, value) operands (or a cache)");
-  for (size_t i : {size_t(kKey), size_t(kValue)}) {
-    const char* what = i == kKey ? "key" : "value";
-    if (ctx.is_quantized(i)) {
-      std::string err = CheckQTensor(ctx.qinput(i), what);
-      if (!err.empty())
-        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s",
-                           err.c_str());
-    } else {
-      KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, i, what));
-    }
-  }
   const Tensor& q = ctx.input(kQuery);
-  const Dims& ks = OperandShape(ctx, kKey);
-  const Dims& vs = OperandShape(ctx, kValue);
-  if (q.shape.rank != 4 || ks.rank != 4 || vs.rank != 4)
-    return KernelError(
-        ctx, KILN_STATUS_INVALID_ARGUMENT,
-        "query %s, key %s and value %s must be [batch, seq, heads, head_dim]",
-        q.shape.str().c_str(), ks.str().c_str(), vs.str().c_str());
+  // The K/V source: its kv length, kv heads and value head dim, and how
+  // messages name it.
+  int64_t Skv, Hkv, Dv;
+  std::string kv_what;
+  const KvCache* cache = nullptr;
+  if (has_cache) {
+    if (!ctx.is_cache(kCache))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "the cache(...) operand is not a !kiln.kv_cache");
+    cache = &ctx.cache_input(kCache);
+    switch (cache->dtype) {
+      case KILN_DTYPE_F32:
+      case KILN_DTYPE_F16:
+      case KILN_DTYPE_BF16:
+        break;
+      case KILN_DTYPE_I8:
+      case KILN_DTYPE_I4:
+      case KILN_DTYPE_F8E4M3FN:
+      case KILN_DTYPE_F8E5M2:
+        return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
+                           "a %s KV cache is quantized, which the CPU "
+                           "attention kernel does not read yet; quantized KV "
+                           "caches come with the KV-layout work",
+                           DtypeName(cache->dtype));
+      default:
+        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                           "KV cache element type %s is not f32, f16 or bf16",
+                           DtypeName(cache->dtype));
+    }
+    if (cache->length < 0 || cache->length > cache->capacity)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "KV cache length %lld is outside its capacity %lld",
+                         (long long)cache->length, (long long)cache->capacity);
+    if (q.shape.rank != 4)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "query %s must be [batch, seq, heads, head_dim]",
+                         q.shape.str().c_str());
+    Skv = cache->length;
+    Hkv = cache->kv_heads;
+    Dv = cache->v_head_dim;
+    kv_what = "cache [batch, tokens, kv_heads, head_dim] " +
+              Dims{cache->batch, Skv, Hkv, cache->head_dim}.str();
+    if (cache->batch != q.shape[0] || cache->head_dim != q.shape[3])
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "%s does not match query %s (batch, head_dim)",
+                         kv_what.c_str(), q.shape.str().c_str());
+    if ((!cache->key || !cache->value) && Skv > 0)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "the KV cache has no storage");
+  } else {
+    if (ctx.num_inputs() <= kValue || !ctx.has_input(kKey) ||
+        !ctx.has_input(kValue))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "needs kv(key, value) operands (or a cache)");
+    for (size_t i : {size_t(kKey), size_t(kValue)}) {
+      const char* what = i == kKey ? "key" : "value";
+      if (ctx.is_quantized(i)) {
+        std::string err = CheckQTensor(ctx.qinput(i), what);
+        if (!err.empty())
+          return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "%s",
+                             err.c_str());
+      } else {
+        KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, i, what));
+      }
+    }
+    const Dims& ks = OperandShape(ctx, kKey);
+    const Dims& vs = OperandShape(ctx, kValue);
+    if (q.shape.rank != 4 || ks.rank != 4 || vs.rank != 4)
+      return KernelError(
+          ctx, KILN_STATUS_INVALID_ARGUMENT,
+          "query %s, key %s and value %s must be [batch, seq, heads, head_dim]",
+          q.shape.str().c_str(), ks.str().c_str(), vs.str().c_str());
+    Skv = ks[1];
+    Hkv = ks[2];
+    Dv = vs[3];
+    kv_what = "key " + ks.str();
+    if (ks[0] != q.shape[0] || vs[0] != q.shape[0] || vs[1] != Skv ||
+        vs[2] != Hkv || ks[3] != q.shape[3])
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "key %s and value %s do not match query %s (batch, kv "
+                         "length, kv heads, "
+                         "head_dim)",
+                         ks.str().c_str(), vs.str().c_str(),
+                         q.shape.str().c_str());
+  }
   const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2],
                 D = q.shape[3];
-  const int64_t Skv = ks[1], Hkv = ks[2], Dv = vs[3];
-  if (ks[0] != B || vs[0] != B || vs[1] != Skv || vs[2] != Hkv || ks[3] != D)
-    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                       "key %s and value %s do not match query %s (batch, kv "
-                       "length, kv heads, "
-                       "head_dim)",
-                       ks.str().c_str(), vs.str().c_str(),
-                       q.shape.str().c_str());
   if (Hkv == 0 ? Hq != 0 : Hq % Hkv != 0)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "query heads %lld are not a multiple of kv heads %lld "
-                       "(query %s, key %s)",
+                       "(query %s, %s)",
                        (long long)Hq, (long long)Hkv, q.shape.str().c_str(),
-                       ks.str().c_str());
+                       kv_what.c_str());
 
   const double scale =
       attrs.Has("scale") ? attrs.Float("scale") : 1.0 / std::sqrt(double(D));
@@ -441,19 +510,64 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   if (out->numel() == 0) return nullptr;
 
   std::vector<float> kbuf, vbuf;
-  const float* kdata;
-  const float* vdata;
-  if (!ctx.is_quantized(kKey) && ctx.input(kKey).dtype == KILN_DTYPE_F32) {
-    kdata = static_cast<const float*>(ctx.input(kKey).data);
+  if (cache) {
+    const int64_t cap = cache->capacity;
+    if (cache->dtype == KILN_DTYPE_F32) {
+      // In place: row (b, j, h) is at ((b * Hkv + h) * capacity + j) * D.
+      task.k = static_cast<const float*>(cache->key);
+      task.v = static_cast<const float*>(cache->value);
+      task.k_bstride = Hkv * cap * D;
+      task.k_tstride = D;
+      task.k_hstride = cap * D;
+      task.v_bstride = Hkv * cap * Dv;
+      task.v_tstride = Dv;
+      task.v_hstride = cap * Dv;
+    } else {
+      // The live rows of each (sequence, head) are contiguous in the cache,
+      // so each converts with one LoadRow into a [B][Hkv][Skv] f32 copy.
+      kbuf.resize(size_t(B * Hkv * Skv * D));
+      vbuf.resize(size_t(B * Hkv * Skv * Dv));
+      ctx.pool().parallel_for(
+          B * Hkv,
+          std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(Skv * (D + Dv), 1)),
+          [&](int64_t begin, int64_t end) {
+            for (int64_t bh = begin; bh < end; ++bh) {
+              LoadRow<float>(cache->dtype, cache->key, bh * cap * D, Skv * D,
+                             kbuf.data() + bh * Skv * D);
+              LoadRow<float>(cache->dtype, cache->value, bh * cap * Dv,
+                             Skv * Dv, vbuf.data() + bh * Skv * Dv);
+            }
+          });
+      task.k = kbuf.data();
+      task.v = vbuf.data();
+      task.k_bstride = Hkv * Skv * D;
+      task.k_tstride = D;
+      task.k_hstride = Skv * D;
+      task.v_bstride = Hkv * Skv * Dv;
+      task.v_tstride = Dv;
+      task.v_hstride = Skv * Dv;
+    }
   } else {
-    ToF32(ctx, kKey, kbuf);
-    kdata = kbuf.data();
-  }
-  if (!ctx.is_quantized(kValue) && ctx.input(kValue).dtype == KILN_DTYPE_F32) {
-    vdata = static_cast<const float*>(ctx.input(kValue).data);
-  } else {
-    ToF32(ctx, kValue, vbuf);
-    vdata = vbuf.data();
+    if (!ctx.is_quantized(kKey) && ctx.input(kKey).dtype == KILN_DTYPE_F32) {
+      task.k = static_cast<const float*>(ctx.input(kKey).data);
+    } else {
+      ToF32(ctx, kKey, kbuf);
+      task.k = kbuf.data();
+    }
+    if (!ctx.is_quantized(kValue) &&
+        ctx.input(kValue).dtype == KILN_DTYPE_F32) {
+      task.v = static_cast<const float*>(ctx.input(kValue).data);
+    } else {
+      ToF32(ctx, kValue, vbuf);
+      task.v = vbuf.data();
+    }
+    // BSHD: row (b, j, h) is at ((b * Skv + j) * Hkv + h) * D.
+    task.k_bstride = Skv * Hkv * D;
+    task.k_tstride = Hkv * D;
+    task.k_hstride = D;
+    task.v_bstride = Skv * Hkv * Dv;
+    task.v_tstride = Hkv * Dv;
+    task.v_hstride = Dv;
   }
 
   task.B = B;
@@ -465,8 +579,6 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   task.Dv = Dv;
   task.group = Hq / Hkv;
   task.q = &q;
-  task.k = kdata;
-  task.v = vdata;
   task.out = out;
   task.kind = kind;
   task.window = window;

@@ -197,6 +197,11 @@ class UnpackedNibbleContext : public KernelContext {
   bool is_quantized(size_t i) const override { return base_.is_quantized(i); }
   const Tensor& input(size_t i) const override { return inputs_[i]; }
   const QTensor& qinput(size_t i) const override { return base_.qinput(i); }
+  bool is_cache(size_t i) const override { return base_.is_cache(i); }
+  const KvCache& cache_input(size_t i) const override { return base_.cache_input(i); }
+  kiln_status_t append_cache(size_t out, size_t in, int64_t tokens, KvCache** result) override {
+    return base_.append_cache(out, in, tokens, result);
+  }
   size_t num_outputs() const override { return base_.num_outputs(); }
   kiln_dtype_t output_dtype(size_t i) const override {
     return Widened(base_.output_dtype(i));

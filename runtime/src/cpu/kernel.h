@@ -131,6 +131,23 @@ class KernelContext {
   virtual kiln_status_t alias_output(size_t out, const Dims& shape, size_t in,
                                      Tensor** result) = 0;
 
+  /// True when operand `i` is a !kiln.kv_cache (then has_input(i) is true,
+  /// is_quantized(i) false, and input(i) must not be called).
+  virtual bool is_cache(size_t i) const {
+    (void)i;
+    return false;
+  }
+  /// A KV-cache operand. Only valid when is_cache(i).
+  virtual const KvCache& cache_input(size_t i) const = 0;
+  /// Makes result `out` (a !kiln.kv_cache) the cache operand `in` with
+  /// `tokens` more rows per sequence: the same storage, grown first when the
+  /// executor owns it and it is too small (RESOURCE_EXHAUSTED when a cache
+  /// bound by the caller has no room). `*result` has length = the operand's
+  /// length + tokens; the kernel then writes rows [old length, new length).
+  /// Rows below the old length keep their contents.
+  virtual kiln_status_t append_cache(size_t out, size_t in, int64_t tokens,
+                                     KvCache** result) = 0;
+
   virtual const Attrs& attrs() const = 0;
   virtual ThreadPool& pool() = 0;
 };

@@ -24,6 +24,8 @@ void AppendMovementKernels(std::vector<KernelEntry>& out);
 // Matmul, norms, rope, attention, quantization, gated MLP (llm.cc,
 // matmul.cc, attention.cc).
 void AppendLlmKernels(std::vector<KernelEntry>& out);
+// KV-cache updates and reads: kv_cache_append, kv_cache_read (kv_cache.cc).
+void AppendKvCacheKernels(std::vector<KernelEntry>& out);
 
 }  // namespace kiln
 

@@ -1,6 +1,6 @@
 // Shape and data-movement kernels: reshape, transpose, concat, slice,
-// broadcast, bitcast, shape_of, range, fill, gather, gather_nd and
-// tensor_scatter.
+// broadcast, bitcast, shape_of (of a tensor or a KV cache), range, fill,
+// gather, gather_nd and tensor_scatter.
 //
 // Data is moved by element width only (1, 2, 4 or 8 bytes); the packed 4-bit
 // types are unpacked to a byte per element around the same code
@@ -684,16 +684,24 @@ kiln_status_t BitcastKernel(KernelContext& ctx) {
 
 kiln_status_t ShapeOfKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckOperands(ctx, 1));
-  const Tensor& x = ctx.input(0);
+  // Of a KV cache, the logical shape of its keys: the tokens cached so far,
+  // not the capacity (which is the storage's business).
+  Dims shape;
+  if (ctx.is_cache(0)) {
+    const KvCache& c = ctx.cache_input(0);
+    shape = Dims{c.batch, c.length, c.kv_heads, c.head_dim};
+  } else {
+    shape = ctx.input(0).shape;
+  }
   const kiln_dtype_t to = ctx.output_dtype(0);
   if (to != KILN_DTYPE_I64 && to != KILN_DTYPE_I32)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "result must be i64, found %s", DTypeName(to));
   Tensor* out = nullptr;
-  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, Dims{x.shape.rank}, &out));
-  for (int i = 0; i < x.shape.rank; ++i) {
-    if (to == KILN_DTYPE_I64) out->as<int64_t>()[i] = x.shape[i];
-    else out->as<int32_t>()[i] = int32_t(x.shape[i]);
+  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, Dims{shape.rank}, &out));
+  for (int i = 0; i < shape.rank; ++i) {
+    if (to == KILN_DTYPE_I64) out->as<int64_t>()[i] = shape[i];
+    else out->as<int32_t>()[i] = int32_t(shape[i]);
   }
   return nullptr;
 }

@@ -15,6 +15,7 @@ const std::vector<KernelEntry>& Table() {
     AppendElementwiseKernels(t);
     AppendMovementKernels(t);
     AppendLlmKernels(t);
+    AppendKvCacheKernels(t);
     std::sort(t.begin(), t.end(), [](const KernelEntry& a, const KernelEntry& b) {
       return a.op < b.op;
     });

@@ -116,6 +116,31 @@ struct QTensor {
   bool has_zero_points() const { return zero_points.data != nullptr; }
 };
 
+
+/// One layer's KV cache (a !kiln.kv_cache value) as kernels see it. Layout
+/// `contiguous`: keys are [batch][kv_heads][capacity][head_dim] and values
+/// [batch][kv_heads][capacity][v_head_dim], both of `dtype`; rows [0, length)
+/// of every (sequence, head) hold the tokens seen so far, the same number for
+/// every sequence of the batch. The storage belongs to the executor or to the
+/// session that bound it; kernels never own it. (Paged and quantized layouts
+/// add fields here.)
+struct KvCache {
+  kiln_dtype_t dtype = KILN_DTYPE_INVALID;
+  int64_t batch = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;
+  int64_t capacity = 0;  // rows per (sequence, head)
+  int64_t length = 0;    // valid rows per (sequence, head)
+  void* key = nullptr;
+  void* value = nullptr;
+
+  /// Element offset of key row (b, h, t); ValueOffset likewise for values.
+  int64_t KeyOffset(int64_t b, int64_t h, int64_t t) const {
+    return ((b * kv_heads + h) * capacity + t) * head_dim;
+  }
+  int64_t ValueOffset(int64_t b, int64_t h, int64_t t) const {
+    return ((b * kv_heads + h) * capacity + t) * v_head_dim;
+  }
+};
+
 }  // namespace kiln
 
 #endif  // KILN_RUNTIME_CPU_TENSOR_H_

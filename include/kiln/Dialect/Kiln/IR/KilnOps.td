@@ -904,15 +904,18 @@ def Kiln_BitcastOp : Kiln_Op<"bitcast", [Pure]> {
 }
 
 def Kiln_ShapeOfOp : Kiln_Op<"shape_of", [Pure]> {
-  let summary = "the shape of a tensor as a 1-D i64 tensor";
+  let summary = "the shape of a tensor (or a KV cache) as a 1-D i64 tensor";
   let description = [{
-    Folds to a constant when the input shape is static.
+    Folds to a constant when the input shape is static. Of a
+    `!kiln.kv_cache`, the logical shape of its keys,
+    `[batch, tokens, kv_heads, head_dim]` (tokens: those cached so far).
 
     ```mlir
     %s = kiln.shape_of %x : tensor<?x4096xf32> -> tensor<2xi64>
+    %t = kiln.shape_of %c : !kiln.kv_cache<contiguous, f32, kv_heads = 2, head_dim = 16> -> tensor<4xi64>
     ```
   }];
-  let arguments = (ins Kiln_AnyTensor:$input);
+  let arguments = (ins AnyTypeOf<[Kiln_AnyTensor, Kiln_KvCache]>:$input);
   let results = (outs Kiln_ShapeTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
   let hasVerifier = 1;
