@@ -380,7 +380,9 @@ struct FormKvCachePass
             t->erase();
       }
 
-      // One cache result in the present key's place.
+      // One cache result in the present key's place (re-read: the shape
+      // rewrites above may have replaced returned values).
+      results.assign(ret.getOperands().begin(), ret.getOperands().end());
       results[io.presentKey] = appended;
       results[io.presentValue] = appended; // dropped below
       resultAttrs[io.presentKey] = b.getDictionaryAttr(
@@ -402,6 +404,7 @@ struct FormKvCachePass
       return;
 
     // Results: the converted layers' present values go.
+    results.assign(ret.getOperands().begin(), ret.getOperands().end());
     SmallVector<Value> keptResults;
     SmallVector<Attribute> keptResultAttrs;
     for (unsigned i = 0; i < results.size(); ++i)

@@ -161,6 +161,50 @@ std::string CountingLmManifest(int64_t max_seq) {
   })";
 }
 
+/// The counting decoder with its cache as a !kiln.kv_cache the graph
+/// appends to in place (what kiln-form-kv-cache makes): the ONNX past and
+/// present tensors are the cache's key and value parts.
+std::string CacheLmManifest() {
+  return R"({
+    "format": "kiln-manifest", "schema_version": 1, "target": "cpu",
+    "model": {"generation": true, "vocab_size": 8, "eos_token_ids": [7],
+              "max_sequence_length": 16, "padding": "none",
+              "kv_cache": {"layout": "bhsd", "dtype": "f32", "kv_heads": 1,
+                           "head_dim": 1, "v_head_dim": 1, "layers": 1}},
+    "inputs": [
+      {"name": "input_ids", "value": 0, "dtype": "i64", "shape": [-1, -1],
+       "dims": ["batch", "seq"], "role": "input_ids"},
+      {"name": "past_key", "value": 1, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "dims": ["batch", "", "past", ""], "role": "past_key", "layer": 0, "part": "key"},
+      {"name": "past_value", "value": 1, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "dims": ["batch", "", "past", ""], "role": "past_value", "layer": 0, "part": "value"}],
+    "outputs": [
+      {"name": "logits", "value": 3, "dtype": "f32", "shape": [-1, -1, 8], "role": "logits"},
+      {"name": "present_key", "value": 6, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "role": "present_key", "layer": 0, "part": "key"},
+      {"name": "present_value", "value": 6, "dtype": "f32", "shape": [-1, 1, -1, 1],
+       "role": "present_value", "layer": 0, "part": "value"}],
+    "weights": [{"name": "table", "dtype": "f32", "shape": [8, 8], "size": 256,
+                 "kind": "parameter", "location": "embedded", "offset": 0}],
+    "memory_plan": {"alignment": 64, "arena_bytes": 0, "slots": 2},
+    "values": [
+      {"kind": "input", "dtype": "i64", "shape": [-1, -1]},
+      {"kind": "kv_cache", "dtype": "f32", "shape": [-1, -1, 1, 1], "layout": "contiguous",
+       "kv_heads": 1, "head_dim": 1, "v_head_dim": 1, "input": true},
+      {"kind": "weight", "dtype": "f32", "shape": [8, 8], "weight": 0},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, -1, 8], "slot": 0},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, -1], "slot": 1},
+      {"kind": "temp", "dtype": "f32", "shape": [-1, -1, 1, 1], "view_of": 4},
+      {"kind": "kv_cache", "dtype": "f32", "shape": [-1, -1, 1, 1], "layout": "contiguous",
+       "kv_heads": 1, "head_dim": 1, "v_head_dim": 1}],
+    "launches": [
+      {"op": "gather", "in": [2, 0], "out": [3], "attrs": {"axis": 0}, "loc": "embed"},
+      {"op": "cast", "in": [0], "out": [4]},
+      {"op": "reshape", "in": [4], "out": [5], "alias": [[0, 0]]},
+      {"op": "kv_cache_append", "in": [1, 5, 5, null, null], "out": [6], "loc": "append"}]
+  })";
+}
+
 std::string CountingLmArtifact(int64_t max_seq) {
   return Container(CountingLmManifest(max_seq), CountingLmWeights());
 }
@@ -179,7 +223,7 @@ void ExpectLoadFails(std::string manifest, const std::string& weights, const cha
   kiln_model_t m;
   kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
   EXPECT_EQ(s.code(), code) << StatusText(s);
-  EXPECT_NE(StatusText(s).find(message), std::string::npos) << StatusText(s);
+  EXPECT_NE(StatusText(s).find(message), std::string::npos) << StatusText(s) << " (wanted: " << message << ")";
   EXPECT_EQ(m, nullptr);
 }
 
@@ -265,6 +309,152 @@ TEST(Model, ChecksKvWindows) {
   for (const Case& c : cases)
     ExpectLoadFails(CountingLmManifest(16), CountingLmWeights(), c.from, c.to,
                     KILN_STATUS_DATA_LOSS, c.message);
+}
+
+TEST(Model, ChecksKvCacheValues) {
+  // A !kiln.kv_cache input is filled by exactly one key and one value input
+  // of its type; only kv_cache_append makes a cache, once per cache.
+  struct Case {
+    const char* from;
+    const char* to;
+    const char* message;
+  } cases[] = {
+      {"\"role\": \"past_value\", \"layer\": 0, \"part\": \"value\"",
+       "\"role\": \"past_value\", \"layer\": 0, \"part\": \"key\"",
+       "inputs[2]: does not match its value"},
+      {"\"part\": \"value\"}],\n    \"outputs\"", "\"part\": \"values\"}],\n    \"outputs\"",
+       "part 'values' is neither 'key' nor 'value'"},
+      {"\"layout\": \"contiguous\",\n       \"kv_heads\": 1, \"head_dim\": 1, \"v_head_dim\": 1, \"input\": true",
+       "\"layout\": \"paged\",\n       \"kv_heads\": 1, \"head_dim\": 1, \"v_head_dim\": 1, \"input\": true",
+       "KV-cache layout 'paged' is not one this runtime has"},
+      {"\"kv_heads\": 1, \"head_dim\": 1, \"v_head_dim\": 1, \"input\": true",
+       "\"kv_heads\": 2, \"head_dim\": 1, \"v_head_dim\": 1, \"input\": true",
+       "a KV cache's shape must be [?, ?, kv_heads, head_dim]"},
+      {"{\"op\": \"cast\", \"in\": [0], \"out\": [4]}",
+       "{\"op\": \"cast\", \"in\": [0], \"out\": [6]}",
+       "launches[1] (kiln.cast): a KV-cache result must be kv_cache_append's"},
+      {"\"out\": [6], \"loc\": \"append\"}]",
+       "\"out\": [6], \"loc\": \"append\"},\n      {\"op\": \"shape_of\", \"in\": [1], \"out\": [4]}]",
+       "operand 1 is a KV cache read after it was appended to"},
+      {"{\"op\": \"kv_cache_append\", \"in\": [1, 5, 5, null, null]",
+       "{\"op\": \"kv_cache_read\", \"in\": [1, 5, 5, null, null]",
+       "a KV-cache result must be kv_cache_append's"},
+      {"\"name\": \"present_key\", \"value\": 6", "\"name\": \"present_key\", \"value\": 5",
+       "outputs[1]: does not match its value"},
+  };
+  for (const Case& c : cases)
+    ExpectLoadFails(CacheLmManifest(), CountingLmWeights(), c.from, c.to, KILN_STATUS_DATA_LOSS,
+                    c.message);
+  // Without its value input the cache is incomplete.
+  std::string m = CacheLmManifest();
+  size_t a = m.find(",\n      {\"name\": \"past_value\"");
+  size_t b = m.find("}],\n    \"outputs\"");
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  m.erase(a, b - a + 1);
+  TempFile f(Container(m, CountingLmWeights()));
+  kiln_model_t model;
+  kiln::Status s(kiln_model_load(f.path(), nullptr, &model));
+  EXPECT_EQ(s.code(), KILN_STATUS_DATA_LOSS);
+  EXPECT_NE(StatusText(s).find("a KV-cache input without both its key and value inputs"),
+            std::string::npos)
+      << StatusText(s);
+}
+
+TEST(Session, FillsACacheFromPastTensorsAndReturnsPresents) {
+  TempFile f(Container(CacheLmManifest(), CountingLmWeights()));
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  // Two sequences, past lengths 2 then 0, 3 new tokens each time: the
+  // presents are the pasts with the new ids after them, per sequence.
+  for (int64_t past : {2, 0, 3}) {
+    SCOPED_TRACE(past);
+    const int64_t S = 3;
+    std::vector<int64_t> ids = {1, 2, 3, 4, 5, 6};
+    std::vector<float> pk(size_t(2 * past)), pv(size_t(2 * past));
+    for (int64_t i = 0; i < 2 * past; ++i) {
+      pk[size_t(i)] = 10.f + float(i);
+      pv[size_t(i)] = -10.f - float(i);
+    }
+    int64_t ids_shape[2] = {2, S}, kv_shape[4] = {2, 1, past, 1};
+    kiln_tensor_view_t in[3] = {{KILN_DTYPE_I64, 2, ids_shape, ids.data()},
+                                {KILN_DTYPE_F32, 4, kv_shape, pk.data()},
+                                {KILN_DTYPE_F32, 4, kv_shape, pv.data()}};
+    kiln::Status s(kiln_session_run(session.get(), in, 3));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    for (size_t o : {1, 2}) {
+      kiln_tensor_view_t t;
+      ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), o, &t)).ok());
+      ASSERT_EQ(t.rank, 4u);
+      EXPECT_EQ(t.shape[0], 2);
+      EXPECT_EQ(t.shape[1], 1);
+      EXPECT_EQ(t.shape[2], past + S);
+      EXPECT_EQ(t.shape[3], 1);
+      const float* d = static_cast<const float*>(t.data);
+      const std::vector<float>& p = o == 1 ? pk : pv;
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t r = 0; r < past + S; ++r)
+          EXPECT_EQ(d[b * (past + S) + r],
+                    r < past ? p[size_t(b * past + r)] : float(ids[size_t(b * S + r - past)]))
+              << "b " << b << " row " << r;
+    }
+    // The caller's past tensors are read, never written.
+    for (int64_t i = 0; i < 2 * past; ++i) EXPECT_EQ(pk[size_t(i)], 10.f + float(i));
+  }
+  // Key and value pasts of different lengths are refused.
+  std::vector<int64_t> ids = {1, 2};
+  std::vector<float> pk(4), pv(2);
+  int64_t ids_shape[2] = {2, 1}, k_shape[4] = {2, 1, 2, 1}, v_shape[4] = {2, 1, 1, 1};
+  kiln_tensor_view_t in[3] = {{KILN_DTYPE_I64, 2, ids_shape, ids.data()},
+                              {KILN_DTYPE_F32, 4, k_shape, pk.data()},
+                              {KILN_DTYPE_F32, 4, v_shape, pv.data()}};
+  kiln::Status s(kiln_session_run(session.get(), in, 3));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(StatusText(s).find("'past' is 1 in input 2 'past_value' but 2 in input 1 'past_key'"),
+            std::string::npos)
+      << StatusText(s);
+}
+
+TEST(GenerateWithCache, AppendsInPlace) {
+  TempFile f(Container(CacheLmManifest(), CountingLmWeights()));
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  const int64_t a[] = {1, 2}, b[] = {0, 1, 2, 3, 4};
+  const int64_t* prompts[] = {a, b};
+  size_t lens[] = {2, 5};
+  kiln_generate_options_t o;
+  kiln_generate_options_init(&o);
+  o.max_new_tokens = 4;
+  o.ignore_eos = 1;
+  // Twice on one session: the second generation gets fresh caches.
+  for (int round = 0; round < 2; ++round) {
+    kiln::Generation gen;
+    kiln::Status s = kiln::Generation::Run(session, prompts, lens, 2, &o, &gen);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    const int64_t* toks;
+    size_t n;
+    ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 0, &toks, &n, nullptr)).ok());
+    EXPECT_EQ(std::vector<int64_t>(toks, toks + n), (std::vector<int64_t>{3, 4, 5, 6}));
+    ASSERT_TRUE(kiln::Status(kiln_generation_sequence(gen.get(), 1, &toks, &n, nullptr)).ok());
+    EXPECT_EQ(std::vector<int64_t>(toks, toks + n), (std::vector<int64_t>{5, 6, 7, 0}));
+  }
+  // Afterwards plain runs fill the cache from their tensors again.
+  std::vector<int64_t> ids = {6};
+  std::vector<float> pk = {1.5f}, pv = {2.5f};
+  int64_t ids_shape[2] = {1, 1}, kv_shape[4] = {1, 1, 1, 1};
+  kiln_tensor_view_t in[3] = {{KILN_DTYPE_I64, 2, ids_shape, ids.data()},
+                              {KILN_DTYPE_F32, 4, kv_shape, pk.data()},
+                              {KILN_DTYPE_F32, 4, kv_shape, pv.data()}};
+  ASSERT_TRUE(kiln::Status(kiln_session_run(session.get(), in, 3)).ok());
+  kiln_tensor_view_t t;
+  ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), 2, &t)).ok());
+  ASSERT_EQ(t.shape[2], 2);
+  EXPECT_EQ(static_cast<const float*>(t.data)[0], 2.5f);
+  EXPECT_EQ(static_cast<const float*>(t.data)[1], 6.f);
 }
 
 /// y = x @ [W1 | W2], with [W1 | W2] a weight the runtime packs at load.
