@@ -98,6 +98,12 @@ static cl::opt<bool> fuse("fuse",
                                    "projections (--fuse=false keeps the graph "
                                    "as imported, the reference form)"),
                           cl::init(true), cl::cat(category));
+static cl::opt<bool> kvCache(
+    "kv-cache",
+    cl::desc("With --fuse: give each layer a KV cache the runtime appends to "
+             "in place (--kv-cache=false keeps the per-step past/present "
+             "concatenation)"),
+    cl::init(true), cl::cat(category));
 static cl::opt<bool> report(
     "report",
     cl::desc("After the graph stage, print which ops were fused from which "
@@ -262,6 +268,7 @@ int main(int argc, char **argv) {
   mlir::kiln::GraphPipelineOptions pipelineOptions;
   pipelineOptions.pruneWeights = pruneWeights;
   pipelineOptions.fuse = fuse;
+  pipelineOptions.kvCache = kvCache;
   mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
   std::map<std::string, int64_t> opsBefore;
   if (report)
