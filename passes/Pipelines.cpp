@@ -22,6 +22,10 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseRopePass());
     fn.addPass(createFuseAttentionPass());
     fn.addPass(createFuseProjectionsPass());
+    // Last: the chains the named fusions left (opt-in until the fusion
+    // report can explain near-misses inside a fused chain).
+    if (options.elementwise)
+      fn.addPass(createFuseElementwisePass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
     if (options.kvCache) {

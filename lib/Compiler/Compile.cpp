@@ -14,13 +14,16 @@
 #include "kiln/Compiler/MemoryPlan.h"
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
 #include "kiln/Support/DType.h"
+#include "kiln/runtime/artifact_format.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Location.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -126,8 +129,84 @@ llvm::Expected<std::string> denseBytes(DenseElementsAttr attr, Operation *op) {
   return out;
 }
 
+/// A kiln.elementwise body as the register program of artifact_format.h
+/// (kiln_ew_opcode_t): "code", "constants", "result".
+llvm::Error encodeElementwiseBody(ElementwiseOp op, json::Object &attrs) {
+  Block &body = op.getBody().front();
+  llvm::DenseMap<Value, int64_t> reg;
+  for (BlockArgument a : body.getArguments())
+    reg[a] = a.getArgNumber();
+  int64_t next = body.getNumArguments();
+  json::Array code, constants;
+  auto operand = [&](Operation &o, unsigned i) -> int64_t {
+    return i < o.getNumOperands() ? reg.lookup(o.getOperand(i)) : -1;
+  };
+  for (Operation &o : body.without_terminator()) {
+    int64_t opcode = -1, a = operand(o, 0), b = operand(o, 1);
+    if (auto c = dyn_cast<arith::ConstantOp>(o)) {
+      opcode = KILN_EW_CONST;
+      a = int64_t(constants.size());
+      constants.push_back(cast<FloatAttr>(c.getValue()).getValueAsDouble());
+    } else if (isa<arith::ExtFOp>(o)) {
+      // Widening is exact: the register already holds the value.
+      reg[o.getResult(0)] = a;
+      continue;
+    } else if (auto t = dyn_cast<arith::TruncFOp>(o)) {
+      Type to = t.getType();
+      if (to.isF32()) {
+        reg[o.getResult(0)] = a;
+        continue;
+      }
+      opcode = to.isBF16() ? KILN_EW_ROUND_BF16 : KILN_EW_ROUND_F16;
+    } else {
+      opcode = llvm::TypeSwitch<Operation *, int64_t>(&o)
+                   .Case([](arith::AddFOp) { return KILN_EW_ADD; })
+                   .Case([](arith::SubFOp) { return KILN_EW_SUB; })
+                   .Case([](arith::MulFOp) { return KILN_EW_MUL; })
+                   .Case([](arith::DivFOp) { return KILN_EW_DIV; })
+                   .Case([](arith::MaximumFOp) { return KILN_EW_MAX; })
+                   .Case([](arith::MinimumFOp) { return KILN_EW_MIN; })
+                   .Case([](math::PowFOp) { return KILN_EW_POW; })
+                   .Case([](arith::NegFOp) { return KILN_EW_NEG; })
+                   .Case([](math::AbsFOp) { return KILN_EW_ABS; })
+                   .Case([](math::ExpOp) { return KILN_EW_EXP; })
+                   .Case([](math::LogOp) { return KILN_EW_LOG; })
+                   .Case([](math::SqrtOp) { return KILN_EW_SQRT; })
+                   .Case([](math::RsqrtOp) { return KILN_EW_RSQRT; })
+                   .Case([](math::TanhOp) { return KILN_EW_TANH; })
+                   .Case([](math::SinOp) { return KILN_EW_SIN; })
+                   .Case([](math::CosOp) { return KILN_EW_COS; })
+                   .Case([](math::ErfOp) { return KILN_EW_ERF; })
+                   .Default([](Operation *) { return int64_t(-1); });
+      if (opcode < 0)
+        return err(describe(op) + ": body op " + o.getName().getStringRef() +
+                   " has no elementwise opcode");
+    }
+    // A value of a narrower float type than f32 is rounded as the op
+    // produces it, so the program sees what the body computes.
+    for (int64_t x : {opcode, next, a, b})
+      code.push_back(x);
+    reg[o.getResult(0)] = next++;
+    Type rt = o.getResult(0).getType();
+    if ((rt.isBF16() || rt.isF16()) && !isa<arith::TruncFOp>(o) &&
+        opcode != KILN_EW_CONST) {
+      for (int64_t x : {int64_t(rt.isBF16() ? KILN_EW_ROUND_BF16 : KILN_EW_ROUND_F16),
+                        next, next - 1, int64_t(-1)})
+        code.push_back(x);
+      reg[o.getResult(0)] = next++;
+    }
+  }
+  attrs["code"] = std::move(code);
+  attrs["constants"] = std::move(constants);
+  attrs["result"] = reg.lookup(cast<YieldOp>(body.getTerminator()).getValue());
+  return llvm::Error::success();
+}
+
 /// Encodes an op's inherent attributes for its kernel (names as in ODS).
 llvm::Error encodeAttrs(Operation *op, json::Object &attrs) {
+  if (auto ew = dyn_cast<ElementwiseOp>(op))
+    if (auto e = encodeElementwiseBody(ew, attrs))
+      return e;
   for (NamedAttribute na : op->getAttrs()) {
     StringRef name = na.getName().getValue();
     Attribute a = na.getValue();

@@ -185,10 +185,14 @@ KILN_MUST_USE_RESULT kiln_status_t ParseAttrs(const json& obj, const std::string
         if (!x.is_number()) return Corrupt(where, "attribute '%s' holds a non-number", it.key().c_str());
         all_int &= x.is_number_integer();
       }
+      // Either way `floats` holds the values (a float array whose values
+      // are all integral, such as [30.0], is written as integers).
+      for (const json& x : v) a.floats.push_back(x.get<double>());
       if (all_int) {
         a.kind = AttrValue::kInts;
         for (const json& x : v) a.ints.push_back(x.get<int64_t>());
       } else {
+        a.floats.clear();
         a.kind = AttrValue::kFloats;
         for (const json& x : v) a.floats.push_back(x.get<double>());
       }

@@ -210,6 +210,9 @@ class KernelHarness : public KernelContext {
   KernelHarness& AttrInts(const std::string& name, std::vector<int64_t> v) {
     AttrValue a; a.kind = AttrValue::kInts; a.ints = std::move(v); attrs_.Set(name, a); return *this;
   }
+  KernelHarness& AttrFloats(const std::string& name, std::vector<double> v) {
+    AttrValue a; a.kind = AttrValue::kFloats; a.floats = std::move(v); attrs_.Set(name, a); return *this;
+  }
   KernelHarness& Flag(const std::string& name) {
     AttrValue a; a.kind = AttrValue::kBool; a.i = 1; attrs_.Set(name, a); return *this;
   }

@@ -1,5 +1,6 @@
-// Elementwise, reduction, softmax and cumsum kernels against naive
-// references computed in double on fixed-seed random data (never zeros).
+// Elementwise, reduction, softmax, cumsum and fused elementwise (program)
+// kernels against naive references computed in double on fixed-seed random
+// data (never zeros).
 //
 // Tolerances (relative, plus a tiny absolute term where results cross
 // zero), against a double-precision reference:
@@ -18,6 +19,7 @@
 
 #include "cpu/half.h"
 #include "cpu/thread_pool.h"
+#include "kiln/runtime/artifact_format.h"
 #include "kernel_harness.h"
 #include "kernel_test_util.h"
 
@@ -1054,11 +1056,446 @@ TEST(ElementwiseSoftmax, LargeThreaded) {
     }
 }
 
+//===----------------------------------------------------------------------===//
+// Fused elementwise programs (kiln.elementwise)
+//===----------------------------------------------------------------------===//
+
+// A program under construction: Emit appends one instruction and returns the
+// register it writes.
+struct EwProgram {
+  explicit EwProgram(int64_t inputs) : inputs(inputs) {}
+  int64_t Emit(int op, int64_t a, int64_t b = -1) {
+    const int64_t dst = inputs + int64_t(code.size() / 4);
+    code.insert(code.end(), {int64_t(op), dst, a, b});
+    return dst;
+  }
+  int64_t Const(double v) {
+    constants.push_back(v);
+    return Emit(KILN_EW_CONST, int64_t(constants.size()) - 1);
+  }
+
+  int64_t inputs;
+  std::vector<int64_t> code;
+  std::vector<double> constants;
+};
+
+bool IsBinaryEw(int op) { return op >= KILN_EW_ADD && op <= KILN_EW_POW; }
+
+// One opcode in double. The rounding opcodes are only used on values that
+// are exact in f32 (inputs), so rounding the double through f32 is exact.
+double RefEwOp(int op, double a, double b) {
+  switch (op) {
+    case KILN_EW_ADD: return a + b;
+    case KILN_EW_SUB: return a - b;
+    case KILN_EW_MUL: return a * b;
+    case KILN_EW_DIV: return a / b;
+    case KILN_EW_MAX: return std::max(a, b);
+    case KILN_EW_MIN: return std::min(a, b);
+    case KILN_EW_POW: return std::pow(a, b);
+    case KILN_EW_NEG: return -a;
+    case KILN_EW_ABS: return std::fabs(a);
+    case KILN_EW_EXP: return std::exp(a);
+    case KILN_EW_LOG: return std::log(a);
+    case KILN_EW_SQRT: return std::sqrt(a);
+    case KILN_EW_RSQRT: return 1 / std::sqrt(a);
+    case KILN_EW_TANH: return std::tanh(a);
+    case KILN_EW_SIN: return std::sin(a);
+    case KILN_EW_COS: return std::cos(a);
+    case KILN_EW_ERF: return std::erf(a);
+    case KILN_EW_ROUND_BF16: return BF16ToFloat(FloatToBF16(float(a)));
+    case KILN_EW_ROUND_F16: return HalfToFloat(FloatToHalf(float(a)));
+  }
+  return std::nan("");
+}
+
+// The program evaluated op by op in double on the broadcast inputs.
+std::vector<double> RefEwProgram(const EwProgram& p, int64_t result,
+                                 const std::vector<HostTensor>& ins, const Dims& out) {
+  std::vector<double> ref(size_t(out.numel())), regs(ins.size() + p.code.size() / 4);
+  for (int64_t e = 0; e < out.numel(); ++e) {
+    for (size_t k = 0; k < ins.size(); ++k)
+      regs[k] = GetD(ins[k], BroadcastIndex(out, ins[k].shape, e));
+    for (size_t i = 0; i < p.code.size() / 4; ++i) {
+      const int op = int(p.code[4 * i]);
+      const int64_t a = p.code[4 * i + 2], b = p.code[4 * i + 3];
+      regs[ins.size() + i] = op == KILN_EW_CONST
+                                 ? double(float(p.constants[size_t(a)]))
+                                 : RefEwOp(op, regs[size_t(a)], b >= 0 ? regs[size_t(b)] : 0);
+    }
+    ref[size_t(e)] = regs[size_t(result)];
+  }
+  return ref;
+}
+
+KernelHarness& SetEwProgram(KernelHarness& h, const EwProgram& p, int64_t result) {
+  h.AttrInts("code", p.code).Attr("result", result);
+  if (!p.constants.empty()) h.AttrFloats("constants", p.constants);
+  return h;
+}
+
+// Fused results are computed in f32 and rounded once into `out_type`, so the
+// tolerance is that of one f32 transcendental (1e-5) or of the final rounding
+// (f16 1e-3, bf16 8e-3; half an ulp is 4.9e-4 and 3.9e-3), relative to the
+// value. The absolute term, a tenth of it, covers results that cancel to
+// near zero: their error is relative to the O(1) operands, not to the result.
+void CheckEwProgram(const std::string& what, const EwProgram& p, int64_t result,
+                    const std::vector<HostTensor>& ins, kiln_dtype_t out_type, Dims declared,
+                    Dims expected, int threads = 2) {
+  KernelHarness h("elementwise", threads);
+  for (const HostTensor& t : ins) h.In(t);
+  h.Out(out_type, declared);
+  SetEwProgram(h, p, result);
+  ASSERT_EQ(h.RunMessage(), "") << what;
+  ASSERT_EQ(h.Result().shape, expected) << what;
+  ASSERT_EQ(h.Result().dtype, out_type) << what;
+  const double tol = MathTol(out_type);
+  ExpectClose(h.Result(), RefEwProgram(p, result, ins, expected), tol, tol * 0.1, what);
+}
+
+const kiln_dtype_t kEwTypes[] = {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16};
+
+TEST(ElementwiseFused, GemmaSoftCap) {
+  // tanh(x / c) * c with c = 30; |x| up to 90 reaches tanh's saturation.
+  uint32_t seed = 601;
+  for (kiln_dtype_t t : kEwTypes) {
+    EwProgram p(1);
+    const int64_t c = p.Const(30.0);
+    const int64_t r = p.Emit(KILN_EW_MUL, p.Emit(KILN_EW_TANH, p.Emit(KILN_EW_DIV, 0, c)), c);
+    HostTensor x = Random(t, {2, 3, 50}, seed++, 90.0);
+    CheckEwProgram("soft cap " + Name(t), p, r, {x}, t, {-1, 3, 50}, {2, 3, 50});
+  }
+}
+
+TEST(ElementwiseFused, RopeTableBroadcastAndHigherDeclaredRank) {
+  // cos(pos * inv_freq) * scale: positions [S, 1] times frequencies [8].
+  uint32_t seed = 611;
+  for (kiln_dtype_t t : kEwTypes)
+    for (int op : {KILN_EW_COS, KILN_EW_SIN}) {
+      EwProgram p(2);
+      const int64_t r = p.Emit(KILN_EW_MUL, p.Emit(op, p.Emit(KILN_EW_MUL, 0, 1)), p.Const(0.75));
+      HostTensor pos = Random(t, {16, 1}, seed++, 40.0, true);
+      HostTensor freq = Random(t, {8}, seed++, 1.0, true);
+      CheckEwProgram("rope table " + Name(t), p, r, {pos, freq}, t, {-1, 8}, {16, 8});
+    }
+  // The compiler folded a scalar operand into the program: the declared
+  // result [1, 4, 8] has a higher rank than every input.
+  for (kiln_dtype_t t : kEwTypes) {
+    EwProgram p(2);
+    const int64_t r = p.Emit(KILN_EW_ADD, p.Emit(KILN_EW_MUL, 0, 1), p.Const(-0.5));
+    HostTensor a = Random(t, {4, 8}, seed++), b = Random(t, {8}, seed++);
+    CheckEwProgram("declared rank 3 " + Name(t), p, r, {a, b}, t, {1, 4, 8}, {1, 4, 8});
+    CheckEwProgram("declared rank 5 " + Name(t), p, r, {a, b}, t, {1, -1, 1, 4, -1},
+                   {1, 1, 1, 4, 8});
+  }
+}
+
+TEST(ElementwiseFused, EveryOpcode) {
+  // Each opcode on its own (binary ones broadcasting [3, 5] x [5]) for every
+  // input / result type pair, against the double reference.
+  uint32_t seed = 621;
+  for (int op = KILN_EW_ADD; op < KILN_EW_OPCODE_COUNT; ++op)
+    for (kiln_dtype_t in : kEwTypes)
+      for (kiln_dtype_t out : kEwTypes) {
+        const bool positive = op == KILN_EW_LOG || op == KILN_EW_SQRT || op == KILN_EW_RSQRT ||
+                              op == KILN_EW_POW;
+        std::vector<HostTensor> ins = {Random(in, {3, 5}, seed++, 2.0, positive)};
+        if (IsBinaryEw(op)) ins.push_back(Random(in, {5}, seed++, 2.0, false));
+        EwProgram p(int64_t(ins.size()));
+        const int64_t r = p.Emit(op, 0, IsBinaryEw(op) ? 1 : -1);
+        CheckEwProgram(std::string("opcode ") + std::to_string(op) + " " + Name(in) + " -> " +
+                           Name(out),
+                       p, r, ins, out, {3, 5}, {3, 5});
+      }
+  // CONST, alone and feeding an op; an integral constants list (as the
+  // manifest stores [2.0, 3.0]) reads as floats.
+  for (kiln_dtype_t t : kEwTypes) {
+    EwProgram p(1);
+    const int64_t c = p.Const(-1.25);
+    CheckEwProgram("const " + Name(t), p, c, {Random(t, {2, 3}, seed++)}, t, {2, 3}, {2, 3});
+    const int64_t r = p.Emit(KILN_EW_SUB, c, 0);
+    CheckEwProgram("const - x " + Name(t), p, r, {Random(t, {2, 3}, seed++)}, t, {2, 3},
+                   {2, 3});
+  }
+  KernelHarness h("elementwise");
+  h.In(HostTensor::Of<float>(KILN_DTYPE_F32, {2}, {1.5f, -2.f}))
+      .Out(KILN_DTYPE_F32, {2})
+      .AttrInts("code", {KILN_EW_CONST, 1, 0, -1, KILN_EW_MUL, 2, 0, 1})
+      .AttrInts("constants", {3})
+      .Attr("result", 2);
+  ASSERT_EQ(h.RunMessage(), "");
+  EXPECT_EQ(h.Result().values<float>(), (std::vector<float>{4.5f, -6.f}));
+  // The result may be an input register: a copy, rounded to the result
+  // type and padded to the declared rank.
+  KernelHarness id("elementwise");
+  id.In(HostTensor::Of<float>(KILN_DTYPE_F32, {2}, {1.f, 1.f + 1.f / 1024}))
+      .Out(KILN_DTYPE_BF16, {1, 2})
+      .AttrInts("code", {})
+      .Attr("result", 0);
+  ASSERT_EQ(id.RunMessage(), "");
+  EXPECT_EQ(id.Result().shape, (Dims{1, 2}));
+  EXPECT_EQ(id.Result().values<uint16_t>(), (std::vector<uint16_t>{0x3F80, 0x3F80}));
+}
+
+TEST(ElementwiseFused, LongChainMixedTypes) {
+  // A chain touching most opcodes over three differently typed inputs:
+  // sqrt(|a * b - c|) + exp(-a) * erf(c / 2) - max(a, c) ** 2 ...
+  uint32_t seed = 631;
+  for (kiln_dtype_t out : kEwTypes) {
+    std::vector<HostTensor> ins = {Random(KILN_DTYPE_F32, {4, 1, 6}, seed++),
+                                   Random(KILN_DTYPE_F16, {5, 6}, seed++),
+                                   Random(KILN_DTYPE_BF16, {4, 5, 1}, seed++)};
+    EwProgram p(3);
+    const int64_t ab = p.Emit(KILN_EW_MUL, 0, 1);
+    const int64_t root = p.Emit(KILN_EW_SQRT, p.Emit(KILN_EW_ABS, p.Emit(KILN_EW_SUB, ab, 2)));
+    const int64_t e = p.Emit(KILN_EW_EXP, p.Emit(KILN_EW_NEG, 0));
+    const int64_t erf = p.Emit(KILN_EW_ERF, p.Emit(KILN_EW_DIV, 2, p.Const(2.0)));
+    const int64_t sum = p.Emit(KILN_EW_ADD, root, p.Emit(KILN_EW_MUL, e, erf));
+    const int64_t sq = p.Emit(KILN_EW_POW, p.Emit(KILN_EW_ABS, p.Emit(KILN_EW_MAX, 0, 2)),
+                              p.Const(2.0));
+    const int64_t r = p.Emit(KILN_EW_MIN, p.Emit(KILN_EW_SUB, sum, sq), p.Const(1.0));
+    CheckEwProgram("long chain -> " + Name(out), p, r, ins, out, {4, 5, 6}, {4, 5, 6});
+  }
+}
+
+TEST(ElementwiseFused, ThreeDBroadcasts) {
+  // A size-1 middle dimension, outer-product style broadcasts and a scalar
+  // input; the results' static dimensions are checked against the declared.
+  const std::vector<std::pair<std::vector<Dims>, Dims>> cases = {
+      {{{4, 1, 6}, {4, 5, 6}}, {4, 5, 6}},
+      {{{2, 1, 3}, {1, 7, 1}}, {2, 7, 3}},
+      {{{3, 1, 1}, {1, 2, 5}, {}}, {3, 2, 5}},
+      {{{1, 7, 1, 3}, {2, 1, 5, 1}, {5, 3}}, {2, 7, 5, 3}},
+      {{{6, 1}, {1}, {6, 1}}, {6, 1}},
+  };
+  uint32_t seed = 641;
+  for (const auto& [shapes, out] : cases)
+    for (kiln_dtype_t t : kEwTypes) {
+      std::vector<HostTensor> ins;
+      for (const Dims& s : shapes) ins.push_back(Random(t, s, seed++));
+      EwProgram p(int64_t(ins.size()));
+      int64_t acc = 0;
+      for (int64_t k = 1; k < int64_t(ins.size()); ++k)
+        acc = p.Emit(k % 2 ? KILN_EW_SUB : KILN_EW_MUL, acc, k);
+      const int64_t r = p.Emit(KILN_EW_TANH, acc);
+      std::string what = "broadcast " + Name(t);
+      for (const Dims& s : shapes) what += " " + Str(s);
+      CheckEwProgram(what, p, r, ins, t, out, out);
+    }
+}
+
+TEST(ElementwiseFused, LargeChunkedThreaded) {
+  // Many chunks split across four threads: long rows whose length is no
+  // multiple of the chunk, and short rows (a [N, 1] x [7] broadcast that no
+  // merging makes contiguous), so that chunks start and end inside rows.
+  const std::vector<std::pair<std::vector<Dims>, Dims>> cases = {
+      {{{300, 1000}, {1000}, {300, 1}}, {300, 1000}},
+      {{{257, 999}, {257, 999}, {1}}, {257, 999}},
+      {{{9001, 1}, {7}, {9001, 7}}, {9001, 7}},
+  };
+  uint32_t seed = 651;
+  for (const auto& [shapes, out] : cases)
+    for (kiln_dtype_t t : {KILN_DTYPE_F32, KILN_DTYPE_BF16}) {
+      std::vector<HostTensor> ins;
+      for (const Dims& s : shapes) ins.push_back(Random(t, s, seed++));
+      EwProgram p(3);
+      // x * sigmoid-like(y) + z, written out in opcodes.
+      const int64_t one = p.Const(1.0);
+      const int64_t sig =
+          p.Emit(KILN_EW_DIV, one, p.Emit(KILN_EW_ADD, one, p.Emit(KILN_EW_EXP, p.Emit(KILN_EW_NEG, 1))));
+      const int64_t r = p.Emit(KILN_EW_ADD, p.Emit(KILN_EW_MUL, 0, sig), 2);
+      CheckEwProgram("large " + Name(t) + " " + Str(out), p, r, ins, t, out, out, 4);
+    }
+}
+
+TEST(ElementwiseFused, RoundingOpcodesAreExact) {
+  // ROUND_BF16 / ROUND_F16 give exactly half.h's nearest-even rounding,
+  // ties, subnormals, overflow and infinities included.
+  std::vector<float> x = RandomFloats(4000, 661, -70000.f, 70000.f);
+  for (float v : {BitsToFloat(0x3F808000), BitsToFloat(0x3F818000), 65519.f, 65520.f, 1e-9f,
+                  -3e-5f, std::ldexp(1.f, -25), 3.4e38f, -INFINITY, INFINITY})
+    x.push_back(v);
+  for (int op : {KILN_EW_ROUND_BF16, KILN_EW_ROUND_F16}) {
+    const Dims shape{int64_t(x.size())};
+    KernelHarness h("elementwise");
+    h.In(HostTensor::Of<float>(KILN_DTYPE_F32, shape, x)).Out(KILN_DTYPE_F32, shape);
+    EwProgram p(1);
+    SetEwProgram(h, p, p.Emit(op, 0));
+    ASSERT_EQ(h.RunMessage(), "");
+    const std::vector<float> got = h.Result().values<float>();
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want = op == KILN_EW_ROUND_BF16 ? BF16ToFloat(FloatToBF16(x[i]))
+                                                  : HalfToFloat(FloatToHalf(x[i]));
+      ASSERT_EQ(FloatBits(got[i]), FloatBits(want)) << "opcode " << op << " of " << x[i];
+    }
+  }
+}
+
+TEST(ElementwiseFused, RoundOnceVersusUnfused) {
+  // bf16 x * y + z: the fused result rounds only once, while the unfused
+  // mul and add kernels round the product too. With ROUND_BF16 after the
+  // product the fused program reproduces the unfused chain bit for bit.
+  uint32_t seed = 671;
+  const Dims shape{64, 33};
+  HostTensor x = Random(KILN_DTYPE_BF16, shape, seed++), y = Random(KILN_DTYPE_BF16, shape, seed++),
+             z = Random(KILN_DTYPE_BF16, shape, seed++);
+  KernelHarness mul("mul");
+  mul.In(x).In(y).Out(KILN_DTYPE_BF16, shape);
+  ASSERT_EQ(mul.RunMessage(), "");
+  KernelHarness add("add");
+  add.In(mul.Result()).In(z).Out(KILN_DTYPE_BF16, shape);
+  ASSERT_EQ(add.RunMessage(), "");
+  const std::vector<uint16_t> unfused = add.Result().values<uint16_t>();
+  for (bool round : {false, true}) {
+    EwProgram p(3);
+    int64_t prod = p.Emit(KILN_EW_MUL, 0, 1);
+    if (round) prod = p.Emit(KILN_EW_ROUND_BF16, prod);
+    const int64_t r = p.Emit(KILN_EW_ADD, prod, 2);
+    KernelHarness h("elementwise");
+    h.In(x).In(y).In(z).Out(KILN_DTYPE_BF16, shape);
+    SetEwProgram(h, p, r);
+    ASSERT_EQ(h.RunMessage(), "");
+    const std::vector<uint16_t> fused = h.Result().values<uint16_t>();
+    size_t differ = 0;
+    for (size_t i = 0; i < fused.size(); ++i) differ += fused[i] != unfused[i];
+    if (round) {
+      EXPECT_EQ(differ, 0u);
+    } else {
+      // Rounding once is closer to the exact value, so the results differ
+      // in a few places (and both stay within tolerance).
+      EXPECT_GT(differ, 0u);
+      ExpectClose(h.Result(), RefEwProgram(p, r, {x, y, z}, shape), MathTol(KILN_DTYPE_BF16),
+                  1e-3, "round once");
+    }
+  }
+}
+
+TEST(ElementwiseFused, MaxMinPropagateNaNAndEmpty) {
+  const float nan = std::nanf("");
+  for (int op : {KILN_EW_MAX, KILN_EW_MIN}) {
+    KernelHarness h("elementwise");
+    h.In(HostTensor::Of<float>(KILN_DTYPE_F32, {3}, {nan, 1.f, 2.f}))
+        .In(HostTensor::Of<float>(KILN_DTYPE_F32, {3}, {1.f, nan, 3.f}))
+        .Out(KILN_DTYPE_F32, {3});
+    EwProgram p(2);
+    SetEwProgram(h, p, p.Emit(op, 0, 1));
+    ASSERT_EQ(h.RunMessage(), "");
+    auto v = h.Result().values<float>();
+    EXPECT_TRUE(std::isnan(v[0]) && std::isnan(v[1])) << op;
+    EXPECT_EQ(v[2], op == KILN_EW_MAX ? 3.f : 2.f);
+  }
+  // An empty result (no work) and a scalar one.
+  EwProgram p(2);
+  const int64_t r = p.Emit(KILN_EW_ADD, 0, 1);
+  CheckEwProgram("empty", p, r, {Random(KILN_DTYPE_F16, {0, 3}, 1), Random(KILN_DTYPE_F16, {3}, 2)},
+                 KILN_DTYPE_F16, {-1, 3}, {0, 3});
+  CheckEwProgram("scalar", p, r, {Random(KILN_DTYPE_F32, {}, 3), Random(KILN_DTYPE_BF16, {}, 4)},
+                 KILN_DTYPE_F32, {}, {});
+}
+
+TEST(ElementwiseFused, Errors) {
+  // Runs a one-input program on an f32 [2, 3] tensor unless `setup` adds
+  // its own operands; returns the message, which must be INVALID_ARGUMENT.
+  auto run = [](std::vector<int64_t> code, int64_t result,
+                const std::function<void(KernelHarness&)>& setup = nullptr) {
+    KernelHarness h("elementwise");
+    if (setup) {
+      setup(h);
+    } else {
+      h.In(Random(KILN_DTYPE_F32, {2, 3}, 1)).Out(KILN_DTYPE_F32, {2, 3});
+    }
+    h.AttrInts("code", std::move(code)).Attr("result", result);
+    kiln_status_t s = h.Run();
+    if (!s) return std::string("no error");
+    std::string m = kiln_status_message(s);
+    EXPECT_EQ(kiln_status_code(s), KILN_STATUS_INVALID_ARGUMENT) << m;
+    EXPECT_EQ(m.rfind("kiln.elementwise at 'test': ", 0), 0u) << m;
+    kiln_status_free(s);
+    return m;
+  };
+  auto has = [](const std::string& m, const std::string& part) {
+    EXPECT_NE(m.find(part), std::string::npos) << "'" << m << "' lacks '" << part << "'";
+  };
+  has(run({KILN_EW_NEG, 1, 0, -1, 20, 2, 1, -1}, 2),
+      "instruction 1: unknown opcode 20 (expected 0 to 19)");
+  has(run({-3, 1, 0, -1}, 1), "instruction 0: unknown opcode -3");
+  has(run({KILN_EW_NEG, 2, 0, -1}, 2),
+      "instruction 0 (neg): writes register 2, expected 1 (instruction i writes register 1 + i)");
+  has(run({KILN_EW_NEG, 1, 0, -1, KILN_EW_ADD, 2, 1, 2}, 2),
+      "instruction 1 (add): operand b reads register 2, which is not defined before it "
+      "(registers 0 to 1 are)");
+  has(run({KILN_EW_EXP, 1, -1, -1}, 1), "instruction 0 (exp): operand a reads register -1");
+  has(run({KILN_EW_SQRT, 1, 0, 0}, 1),
+      "instruction 0 (sqrt): the unused operand b must be -1, found 0");
+  has(run({KILN_EW_CONST, 1, 0, -1}, 1),
+      "instruction 0 (const): constant index 0 is out of range (0 constants)");
+  has(run({KILN_EW_CONST, 1, 1, -1}, 1,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2}, 1)).Out(KILN_DTYPE_F32, {2});
+            h.AttrFloats("constants", {2.5});
+          }),
+      "constant index 1 is out of range (1 constants)");
+  has(run({KILN_EW_NEG, 1, 0, -1}, 2),
+      "result register 2 is out of range: registers 0 to 1 are defined (1 inputs, 1 "
+      "instructions)");
+  has(run({}, -1), "result register -1 is out of range");
+  has(run({KILN_EW_NEG, 1, 0, -1, 3}, 1),
+      "attribute 'code' has 5 entries, which is not a multiple of 4");
+  has(run({KILN_EW_ADD, 2, 0, 1}, 2,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2, 3}, 1))
+                .In(Random(KILN_DTYPE_F32, {4}, 2))
+                .Out(KILN_DTYPE_F32, {-1, -1});
+          }),
+      "operand shapes [2, 3], [4] are not broadcastable");
+  has(run({}, 0,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2, 3}, 1)).Out(KILN_DTYPE_F32, {3});
+          }),
+      "operand #0 has shape [2, 3], of a higher rank than the declared result [3]");
+  has(run({}, 0,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2, 3}, 1)).Out(KILN_DTYPE_F32, {2, 4});
+          }),
+      "result shape [2, 3], declared [2, 4]");
+  has(run({KILN_EW_ADD, 2, 0, 1}, 2,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2}, 1))
+                .In(Random(KILN_DTYPE_I64, {2}, 2))
+                .Out(KILN_DTYPE_F32, {2});
+          }),
+      "operand #1 has element type i64 (expected f32, f16 or bf16)");
+  has(run({}, 0,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2}, 1)).Out(KILN_DTYPE_I32, {2});
+          }),
+      "result element type i32 (expected f32, f16 or bf16)");
+  has(run({}, 0,
+          [](KernelHarness& h) {
+            h.InQ(Random(KILN_DTYPE_I8, {4}, 1), Random(KILN_DTYPE_F32, {1}, 2), HostTensor(),
+                  {4})
+                .Out(KILN_DTYPE_F32, {4});
+          }),
+      "operand #0 is a quantized tensor");
+  has(run({}, 0, [](KernelHarness& h) { h.Out(KILN_DTYPE_F32, {2}); }),
+      "expected at least one operand");
+  has(run({}, 0,
+          [](KernelHarness& h) {
+            h.In(Random(KILN_DTYPE_F32, {2}, 1)).Out(KILN_DTYPE_F32, {2});
+            h.AttrS("constants", "1.5");
+          }),
+      "attribute 'constants' must be a list of numbers");
+  {
+    KernelHarness h("elementwise");
+    h.In(Random(KILN_DTYPE_F32, {2}, 1)).Out(KILN_DTYPE_F32, {2}).AttrInts("code", {});
+    has(h.RunMessage(), "attribute 'result' is missing");
+  }
+}
+
 TEST(ElementwiseRegistry, EveryKernelIsRegistered) {
   for (const char* op : {"add", "sub", "mul", "div", "pow", "max", "min", "and", "or", "compare",
                          "select", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal",
                          "tanh", "sin", "cos", "erf", "not", "activation", "cast", "trilu",
-                         "cumsum", "reduce", "softmax"})
+                         "cumsum", "reduce", "softmax", "elementwise"})
     EXPECT_NE(LookupCpuKernel(op), nullptr) << op;
 }
 

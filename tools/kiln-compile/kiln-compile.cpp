@@ -98,6 +98,12 @@ static cl::opt<bool> fuse("fuse",
                                    "projections (--fuse=false keeps the graph "
                                    "as imported, the reference form)"),
                           cl::init(true), cl::cat(category));
+static cl::opt<bool> fuseElementwise(
+    "fuse-elementwise",
+    cl::desc("With --fuse: fold chains of elementwise ops into one "
+             "kiln.elementwise each (off by default: --report cannot yet "
+             "explain near-misses inside a fused chain)"),
+    cl::init(false), cl::cat(category));
 static cl::opt<bool> kvCache(
     "kv-cache",
     cl::desc("With --fuse: give each layer a KV cache the runtime appends to "
@@ -269,6 +275,7 @@ int main(int argc, char **argv) {
   pipelineOptions.pruneWeights = pruneWeights;
   pipelineOptions.fuse = fuse;
   pipelineOptions.kvCache = kvCache;
+  pipelineOptions.elementwise = fuseElementwise;
   mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
   std::map<std::string, int64_t> opsBefore;
   if (report)

@@ -20,7 +20,8 @@
 int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   registry.insert<mlir::kiln::KilnDialect, mlir::arith::ArithDialect,
-                  mlir::func::FuncDialect, mlir::tensor::TensorDialect>();
+                  mlir::func::FuncDialect, mlir::tensor::TensorDialect,
+                  mlir::math::MathDialect>();
   mlir::func::registerAllExtensions(registry);
 
   // Upstream passes a kiln pipeline experiment typically mixes in.

@@ -1227,3 +1227,61 @@ LogicalResult FillOp::verify() {
 
 #define GET_OP_CLASSES
 #include "kiln/Dialect/Kiln/IR/KilnOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// ElementwiseOp
+//===----------------------------------------------------------------------===//
+
+namespace mlir::kiln {
+
+/// The scalar ops a kiln.elementwise body may hold (what every backend's
+/// elementwise program implements).
+bool isElementwiseBodyOp(Operation *op) {
+  if (auto c = dyn_cast<arith::ConstantOp>(op))
+    return isa<FloatAttr>(c.getValue());
+  return isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp,
+             arith::MaximumFOp, arith::MinimumFOp, arith::NegFOp,
+             arith::ExtFOp, arith::TruncFOp, math::PowFOp, math::ExpOp,
+             math::LogOp, math::SqrtOp, math::RsqrtOp, math::TanhOp,
+             math::SinOp, math::CosOp, math::ErfOp, math::AbsFOp, YieldOp>(op);
+}
+
+} // namespace mlir::kiln
+
+LogicalResult ElementwiseOp::verifyRegions() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError() << "body takes " << body.getNumArguments()
+                         << " arguments for " << getInputs().size()
+                         << " inputs";
+  for (auto [i, arg, input] : llvm::enumerate(body.getArguments(), getInputs())) {
+    Type et = cast<RankedTensorType>(input.getType()).getElementType();
+    if (arg.getType() != et)
+      return emitOpError() << "body argument " << i << " is " << arg.getType()
+                           << " but input " << i << " has elements of " << et;
+  }
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("body must end in kiln.yield");
+  Type resultElement = getType().getElementType();
+  if (yield.getValue().getType() != resultElement)
+    return emitOpError() << "body yields " << yield.getValue().getType()
+                         << " for a result of " << resultElement;
+  for (Operation &op : body) {
+    if (!isElementwiseBodyOp(&op))
+      return op.emitOpError()
+             << "is not a scalar float op a kiln.elementwise body may hold";
+    for (Type t : op.getResultTypes())
+      if (!isa<FloatType>(t))
+        return op.emitOpError() << "yields " << t
+                                << " inside kiln.elementwise; only scalar "
+                                   "floats are allowed";
+  }
+  int64_t rank = getType().getRank();
+  for (Value input : getInputs())
+    if (cast<RankedTensorType>(input.getType()).getRank() > rank)
+      return emitOpError() << "input " << input.getType()
+                           << " has a higher rank than the result "
+                           << getType();
+  return success();
+}

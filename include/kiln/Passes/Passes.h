@@ -6,6 +6,7 @@
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassOptions.h"
 
@@ -29,6 +30,10 @@ struct GraphPipelineOptions
                                    "subgraphs (off: the reference form the "
                                    "equivalence check compares against)"),
                     llvm::cl::init(true)};
+  Option<bool> elementwise{*this, "elementwise",
+                           llvm::cl::desc("With fuse: fold elementwise chains "
+                                          "into kiln.elementwise"),
+                           llvm::cl::init(false)};
   Option<bool> kvCache{*this, "kv-cache",
                        llvm::cl::desc("With fuse: turn past/present KV "
                                       "concats into in-place kv_cache appends"),
@@ -50,6 +55,7 @@ void populateFuseActivationsPatterns(RewritePatternSet &patterns);
 void populateFuseGatedMlpPatterns(RewritePatternSet &patterns);
 void populateFuseRopePatterns(RewritePatternSet &patterns);
 void populateFuseAttentionPatterns(RewritePatternSet &patterns);
+void populateFuseElementwisePatterns(RewritePatternSet &patterns);
 
 /// Each layer of `func` whose KV cache stays past/present tensors (not a
 /// !kiln.kv_cache updated in place): its past key's name and the reason.

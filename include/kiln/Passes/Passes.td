@@ -156,6 +156,21 @@ def FuseProjectionsPass : Pass<"kiln-fuse-projections", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def FuseElementwisePass : Pass<"kiln-fuse-elementwise", "mlir::func::FuncOp"> {
+  let summary = "Fold chains of elementwise ops into one kiln.elementwise";
+  let description = [{
+    Every maximal tree of float elementwise kiln ops (add, sub, mul, div,
+    max, min, pow, neg, abs, exp, log, sqrt, rsqrt, reciprocal, tanh, sin,
+    cos, erf, float casts, and kiln.elementwise itself) whose inner values
+    have no other reader becomes one `kiln.elementwise`: the chain on
+    scalars, reading each input and writing the result once. Inputs keep
+    NumPy broadcasting; scalar splat constants move into the body. Single
+    ops stay as they are. Runs after the named fusions, on what they leave.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect", "mlir::arith::ArithDialect",
+                           "mlir::math::MathDialect"];
+}
+
 def FormKvCachePass : Pass<"kiln-form-kv-cache", "mlir::func::FuncOp"> {
   let summary = "Turn past/present KV concats into in-place kiln.kv_cache appends";
   let description = [{

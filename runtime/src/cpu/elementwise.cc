@@ -1,6 +1,7 @@
 // Elementwise kernels: binary arithmetic with NumPy broadcasting, logic,
-// comparisons, select, unary math and activations, casts and trilu. Also the
-// definitions of the shared helpers declared in kernel_util.h.
+// comparisons, select, unary math and activations, casts, trilu and fused
+// elementwise programs (kiln.elementwise). Also the definitions of the
+// shared helpers declared in kernel_util.h.
 //
 // Every kernel walks its output in order, one contiguous row at a time
 // (StridedPlan / ForEachRow), with the per-element operation a template
@@ -13,11 +14,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "cpu/kernel_util.h"
 #include "cpu/kernels.h"
+#include "kiln/runtime/artifact_format.h"
 
 namespace kiln {
 
@@ -860,6 +863,378 @@ kiln_status_t TriluKernel(KernelContext& ctx) {
   return nullptr;
 }
 
+
+//===----------------------------------------------------------------------===//
+// Fused elementwise programs
+//===----------------------------------------------------------------------===//
+
+// kiln.elementwise runs a register program (artifact_format.h,
+// kiln_ew_opcode_t) over f32 / f16 / bf16 inputs broadcast to the result.
+// The output is computed kEwChunk elements at a time: each input's part of
+// the chunk is converted into an f32 register, every instruction is then one
+// plain loop over the chunk (the arithmetic ones vectorize), and the result
+// register is rounded into the output. Values stay in f32 between
+// instructions and only the result is rounded to its dtype, where a chain of
+// unfused f16 / bf16 kernels rounds after every op; a program that needs
+// such an intermediate rounding spells it with KILN_EW_ROUND_F16 /
+// KILN_EW_ROUND_BF16. exp is FastExpF and max / min propagate NaN, as in the
+// unfused kernels, so that fusing changes nothing but those roundings.
+
+// Elements per chunk: small enough that all registers of a typical program
+// stay in L1, large enough that the per-instruction dispatch is amortized.
+constexpr int64_t kEwChunk = 256;
+
+const char* const kEwOpNames[] = {
+    "const", "add", "sub",  "mul",   "div",  "max", "min", "pow",        "neg",      "abs",
+    "exp",   "log", "sqrt", "rsqrt", "tanh", "sin", "cos", "erf", "round_bf16", "round_f16"};
+static_assert(sizeof(kEwOpNames) / sizeof(kEwOpNames[0]) == KILN_EW_OPCODE_COUNT,
+              "one name per opcode");
+
+// Operands an opcode reads: CONST reads constants[a] (no register), the
+// binary opcodes are ADD..POW, the rest are unary.
+int EwRegisterOperands(int64_t op) {
+  if (op == KILN_EW_CONST) return 0;
+  return op >= KILN_EW_ADD && op <= KILN_EW_POW ? 2 : 1;
+}
+
+// One decoded instruction; it writes register inputs + its index.
+struct EwInstr {
+  int op;
+  int64_t a, b;
+};
+
+struct EwProgram {
+  std::vector<EwInstr> code;
+  std::vector<float> constants;
+  int64_t result = 0;
+};
+
+// Decodes and checks the launch's program against `inputs` input registers,
+// so that running it needs no checks.
+kiln_status_t DecodeEwProgram(const KernelContext& ctx, size_t inputs, EwProgram* p) {
+  const Attrs& attrs = ctx.attrs();
+  const AttrValue* code = attrs.Find("code");
+  if (code && code->kind != AttrValue::kInts)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "attribute 'code' must be a list of integers");
+  const std::vector<int64_t>& words = attrs.Ints("code");
+  if (words.size() % 4 != 0)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "attribute 'code' has %zu entries, which is not a multiple of 4 "
+                       "(opcode, dst, a, b per instruction)",
+                       words.size());
+  // The manifest stores a list whose numbers are all integral as ints.
+  if (const AttrValue* c = attrs.Find("constants")) {
+    if (c->kind == AttrValue::kFloats)
+      for (double v : c->floats) p->constants.push_back(float(v));
+    else if (c->kind == AttrValue::kInts)
+      for (int64_t v : c->ints) p->constants.push_back(float(v));
+    else
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "attribute 'constants' must be a list of numbers");
+  }
+  const size_t count = words.size() / 4;
+  const long long nconst = (long long)p->constants.size();
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t op = words[4 * i], dst = words[4 * i + 1];
+    const int64_t a = words[4 * i + 2], b = words[4 * i + 3];
+    if (op < 0 || op >= KILN_EW_OPCODE_COUNT)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu: unknown opcode %lld (expected 0 to %d)", i,
+                         (long long)op, KILN_EW_OPCODE_COUNT - 1);
+    const char* name = kEwOpNames[op];
+    // Registers below `defined` hold the inputs and earlier results.
+    const int64_t defined = int64_t(inputs + i);
+    if (dst != defined)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu (%s): writes register %lld, expected %lld "
+                         "(instruction i writes register %zu + i)",
+                         i, name, (long long)dst, (long long)defined, inputs);
+    const int reads = EwRegisterOperands(op);
+    if (reads == 0 && (a < 0 || a >= nconst))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu (const): constant index %lld is out of range "
+                         "(%lld constants)",
+                         i, (long long)a, nconst);
+    if (reads >= 1 && (a < 0 || a >= defined))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu (%s): operand a reads register %lld, which is "
+                         "not defined before it (registers 0 to %lld are)",
+                         i, name, (long long)a, (long long)(defined - 1));
+    if (reads == 2 && (b < 0 || b >= defined))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu (%s): operand b reads register %lld, which is "
+                         "not defined before it (registers 0 to %lld are)",
+                         i, name, (long long)b, (long long)(defined - 1));
+    if (reads < 2 && b != -1)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "instruction %zu (%s): the unused operand b must be -1, found %lld",
+                         i, name, (long long)b);
+    p->code.push_back({int(op), a, b});
+  }
+  if (!attrs.Has("result"))
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "attribute 'result' is missing");
+  p->result = attrs.Int("result");
+  const int64_t registers = int64_t(inputs + count);
+  if (p->result < 0 || p->result >= registers)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "result register %lld is out of range: registers 0 to %lld are "
+                       "defined (%zu inputs, %zu instructions)",
+                       (long long)p->result, (long long)(registers - 1), inputs, count);
+  return nullptr;
+}
+
+// How the n inputs are read while the dense output is written in order:
+// StridedPlan for any number of operands (size-1 dimensions dropped, runs
+// that every operand reads contiguously merged). An operand's innermost
+// stride is 1 or 0 (stretched): the dimensions after the innermost kept one
+// are all 1, so a non-stretched operand is contiguous there.
+struct EwPlan {
+  int rank = 1;
+  int64_t shape[kMaxRank] = {1};
+  std::vector<int64_t> stride;  // [operand * kMaxRank + dim], elements
+
+  EwPlan(const Dims& out, const std::vector<const Dims*>& inputs) {
+    const size_t n = inputs.size();
+    stride.assign(n * kMaxRank, 0);
+    std::vector<Dims> dense(n);
+    for (size_t k = 0; k < n; ++k) dense[k] = StridesOf(*inputs[k]);
+    std::vector<int64_t> st(n);
+    int r = 0;
+    for (int d = 0; d < out.rank; ++d) {
+      if (out[d] == 1) continue;
+      for (size_t k = 0; k < n; ++k) {
+        const int id = d - (out.rank - inputs[k]->rank);
+        st[k] = (id >= 0 && (*inputs[k])[id] == out[d]) ? dense[k][id] : 0;
+      }
+      bool merge = r > 0;
+      for (size_t k = 0; k < n && merge; ++k) merge = at(k, r - 1) == st[k] * out[d];
+      if (merge) {
+        shape[r - 1] *= out[d];
+        for (size_t k = 0; k < n; ++k) at(k, r - 1) = st[k];
+      } else {
+        shape[r] = out[d];
+        for (size_t k = 0; k < n; ++k) at(k, r) = st[k];
+        ++r;
+      }
+    }
+    if (r == 0) {  // a scalar: every stride stays 0
+      shape[0] = 1;
+      r = 1;
+    }
+    rank = r;
+  }
+  int64_t& at(size_t k, int d) { return stride[k * kMaxRank + size_t(d)]; }
+  int64_t at(size_t k, int d) const { return stride[k * kMaxRank + size_t(d)]; }
+};
+
+// Converts `count` elements of `t` from element `offset` (step `step`, 0 or
+// 1) into f32.
+void LoadEw(const Tensor& t, int64_t offset, int64_t step, int64_t count, float* dst) {
+  switch (t.dtype) {
+    case KILN_DTYPE_F32: {
+      const float* s = t.as<float>() + offset;
+      if (step) {
+        std::memcpy(dst, s, size_t(count) * sizeof(float));
+      } else {
+        std::fill(dst, dst + count, *s);
+      }
+      break;
+    }
+    case KILN_DTYPE_F16: {
+      const uint16_t* s = t.as<uint16_t>() + offset;
+      if (step) {
+        for (int64_t i = 0; i < count; ++i) dst[i] = HalfToFloat(s[i]);
+      } else {
+        std::fill(dst, dst + count, HalfToFloat(*s));
+      }
+      break;
+    }
+    default: {  // bf16 (the kernel admits nothing else)
+      const uint16_t* s = t.as<uint16_t>() + offset;
+      if (step) {
+        for (int64_t i = 0; i < count; ++i) dst[i] = BF16ToFloat(s[i]);
+      } else {
+        std::fill(dst, dst + count, BF16ToFloat(*s));
+      }
+      break;
+    }
+  }
+}
+
+void StoreEw(const float* src, int64_t count, kiln_dtype_t dtype, void* data, int64_t offset) {
+  if (dtype == KILN_DTYPE_F32) {
+    std::memcpy(static_cast<float*>(data) + offset, src, size_t(count) * sizeof(float));
+  } else if (dtype == KILN_DTYPE_F16) {
+    uint16_t* o = static_cast<uint16_t*>(data) + offset;
+    for (int64_t i = 0; i < count; ++i) o[i] = FloatToHalf(src[i]);
+  } else {
+    uint16_t* o = static_cast<uint16_t*>(data) + offset;
+    for (int64_t i = 0; i < count; ++i) o[i] = FloatToBF16(src[i]);
+  }
+}
+
+// o[i] = f(a[i]) or f(a[i], b[i]) over one chunk. The registers of one
+// instruction are distinct buffers (it writes a register above those it
+// reads), which __restrict tells the vectorizer.
+template <class F>
+inline void EwUnary(float* __restrict o, const float* __restrict a, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+}
+template <class F>
+inline void EwBinary(float* __restrict o, const float* __restrict a,
+                     const float* __restrict b, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+}
+
+// Runs instruction `in` over the first n elements of its registers.
+void RunEwInstr(const EwInstr& in, float* o, const float* a, const float* b, int64_t n) {
+  switch (in.op) {
+    case KILN_EW_ADD: EwBinary(o, a, b, n, [](float x, float y) { return x + y; }); break;
+    case KILN_EW_SUB: EwBinary(o, a, b, n, [](float x, float y) { return x - y; }); break;
+    case KILN_EW_MUL: EwBinary(o, a, b, n, [](float x, float y) { return x * y; }); break;
+    case KILN_EW_DIV: EwBinary(o, a, b, n, [](float x, float y) { return x / y; }); break;
+    case KILN_EW_MAX: EwBinary(o, a, b, n, [](float x, float y) { return Maximum(x, y); }); break;
+    case KILN_EW_MIN: EwBinary(o, a, b, n, [](float x, float y) { return Minimum(x, y); }); break;
+    case KILN_EW_POW:
+      EwBinary(o, a, b, n, [](float x, float y) { return std::pow(x, y); });
+      break;
+    case KILN_EW_NEG: EwUnary(o, a, n, [](float x) { return -x; }); break;
+    case KILN_EW_ABS: EwUnary(o, a, n, [](float x) { return std::fabs(x); }); break;
+    case KILN_EW_EXP: EwUnary(o, a, n, [](float x) { return FastExpF(x); }); break;
+    case KILN_EW_LOG: EwUnary(o, a, n, [](float x) { return std::log(x); }); break;
+    case KILN_EW_SQRT: EwUnary(o, a, n, [](float x) { return std::sqrt(x); }); break;
+    case KILN_EW_RSQRT: EwUnary(o, a, n, [](float x) { return 1.0f / std::sqrt(x); }); break;
+    case KILN_EW_TANH: EwUnary(o, a, n, [](float x) { return std::tanh(x); }); break;
+    case KILN_EW_SIN: EwUnary(o, a, n, [](float x) { return std::sin(x); }); break;
+    case KILN_EW_COS: EwUnary(o, a, n, [](float x) { return std::cos(x); }); break;
+    case KILN_EW_ERF: EwUnary(o, a, n, [](float x) { return std::erf(x); }); break;
+    case KILN_EW_ROUND_BF16:
+      EwUnary(o, a, n, [](float x) { return BF16ToFloat(FloatToBF16(x)); });
+      break;
+    case KILN_EW_ROUND_F16:
+      EwUnary(o, a, n, [](float x) { return HalfToFloat(FloatToHalf(x)); });
+      break;
+    default: break;  // KILN_EW_CONST: filled once per task (see below)
+  }
+}
+
+bool IsEwFloat(kiln_dtype_t t) {
+  return t == KILN_DTYPE_F32 || t == KILN_DTYPE_F16 || t == KILN_DTYPE_BF16;
+}
+
+kiln_status_t ElementwiseProgramKernel(KernelContext& ctx) {
+  const size_t n = ctx.num_inputs();
+  if (n == 0)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "expected at least one operand");
+  for (size_t i = 0; i < n; ++i) {
+    if (!ctx.has_input(i))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "operand #%zu is missing", i);
+    if (ctx.is_quantized(i))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "operand #%zu is a quantized tensor, which this kernel does not take",
+                         i);
+    if (!IsEwFloat(ctx.input(i).dtype))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "operand #%zu has element type %s (expected f32, f16 or bf16)", i,
+                         DTypeName(ctx.input(i).dtype));
+  }
+  if (ctx.num_outputs() < 1)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT, "no result declared");
+  const kiln_dtype_t out_type = ctx.output_dtype(0);
+  if (!IsEwFloat(out_type))
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "result element type %s (expected f32, f16 or bf16)",
+                       DTypeName(out_type));
+  EwProgram prog;
+  KILN_RETURN_IF_ERROR(DecodeEwProgram(ctx, n, &prog));
+
+  // The result has the declared rank, which may exceed every input's: the
+  // compiler folds scalar constants into the program, and those may have
+  // been the only operands of the full rank.
+  const int rank = ctx.declared_output_shape(0).rank;
+  std::vector<const Dims*> shapes(n);
+  std::string listed;
+  for (size_t i = 0; i < n; ++i) {
+    shapes[i] = &ctx.input(i).shape;
+    listed += (i ? ", " : "") + shapes[i]->str();
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (shapes[i]->rank > rank)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "operand #%zu has shape %s, of a higher rank than the declared "
+                         "result %s",
+                         i, shapes[i]->str().c_str(),
+                         ctx.declared_output_shape(0).str().c_str());
+  Dims broadcast;
+  if (!BroadcastShapes(shapes.data(), int(n), &broadcast))
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "operand shapes %s are not broadcastable", listed.c_str());
+  Dims shape;
+  for (int d = 0; d < rank - broadcast.rank; ++d) shape.push_back(1);
+  for (int d = 0; d < broadcast.rank; ++d) shape.push_back(broadcast[d]);
+  Tensor* out = nullptr;
+  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, shape, &out));
+  const int64_t numel = shape.numel();
+  if (numel == 0) return nullptr;
+
+  std::vector<Tensor> ins(n);
+  for (size_t k = 0; k < n; ++k) ins[k] = ctx.input(k);
+  const EwPlan plan(shape, shapes);
+  const int last = plan.rank - 1;
+  const size_t registers = n + prog.code.size();
+  const int64_t chunks = (numel + kEwChunk - 1) / kEwChunk;
+  // Work per element grows with the program; a grain of kGrainHeavy
+  // elements at least, as for one transcendental.
+  const int64_t grain_elements = std::max<int64_t>(
+      kGrainHeavy, kGrainCheap / std::max<int64_t>(1, int64_t(prog.code.size())));
+  const int64_t grain = std::max<int64_t>(1, grain_elements / kEwChunk);
+  ctx.pool().parallel_for(chunks, grain, [&](int64_t cb, int64_t ce) {
+    std::vector<float> regs(registers * size_t(kEwChunk));
+    auto reg = [&](int64_t r) { return regs.data() + size_t(r) * size_t(kEwChunk); };
+    // Constants are the same in every chunk: fill their registers once.
+    for (size_t i = 0; i < prog.code.size(); ++i)
+      if (prog.code[i].op == KILN_EW_CONST)
+        std::fill(reg(int64_t(n + i)), reg(int64_t(n + i)) + kEwChunk,
+                  prog.constants[size_t(prog.code[i].a)]);
+    // The odometer of the first element of the task.
+    int64_t idx[kMaxRank];
+    std::vector<int64_t> off(n, 0);
+    int64_t rem = cb * kEwChunk;
+    for (int d = last; d >= 0; --d) {
+      idx[d] = rem % plan.shape[d];
+      rem /= plan.shape[d];
+      for (size_t k = 0; k < n; ++k) off[k] += idx[d] * plan.at(k, d);
+    }
+    const int64_t end = std::min(numel, ce * kEwChunk);
+    for (int64_t pos = cb * kEwChunk; pos < end; pos += kEwChunk) {
+      const int64_t len = std::min(kEwChunk, end - pos);
+      // Gather the chunk, one run of the innermost dimension at a time.
+      for (int64_t filled = 0; filled < len;) {
+        const int64_t count = std::min(plan.shape[last] - idx[last], len - filled);
+        for (size_t k = 0; k < n; ++k)
+          LoadEw(ins[k], off[k], plan.at(k, last), count, reg(int64_t(k)) + filled);
+        filled += count;
+        idx[last] += count;
+        for (size_t k = 0; k < n; ++k) off[k] += count * plan.at(k, last);
+        for (int d = last; d > 0 && idx[d] == plan.shape[d]; --d) {
+          idx[d] = 0;
+          ++idx[d - 1];
+          for (size_t k = 0; k < n; ++k)
+            off[k] += plan.at(k, d - 1) - plan.shape[d] * plan.at(k, d);
+        }
+      }
+      for (size_t i = 0; i < prog.code.size(); ++i) {
+        const EwInstr& in = prog.code[i];
+        if (in.op == KILN_EW_CONST) continue;
+        RunEwInstr(in, reg(int64_t(n + i)), reg(in.a), in.b >= 0 ? reg(in.b) : nullptr, len);
+      }
+      StoreEw(reg(prog.result), len, out_type, out->data, pos);
+    }
+  });
+  return nullptr;
+}
+
 }  // namespace
 
 void AppendElementwiseKernels(std::vector<KernelEntry>& out) {
@@ -889,6 +1264,7 @@ void AppendElementwiseKernels(std::vector<KernelEntry>& out) {
   out.push_back({"activation", ActivationKernel});
   out.push_back({"cast", CastKernel});
   out.push_back({"trilu", TriluKernel});
+  out.push_back({"elementwise", ElementwiseProgramKernel});
   AppendReduceKernels(out);
 }
 

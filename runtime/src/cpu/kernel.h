@@ -33,7 +33,7 @@ struct AttrValue {
   double f = 0;
   std::string s;
   std::vector<int64_t> ints;
-  std::vector<double> floats;
+  std::vector<double> floats;  // kFloats, and the same values for kInts
 };
 
 /// A launch's attributes by name. Missing attributes read as the default the

@@ -1232,3 +1232,66 @@ func.func @f() {
   %0 = kiln.fill 0.0 : f32 : tensor<?xf32>
   return
 }
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{body takes 2 arguments for 1 inputs}}
+  %0 = kiln.elementwise %x : (tensor<4xf32>) -> tensor<4xf32> {
+  ^bb0(%a: f32, %b: f32):
+    kiln.yield %a : f32
+  }
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4xbf16>) -> tensor<4xf32> {
+  // expected-error @+1 {{body argument 0 is 'f32' but input 0 has elements of 'bf16'}}
+  %0 = kiln.elementwise %x : (tensor<4xbf16>) -> tensor<4xf32> {
+  ^bb0(%a: f32):
+    kiln.yield %a : f32
+  }
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) -> tensor<4xf16> {
+  // expected-error @+1 {{body yields 'f32' for a result of 'f16'}}
+  %0 = kiln.elementwise %x : (tensor<4xf32>) -> tensor<4xf16> {
+  ^bb0(%a: f32):
+    kiln.yield %a : f32
+  }
+  return %0 : tensor<4xf16>
+}
+
+// -----
+
+func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = kiln.elementwise %x : (tensor<4xf32>) -> tensor<4xf32> {
+  ^bb0(%a: f32):
+    // expected-error @+1 {{is not a scalar float op a kiln.elementwise body may hold}}
+    %c = math.floor %a : f32
+    kiln.yield %c : f32
+  }
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{input 'tensor<2x4xf32>' has a higher rank than the result 'tensor<4xf32>'}}
+  %0 = kiln.elementwise %x : (tensor<2x4xf32>) -> tensor<4xf32> {
+  ^bb0(%a: f32):
+    kiln.yield %a : f32
+  }
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @f(%x: f32) {
+  // expected-error @+1 {{expects parent op 'kiln.elementwise'}}
+  kiln.yield %x : f32
+}

@@ -290,3 +290,23 @@ func.func @shapes(%x: tensor<?x?x256xbf16>, %s: tensor<4xi64>, %y: tensor<?x8x32
   %10 = kiln.fill 1 : i64 : tensor<2x3xi64>
   return
 }
+
+// CHECK-LABEL: func.func @fused_elementwise
+// CHECK: kiln.elementwise %{{.+}}, %{{.+}} : (tensor<?x16xbf16>, tensor<16xf32>) -> tensor<?x16xbf16> {
+// CHECK: ^bb0(%[[A:.+]]: bf16, %[[B:.+]]: f32):
+// CHECK: %[[W:.+]] = arith.extf %[[A]] : bf16 to f32
+// CHECK: %[[M:.+]] = arith.mulf %[[W]], %[[B]] : f32
+// CHECK: %[[T:.+]] = math.tanh %[[M]] : f32
+// CHECK: %[[N:.+]] = arith.truncf %[[T]] : f32 to bf16
+// CHECK: kiln.yield %[[N]] : bf16
+func.func @fused_elementwise(%x: tensor<?x16xbf16>, %s: tensor<16xf32>) -> tensor<?x16xbf16> {
+  %0 = kiln.elementwise %x, %s : (tensor<?x16xbf16>, tensor<16xf32>) -> tensor<?x16xbf16> {
+  ^bb0(%a: bf16, %b: f32):
+    %w = arith.extf %a : bf16 to f32
+    %m = arith.mulf %w, %b : f32
+    %t = math.tanh %m : f32
+    %n = arith.truncf %t : f32 to bf16
+    kiln.yield %n : bf16
+  }
+  return %0 : tensor<?x16xbf16>
+}

@@ -53,6 +53,38 @@ typedef struct kiln_artifact_section_v1_s {
 }  // extern "C"
 #endif
 
+/// The program of a fused elementwise launch (op "elementwise", the kiln
+/// dialect's kiln.elementwise): attrs "code" (ints, 4 per instruction:
+/// opcode, dst, a, b), "constants" (floats) and "result" (the register the
+/// result is read from). Registers 0..n-1 hold the launch's n inputs, read as
+/// f32 and broadcast (NumPy rules) to the result shape; instruction i writes
+/// register n + i from registers below it (a, and b for binary opcodes;
+/// KILN_EW_CONST reads constants[a]). Everything is computed in f32 and
+/// rounded once to the result's dtype. Unused operand slots are -1.
+typedef enum kiln_ew_opcode_e {
+  KILN_EW_CONST = 0,
+  KILN_EW_ADD = 1,
+  KILN_EW_SUB = 2,
+  KILN_EW_MUL = 3,
+  KILN_EW_DIV = 4,
+  KILN_EW_MAX = 5,
+  KILN_EW_MIN = 6,
+  KILN_EW_POW = 7,
+  KILN_EW_NEG = 8,
+  KILN_EW_ABS = 9,
+  KILN_EW_EXP = 10,
+  KILN_EW_LOG = 11,
+  KILN_EW_SQRT = 12,
+  KILN_EW_RSQRT = 13,
+  KILN_EW_TANH = 14,
+  KILN_EW_SIN = 15,
+  KILN_EW_COS = 16,
+  KILN_EW_ERF = 17,
+  KILN_EW_ROUND_BF16 = 18,  // round to the nearest bf16 (a cast to bf16)
+  KILN_EW_ROUND_F16 = 19,   // round to the nearest f16 (a cast to f16)
+  KILN_EW_OPCODE_COUNT = 20
+} kiln_ew_opcode_t;
+
 #ifdef __cplusplus
 static_assert(sizeof(kiln_artifact_header_v1_t) == 64, "header layout");
 static_assert(sizeof(kiln_artifact_section_v1_t) == 32, "section layout");

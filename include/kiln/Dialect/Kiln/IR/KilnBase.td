@@ -48,7 +48,8 @@ def Kiln_Dialect : Dialect {
       quantized tensors, or a cache of any layout and dtype) x an optional
       sparsity index. Every combination is legal IR.
   }];
-  let dependentDialects = ["::mlir::arith::ArithDialect"];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect"];
   let useDefaultAttributePrinterParser = 1;
   let useDefaultTypePrinterParser = 1;
   let hasConstantMaterializer = 1;

@@ -5,7 +5,9 @@
 
 // Generated op classes need the bytecode interface declared first.
 #include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/SymbolTable.h"

@@ -11,6 +11,7 @@
 include "kiln/Dialect/Kiln/IR/KilnTypes.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
 include "mlir/IR/BuiltinAttributeInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 
@@ -449,6 +450,47 @@ def Kiln_CastOp : Kiln_Op<"cast", [Pure]> {
   let assemblyFormat = "$input attr-dict `:` type($input) `to` type($result)";
   let hasVerifier = 1;
   let hasFolder = 1;
+}
+
+def Kiln_ElementwiseOp : Kiln_Op<"elementwise", [Pure, IsolatedFromAbove]> {
+  let summary = "a fused chain of elementwise ops: one pass over the data";
+  let description = [{
+    Applies its body to every element of the NumPy broadcast of its inputs
+    (left-padded with unit dimensions to the result's rank): the body's block
+    arguments are the inputs' elements, `kiln.yield` gives the result's. The
+    body holds scalar float ops only: `arith` add, sub, mul, div, maximumf,
+    minimumf, negf, extf, truncf and float constants; `math` powf, exp, log,
+    sqrt, rsqrt, tanh, sin, cos, erf and absf. `kiln-fuse-elementwise` builds
+    it from chains of kiln elementwise ops, so the chain reads its inputs and
+    writes its result once instead of once per op. Kernels compute the body
+    in f32, rounding a value of f16 or bf16 type to it where the body makes
+    it (as the unfused ops would).
+
+    ```mlir
+    %y = kiln.elementwise %x : (tensor<?x256xf32>) -> tensor<?x256xf32> {
+    ^bb0(%a: f32):
+      %c = arith.constant 3.000000e+01 : f32
+      %0 = arith.divf %a, %c : f32
+      %1 = math.tanh %0 : f32
+      %2 = arith.mulf %1, %c : f32
+      kiln.yield %2 : f32
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<Kiln_FloatTensor>:$inputs);
+  let results = (outs Kiln_FloatTensor:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $inputs attr-dict `:` functional-type($inputs, results) $body
+  }];
+  let hasRegionVerifier = 1;
+}
+
+def Kiln_YieldOp : Kiln_Op<"yield", [Pure, Terminator, ReturnLike,
+                                     HasParent<"ElementwiseOp">]> {
+  let summary = "the element a kiln.elementwise body computes";
+  let arguments = (ins AnyFloat:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
 }
 
 //===----------------------------------------------------------------------===//
