@@ -463,9 +463,15 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
     return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                             "max_sequence_length %lld is negative",
                             (long long)opts.max_sequence_length);
+  kiln_device_kind_t device = KILN_DEVICE_CPU;
+  std::string device_reason;
+  KILN_RETURN_IF_ERROR(
+      kiln::SelectDevice(*model, opts.device, opts.device_ordinal, &device, &device_reason));
   auto* session = new (std::nothrow) kiln_session_s;
   if (!session) return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   session->model = model;
+  session->device = device;
+  session->device_reason = std::move(device_reason);
   session->max_sequence_length = opts.max_sequence_length
                                      ? opts.max_sequence_length
                                      : model->manifest.model.max_sequence_length;

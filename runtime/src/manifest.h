@@ -105,6 +105,9 @@ struct Manifest {
   int64_t alignment = 64;
   int slots = 0;
   std::string params_file;  // set for --weights=external
+  /// CUDA kernel images the artifact carries (kiln-compile --target=cuda);
+  /// none: the artifact runs on the CPU only.
+  size_t cuda_kernels = 0;
   // For generation: input/output index by role, per layer.
   int input_ids = -1, attention_mask = -1, position_ids = -1, logits = -1;
   std::vector<int> past_key, past_value, present_key, present_value;

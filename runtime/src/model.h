@@ -179,6 +179,19 @@ struct kiln_session_s {
   const kiln_model_s* model = nullptr;
   std::unique_ptr<kiln::Executor> executor;
   int64_t max_sequence_length = 0;
+  kiln_device_kind_t device = KILN_DEVICE_CPU;
+  std::string device_reason;  // see kiln_session_device
 };
+
+namespace kiln {
+
+/// Picks the device for a session of `model`: `requested` itself, or for
+/// KILN_DEVICE_AUTO the CUDA device when the artifact has kernels and a GPU
+/// is present. Sets `*reason` as kiln_session_device documents; a requested
+/// device that cannot be used is an error.
+kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t requested,
+                           int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason);
+
+}  // namespace kiln
 
 #endif  // KILN_RUNTIME_MODEL_H_

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -782,6 +784,136 @@ TEST(GenerateUnsupported, SaysWhy) {
   kiln::Status s(kiln_session_generate(session.get(), prompts, lens, 1, nullptr, &g));
   EXPECT_EQ(s.code(), KILN_STATUS_FAILED_PRECONDITION);
   EXPECT_NE(StatusText(s).find("cannot drive generation: no input_ids input"), std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
+// Devices
+//===----------------------------------------------------------------------===//
+
+TEST(Device, CpuIsAlwaysThere) {
+  int32_t n = -1;
+  ASSERT_TRUE(kiln::Status(kiln_device_count(KILN_DEVICE_CPU, &n)).ok());
+  EXPECT_EQ(n, 1);
+  kiln_device_info_t d;
+  ASSERT_TRUE(kiln::Status(kiln_device_info(KILN_DEVICE_CPU, 0, &d)).ok());
+  EXPECT_EQ(d.kind, KILN_DEVICE_CPU);
+  EXPECT_GT(std::strlen(d.name), 0u);
+  EXPECT_GT(d.multiprocessors, 0);
+  EXPECT_GT(d.memory_bytes, 0u);
+  kiln::Status s(kiln_device_info(KILN_DEVICE_CPU, 1, &d));
+  EXPECT_EQ(s.code(), KILN_STATUS_OUT_OF_RANGE);
+  EXPECT_EQ(d.name[0], '\0');
+  EXPECT_STREQ(kiln_device_kind_name(KILN_DEVICE_AUTO), "auto");
+  EXPECT_STREQ(kiln_device_kind_name(KILN_DEVICE_CUDA), "cuda");
+  EXPECT_EQ(kiln_device_kind_name(kiln_device_kind_t(9)), nullptr);
+}
+
+TEST(Device, RejectsBadQueries) {
+  int32_t n = 7;
+  EXPECT_EQ(kiln::Status(kiln_device_count(KILN_DEVICE_AUTO, &n)).code(),
+            KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(kiln::Status(kiln_device_count(KILN_DEVICE_CPU, nullptr)).code(),
+            KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(kiln::Status(kiln_device_info(kiln_device_kind_t(5), 0, nullptr)).code(),
+            KILN_STATUS_INVALID_ARGUMENT);
+}
+
+// Whatever this machine has: a GPU is described, its absence is UNAVAILABLE
+// with the reason, never another code or an empty message.
+TEST(Device, CudaIsDescribedOrExplained) {
+  int32_t n = -1;
+  kiln::Status s(kiln_device_count(KILN_DEVICE_CUDA, &n));
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), KILN_STATUS_UNAVAILABLE) << s.message();
+    EXPECT_EQ(n, 0);
+    EXPECT_TRUE(std::strstr(s.message(), "CUDA") || std::strstr(s.message(), "cuda"))
+        << s.message();
+    kiln_device_info_t d;
+    EXPECT_EQ(kiln::Status(kiln_device_info(KILN_DEVICE_CUDA, 0, &d)).code(),
+              KILN_STATUS_UNAVAILABLE);
+    return;
+  }
+  ASSERT_GT(n, 0);
+  kiln_device_info_t d;
+  ASSERT_TRUE(kiln::Status(kiln_device_info(KILN_DEVICE_CUDA, 0, &d)).ok());
+  EXPECT_EQ(d.kind, KILN_DEVICE_CUDA);
+  EXPECT_GE(d.compute_capability, 50);
+  EXPECT_GT(d.multiprocessors, 0);
+  EXPECT_GT(d.memory_bytes, 0u);
+  EXPECT_GE(d.driver_version, 12000);
+  EXPECT_EQ(kiln::Status(kiln_device_info(KILN_DEVICE_CUDA, n, &d)).code(),
+            KILN_STATUS_OUT_OF_RANGE);
+}
+
+// The driver is opened once per process, so each override runs in a fresh
+// process (a death test in the threadsafe style re-executes the binary).
+void ExpectDriverRefused(const char* library, const char* message) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        setenv("KILN_CUDA_DRIVER", library, 1);
+        int32_t n = -1;
+        kiln::Status s(kiln_device_count(KILN_DEVICE_CUDA, &n));
+        std::fprintf(stderr, "%s\n", s.ok() ? "ok" : s.message());
+        std::exit(s.code() == KILN_STATUS_UNAVAILABLE && n == 0 ? 3 : 4);
+      },
+      testing::ExitedWithCode(3), message);
+}
+
+TEST(Device, MissingDriverLibrary) {
+  ExpectDriverRefused("/nonexistent/libcuda.so.1", "no CUDA driver: /nonexistent/libcuda.so.1");
+}
+
+TEST(Device, LibraryThatIsNotTheDriver) {
+  ExpectDriverRefused("libc.so.6", "libc.so.6 is not the CUDA driver \\(it has no cuInit\\)");
+}
+
+TEST(SessionDevice, PicksAndExplainsTheDevice) {
+  TempFile f(AffineSoftmaxArtifact());
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln_session_options_t so;
+  kiln_session_options_init(&so);
+  EXPECT_EQ(so.device, KILN_DEVICE_AUTO);
+  {
+    // auto: a CPU-only artifact runs on the CPU, saying why.
+    kiln::Session session;
+    ASSERT_TRUE(kiln::Session::Create(model, &session, &so).ok());
+    const char* why = nullptr;
+    EXPECT_EQ(kiln_session_device(session.get(), &why), KILN_DEVICE_CPU);
+    EXPECT_STREQ(why, "the artifact has no CUDA kernels (compile it with kiln-compile "
+                      "--target=cuda)");
+  }
+  {
+    so.device = KILN_DEVICE_CPU;
+    kiln::Session session;
+    ASSERT_TRUE(kiln::Session::Create(model, &session, &so).ok());
+    const char* why = nullptr;
+    EXPECT_EQ(kiln_session_device(session.get(), &why), KILN_DEVICE_CPU);
+    EXPECT_STREQ(why, "requested");
+  }
+  auto create_fails = [&](kiln_device_kind_t kind, int32_t ordinal, kiln_status_code_t code,
+                          const char* message) {
+    so.device = kind;
+    so.device_ordinal = ordinal;
+    kiln::Session session;
+    kiln::Status s = kiln::Session::Create(model, &session, &so);
+    EXPECT_EQ(s.code(), code) << StatusText(s);
+    EXPECT_NE(StatusText(s).find(message), std::string::npos) << StatusText(s);
+    EXPECT_EQ(session.get(), nullptr);
+  };
+  create_fails(KILN_DEVICE_CUDA, 0, KILN_STATUS_FAILED_PRECONDITION,
+               "device cuda: the artifact has no CUDA kernels");
+  create_fails(KILN_DEVICE_CPU, 1, KILN_STATUS_INVALID_ARGUMENT, "one CPU device");
+  create_fails(kiln_device_kind_t(7), 0, KILN_STATUS_INVALID_ARGUMENT, "unknown device kind 7");
+  // Options from before the device fields existed still work (auto).
+  kiln_session_options_init(&so);
+  so.struct_size = offsetof(kiln_session_options_t, device);
+  so.device = KILN_DEVICE_CUDA;  // past struct_size: not read
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session, &so).ok());
+  EXPECT_EQ(kiln_session_device(session.get(), nullptr), KILN_DEVICE_CPU);
 }
 
 }  // namespace

@@ -162,13 +162,40 @@ void PrintProfile(const kiln::Session& session) {
   std::fprintf(stderr, "%-16s %10s %12.3f\n", "all kernels", "", total);
 }
 
+/// --list-devices: one line per device; the reason when there is no GPU.
+int ListDevices() {
+  for (kiln_device_kind_t kind : {KILN_DEVICE_CUDA, KILN_DEVICE_CPU}) {
+    int32_t count = 0;
+    kiln::Status s(kiln_device_count(kind, &count));
+    if (!s.ok()) {
+      std::printf("%s: none (%s)\n", kiln_device_kind_name(kind), s.message());
+      continue;
+    }
+    for (int32_t i = 0; i < count; ++i) {
+      kiln_device_info_t d;
+      kiln::Status q(kiln_device_info(kind, i, &d));
+      if (!q.ok()) return Fail(q, std::string("cannot query ") + kiln_device_kind_name(kind));
+      if (kind == KILN_DEVICE_CUDA)
+        std::printf("cuda:%d: %s, sm_%d, %d SMs, %.1f GiB, driver CUDA %d.%d\n", i, d.name,
+                    d.compute_capability, d.multiprocessors,
+                    double(d.memory_bytes) / double(1ull << 30), d.driver_version / 1000,
+                    d.driver_version % 1000 / 10);
+      else
+        std::printf("cpu:%d: %s, %d hardware threads, %.1f GiB\n", i, d.name,
+                    d.multiprocessors, double(d.memory_bytes) / double(1ull << 30));
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "kiln-run: runs a compiled .kiln artifact on CPU.\n\n"
+      "kiln-run: runs a compiled .kiln artifact on a GPU (CUDA) or the CPU.\n\n"
       "  kiln-run model.kiln --prompt-ids 1,2,3 --max-new-tokens 16\n"
-      "  kiln-run model.kiln --inputs input_0.pb input_1.pb --output-dir out/\n"};
+      "  kiln-run model.kiln --inputs input_0.pb input_1.pb --output-dir out/\n"
+      "  kiln-run --list-devices\n"};
   std::string artifact, params, weights_dir, output_dir;
   std::vector<std::string> prompt_texts, inputs;
   int max_new = 16, threads = 0, top_k = 0;
@@ -177,7 +204,16 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   std::vector<int64_t> eos;
   bool json_out = false, ignore_eos = false, info = false, stream = false, profile = false;
-  app.add_option("artifact", artifact, "The .kiln artifact")->required();
+  bool list_devices = false;
+  std::string device = "auto";
+  int device_ordinal = 0;
+  app.add_option("artifact", artifact, "The .kiln artifact");
+  app.add_option("--device", device,
+                 "auto: CUDA when the artifact has kernels and a GPU is present, else cpu")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device-ordinal", device_ordinal, "Which GPU (--device cuda)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--list-devices", list_devices, "Print the devices this machine has, then exit");
   app.add_option("--prompt-ids", prompt_texts,
                  "Comma-separated token ids of one prompt; repeat for a batch");
   app.add_option("--max-new-tokens", max_new, "Tokens to generate per sequence")
@@ -209,6 +245,8 @@ int main(int argc, char** argv) {
       "Where tensor mode writes output_N.pb (alone: runs a model without inputs)");
   in_opt->needs(out_opt);
   CLI11_PARSE(app, argc, argv);
+  if (list_devices) return ListDevices();
+  if (artifact.empty()) return Fail("give the .kiln artifact to run (see --help)");
 
   Clock::time_point t0 = Clock::now();
   kiln_model_options_t mopts;
@@ -223,9 +261,18 @@ int main(int argc, char** argv) {
   sopts.num_threads = threads;
   sopts.max_sequence_length = max_seq;
   sopts.profile = profile ? 1 : 0;
+  sopts.device = device == "cuda" ? KILN_DEVICE_CUDA
+                 : device == "cpu" ? KILN_DEVICE_CPU
+                                   : KILN_DEVICE_AUTO;
+  sopts.device_ordinal = device_ordinal;
   kiln::Session session;
   s = kiln::Session::Create(model, &session, &sopts);
   if (!s.ok()) return Fail(s, "cannot create a session");
+  const char* device_reason = "";
+  kiln_device_kind_t ran_on = kiln_session_device(session.get(), &device_reason);
+  if (!json_out)
+    std::fprintf(stderr, "kiln-run: device %s%s%s%s\n", kiln_device_kind_name(ran_on),
+                 *device_reason ? " (" : "", device_reason, *device_reason ? ")" : "");
   double load_ms = Ms(t0, Clock::now());
   kiln_model_info_t mi;
   s = kiln::Status(kiln_model_info(model.get(), &mi));
@@ -304,6 +351,8 @@ int main(int argc, char** argv) {
   if (json_out) {
     nlohmann::json out;
     out["artifact"] = artifact;
+    out["device"] = kiln_device_kind_name(ran_on);
+    out["device_reason"] = device_reason;
     out["sequences"] = nlohmann::json::array();
     for (size_t i = 0; i < prompts.size(); ++i) {
       const int64_t* toks;

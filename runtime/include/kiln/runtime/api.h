@@ -328,6 +328,49 @@ typedef struct kiln_tensor_info_s {
 } kiln_tensor_info_t;
 
 //===----------------------------------------------------------------------===//
+// Devices
+//===----------------------------------------------------------------------===//
+
+/// Where a session runs its kernels.
+typedef enum kiln_device_kind_e {
+  /// CUDA when the artifact has CUDA kernels and a GPU is present, else CPU.
+  KILN_DEVICE_AUTO = 0,
+  KILN_DEVICE_CPU = 1,
+  KILN_DEVICE_CUDA = 2,
+} kiln_device_kind_t;
+
+/// "auto", "cpu", "cuda"; NULL for a value outside the enum.
+/// Thread-safety: thread-safe.
+KILN_API const char* kiln_device_kind_name(kiln_device_kind_t kind);
+
+/// One device. Strings are owned by the struct.
+typedef struct kiln_device_info_s {
+  kiln_device_kind_t kind;
+  int32_t ordinal;
+  char name[128];               // "NVIDIA H100 80GB HBM3", or the CPU's model name
+  int32_t compute_capability;   // CUDA: major * 10 + minor (90 for sm_90); CPU: 0
+  int32_t multiprocessors;      // CUDA: SMs; CPU: hardware threads
+  uint64_t memory_bytes;        // device memory; CPU: physical memory
+  int32_t driver_version;       // CUDA: the driver's CUDA version (13000); CPU: 0
+} kiln_device_info_t;
+
+/// The number of devices of `kind` (CPU: 1). For CUDA the driver
+/// (libcuda.so.1) is opened at the first call; a machine without it, or
+/// without a GPU, gets UNAVAILABLE with a message that says which, and
+/// `*out_count` 0. A runtime built without CUDA support says so, also as
+/// UNAVAILABLE. Errors: INVALID_ARGUMENT for NULL or KILN_DEVICE_AUTO.
+/// Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_device_count(kiln_device_kind_t kind,
+                                                              int32_t* out_count);
+
+/// Describes device `ordinal` of `kind`. Errors: as kiln_device_count, and
+/// OUT_OF_RANGE for an ordinal past the last device (`*out_info` zeroed).
+/// Thread-safety: thread-safe.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_device_info(kiln_device_kind_t kind,
+                                                             int32_t ordinal,
+                                                             kiln_device_info_t* out_info);
+
+//===----------------------------------------------------------------------===//
 // Models
 //===----------------------------------------------------------------------===//
 
@@ -432,14 +475,25 @@ typedef struct kiln_session_options_s {
   /// Non-zero: time every kernel launch (two clock reads each) for
   /// kiln_session_profile.
   int32_t profile;
+  /// Where to run (default KILN_DEVICE_AUTO) and which device of that kind.
+  kiln_device_kind_t device;
+  int32_t device_ordinal;
 } kiln_session_options_t;
 
 /// Sets `options` to the defaults. Thread-safety: thread-safe.
 KILN_API void kiln_session_options_init(kiln_session_options_t* options);
 
 /// Creates a session. `options` may be NULL for the defaults.
-/// Errors: INVALID_ARGUMENT for NULL arguments, a bad struct_size or a
-/// negative value; RESOURCE_EXHAUSTED when memory runs out.
+///
+/// The device: KILN_DEVICE_CPU always works; KILN_DEVICE_CUDA needs an
+/// artifact compiled with CUDA kernels (else FAILED_PRECONDITION) and a GPU
+/// (else UNAVAILABLE, saying what was missing); KILN_DEVICE_AUTO picks CUDA
+/// when both hold and the CPU otherwise, and kiln_session_device says which
+/// and why.
+///
+/// Errors: INVALID_ARGUMENT for NULL arguments, a bad struct_size, a
+/// negative value or an unknown device kind; RESOURCE_EXHAUSTED when memory
+/// runs out.
 /// Thread-safety: thread-safe.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t
 kiln_session_create(kiln_model_t model, const kiln_session_options_t* options,
@@ -447,6 +501,13 @@ kiln_session_create(kiln_model_t model, const kiln_session_options_t* options,
 
 /// Releases a session. NULL is a no-op.
 KILN_API void kiln_session_release(kiln_session_t session);
+
+/// The device the session runs on (never KILN_DEVICE_AUTO) and, in
+/// `*out_reason` (may be NULL; borrowed from the session), why: "requested",
+/// or for KILN_DEVICE_AUTO what ruled CUDA out ("the artifact has no CUDA
+/// kernels", "no CUDA GPU found: ..."). Thread-safety: thread-safe.
+KILN_API kiln_device_kind_t kiln_session_device(kiln_session_t session,
+                                                const char** out_reason);
 
 /// Runs one forward pass on `inputs` (one per graph input, in graph-input
 /// order). KV inputs and outputs are ordinary tensors here. The inputs are
