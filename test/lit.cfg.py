@@ -31,6 +31,14 @@ llvm_config.use_default_substitutions()
 if shutil.which("nvidia-smi") and os.path.exists("/dev/nvidiactl"):
     config.available_features.add("cuda")
 
+# Kernel generation through NVRTC needs only the CUDA Toolkit at build time.
+if config.kiln_have_cuda:
+    config.available_features.add("nvrtc")
+# Compiles during tests share one kernel cache in the build tree (never the
+# user's ~/.cache); tests of the cache itself pass their own folder.
+config.environment["KILN_KERNEL_CACHE"] = os.path.join(config.kiln_obj_root, "test",
+                                                       "kernel-cache")
+
 # The onnxruntime comparison needs the pip package (scripts/kiln.sh installs
 # it); without it those tests are reported unsupported, not passed. Ask the
 # interpreter the tests run (%python), not the one running lit: they differ

@@ -12,6 +12,9 @@
 #include "cpu/kernel.h"
 #include "kiln/Compiler/ArtifactWriter.h"
 #include "kiln/Compiler/MemoryPlan.h"
+#ifdef KILN_HAVE_CUDA
+#include "kiln/Codegen/Cuda.h"
+#endif
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
 #include "kiln/Support/DType.h"
 #include "kiln/runtime/artifact_format.h"
@@ -336,6 +339,10 @@ struct Compiled {
   std::string params;  // the parameter file's data (WeightMode::External)
   json::Array paramIndex;
   CompileStats stats;
+#ifdef KILN_HAVE_CUDA
+  std::vector<cuda::KernelSource> cudaKernels; // distinct, in first-use order
+#endif
+  std::string kernels; // the artifact's kernels section (target cuda)
 };
 
 /// One graph input or output for the manifest: name, value, type, the ONNX
@@ -431,6 +438,42 @@ private:
   json::Array weights, launches, inputs, outputs;
   int steps = 0;
   json::Object model;
+  llvm::StringMap<size_t> cudaKernelByEntry;
+  llvm::StringMap<size_t> cudaMissingByOp;
+
+  /// target cuda: the launch's kernel (shared with equal instantiations),
+  /// or the reason the op has none, counted for the report.
+  void noteCudaKernel(Operation *op, StringRef opName, json::Object &launch) {
+    if (options.target != "cuda")
+      return;
+#ifdef KILN_HAVE_CUDA
+    std::string why;
+    std::optional<cuda::KernelSource> k = op ? cuda::generateKernel(op, &why) : std::nullopt;
+    if (!op)
+      why = "no kernel in the CUDA library yet";
+    if (!k) {
+      auto [it, fresh] =
+          cudaMissingByOp.try_emplace(opName, out.stats.cudaMissing.size());
+      if (fresh) {
+        out.stats.cudaMissing.push_back({opName.str(), why});
+        out.stats.cudaMissingCounts.push_back(0);
+      }
+      ++out.stats.cudaMissingCounts[it->second];
+      return;
+    }
+    auto [it, fresh] = cudaKernelByEntry.try_emplace(k->entry, out.cudaKernels.size());
+    if (fresh) {
+      CudaKernelStats ks;
+      ks.entry = k->entry;
+      ks.op = k->op;
+      out.stats.cudaKernels.push_back(std::move(ks));
+      out.cudaKernels.push_back(std::move(*k));
+    }
+    ++out.stats.cudaKernels[it->second].launches;
+    ++out.stats.cudaLaunches;
+    launch["cuda"] = int64_t(it->second);
+#endif
+  }
 };
 
 llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
@@ -621,7 +664,9 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
                               "compiled (run the graph pipeline first)");
 
   StringRef opName = op->getName().stripDialect();
-  if (options.target == "cpu" && !::kiln::LookupCpuKernel(opName.str()))
+  // Every target keeps the CPU kernels: they are the reference and the
+  // fallback where no GPU is present.
+  if (!::kiln::LookupCpuKernel(opName.str()))
     return err(describe(op) + ": no kernel for this op on target 'cpu'");
 
   // Operands in ODS order; absent optional operands of ops with several
@@ -699,6 +744,7 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
     values[dst].aliasOf = src;
     launch["alias"] = json::Array{json::Array{0, 0}};
   }
+  noteCudaKernel(op, opName, launch);
   launches.push_back(std::move(launch));
   ++steps;
   return llvm::Error::success();
@@ -709,7 +755,7 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
 /// dynamic, the scales (and zero points) computed from the data; the qtensor
 /// value is then assembled from those results and the static operands.
 llvm::Error ManifestBuilder::visitQuantize(QuantizeOp op) {
-  if (options.target == "cpu" && !::kiln::LookupCpuKernel("quantize"))
+  if (!::kiln::LookupCpuKernel("quantize"))
     return err(describe(op) + ": no kernel for this op on target 'cpu'");
   QTensorType type = op.getType();
   json::Array in;
@@ -770,6 +816,7 @@ llvm::Error ManifestBuilder::visitQuantize(QuantizeOp op) {
   std::string node = nodeName(op.getLoc());
   if (!node.empty())
     launch["loc"] = node;
+  noteCudaKernel(nullptr, "quantize", launch);
   launches.push_back(std::move(launch));
   ++steps;
   qv.def = steps;
@@ -897,6 +944,8 @@ llvm::Error ManifestBuilder::finishModelInfo(func::FuncOp func) {
 }
 
 llvm::Expected<Compiled> ManifestBuilder::run() {
+  if (options.target != "cpu" && options.target != "cuda")
+    return err("unknown target '" + options.target + "' (the targets are 'cpu' and 'cuda')");
   auto func = module.lookupSymbol<func::FuncOp>(options.functionName);
   if (!func)
     return err("the module has no function @" + options.functionName);
@@ -1135,6 +1184,78 @@ std::string toJson(const json::Object &o) {
   return text;
 }
 
+/// target cuda: compiles the kernels the manifest builder collected, lays
+/// their images out in the kernels section and describes them in the
+/// manifest's "cuda" object.
+llvm::Error attachCudaKernels(Compiled &c, const CompileOptions &options) {
+  if (options.target != "cuda")
+    return llvm::Error::success();
+#ifndef KILN_HAVE_CUDA
+  return err("target 'cuda' needs a kiln-compile built with the CUDA Toolkit (NVRTC); "
+             "this one was built without it");
+#else
+  cuda::CompileOptions co;
+  co.archs = options.cudaArchs;
+  co.ptxArch = options.cudaPtxArch;
+  co.cacheDir = options.kernelCacheDir;
+  co.maxSpillBytes = options.cudaMaxSpillBytes;
+  if (options.kernelProgress)
+    co.progress = [&](size_t done, size_t total, const cuda::KernelSource &k) {
+      options.kernelProgress(done + 1, total, k.entry);
+    };
+  if (co.archs.empty() && co.ptxArch.empty())
+    return err("target 'cuda' needs at least one architecture or PTX");
+  cuda::CompileStats cs;
+  auto images = cuda::compileKernels(c.cudaKernels, co, &cs);
+  if (!images)
+    return images.takeError();
+  json::Array kernels;
+  constexpr size_t kImageAlignment = 256;
+  for (size_t i = 0; i < c.cudaKernels.size(); ++i) {
+    const cuda::KernelSource &k = c.cudaKernels[i];
+    json::Array list;
+    CudaKernelStats &ks = c.stats.cudaKernels[i];
+    for (const cuda::Image &im : (*images)[i]) {
+      c.kernels.resize((c.kernels.size() + kImageAlignment - 1) / kImageAlignment *
+                           kImageAlignment,
+                       '\0');
+      json::Object o{{"arch", im.arch},
+                     {"format", im.ptx ? "ptx" : "cubin"},
+                     {"offset", int64_t(c.kernels.size())},
+                     {"size", int64_t(im.bytes.size())}};
+      if (!im.ptx) {
+        o["registers"] = im.resources.registers;
+        o["spill_bytes"] = im.resources.spillStoreBytes + im.resources.spillLoadBytes;
+        o["shared_bytes"] = im.resources.sharedBytes;
+        o["stack_bytes"] = im.resources.stackBytes;
+        ks.images.push_back({im.arch, im.resources.registers,
+                             im.resources.spillStoreBytes + im.resources.spillLoadBytes,
+                             im.resources.sharedBytes});
+      }
+      c.kernels += im.bytes;
+      list.push_back(std::move(o));
+    }
+    kernels.push_back(json::Object{{"entry", k.entry},
+                                   {"op", k.op},
+                                   {"block", k.block},
+                                   {"grid", json::Object(k.grid)},
+                                   {"images", std::move(list)}});
+  }
+  json::Array archs;
+  for (const std::string &a : options.cudaArchs)
+    archs.push_back(a);
+  c.manifest["cuda"] = json::Object{{"nvrtc", cuda::nvrtcVersion()},
+                                    {"archs", std::move(archs)},
+                                    {"ptx", options.cudaPtxArch},
+                                    {"kernels", std::move(kernels)}};
+  c.stats.cudaImagesCompiled = cs.compiled;
+  c.stats.cudaImagesCached = cs.cached;
+  c.stats.cudaImageBytes = c.kernels.size();
+  c.stats.cudaCompileMs = cs.ms;
+  return llvm::Error::success();
+#endif
+}
+
 } // namespace
 
 llvm::Expected<std::string>
@@ -1146,6 +1267,8 @@ mlir::kiln::buildManifestJson(ModuleOp module, const CompileOptions &options) {
   auto compiled = builder.run();
   if (!compiled)
     return compiled.takeError();
+  if (auto e = attachCudaKernels(*compiled, o))
+    return std::move(e);
   return toJson(compiled->manifest);
 }
 
@@ -1153,13 +1276,12 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
                                       const CompileOptions &options,
                                       llvm::StringRef outputPath,
                                       CompileStats *stats) {
-  if (options.target != "cpu")
-    return err("target '" + options.target +
-               "' is not available yet; the supported target is 'cpu'");
   ManifestBuilder builder(module, options);
   auto compiled = builder.run();
   if (!compiled)
     return compiled.takeError();
+  if (auto e = attachCudaKernels(*compiled, options))
+    return e;
 
   auto writeStart = std::chrono::steady_clock::now();
   if (options.weights == WeightMode::External) {
@@ -1188,6 +1310,10 @@ llvm::Error mlir::kiln::compileModule(ModuleOp module,
                                  std::move(compiled->weights),
                                  kWeightSectionAlignmentLog2))
     return e;
+  if (options.target == "cuda")
+    if (auto e = writer.addSection(KILN_SECTION_KERNELS, std::move(compiled->kernels),
+                                   /*alignment 4 KiB*/ 12))
+      return e;
   auto size = writer.writeFile(outputPath);
   if (!size)
     return size.takeError();

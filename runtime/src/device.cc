@@ -106,7 +106,7 @@ kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t request
   // Why CUDA cannot run this session, or empty when it can.
   std::string why;
   kiln_status_code_t code = KILN_STATUS_OK;
-  if (model.manifest.cuda_kernels == 0) {
+  if (model.manifest.cuda_kernels.empty()) {
     code = KILN_STATUS_FAILED_PRECONDITION;
     why = "the artifact has no CUDA kernels (compile it with kiln-compile --target=cuda)";
   } else {

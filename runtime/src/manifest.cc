@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <map>
@@ -254,6 +255,61 @@ KILN_MUST_USE_RESULT kiln_status_t ParseIo(const json& list, const char* key, si
 
 }  // namespace
 
+/// The "cuda" object: {nvrtc, archs, ptx, kernels: [{entry, op, block,
+/// grid: {rule, cols}, images: [{arch, format, offset, size, ...}]}]}.
+kiln_status_t ParseCuda(const json& c, Manifest* m) {
+  const json* kernels = Field(c, "kernels");
+  if (!kernels || !kernels->is_array()) return Corrupt("cuda", "missing array 'kernels'");
+  for (size_t i = 0; i < kernels->size(); ++i) {
+    const json& o = (*kernels)[i];
+    std::string where = "cuda.kernels[" + std::to_string(i) + "]";
+    CudaKernelDesc k;
+    int64_t block;
+    KILN_RETURN_IF_ERROR(GetString(o, "entry", where, &k.entry));
+    KILN_RETURN_IF_ERROR(GetString(o, "op", where, &k.op));
+    KILN_RETURN_IF_ERROR(GetInt(o, "block", where, &block));
+    if (block < 1 || block > 1024) return Corrupt(where, "block %lld is not in [1, 1024]", (long long)block);
+    k.block = int(block);
+    const json* grid = Field(o, "grid");
+    if (!grid) return Corrupt(where, "missing object 'grid'");
+    KILN_RETURN_IF_ERROR(GetString(*grid, "rule", where + ".grid", &k.grid_rule));
+    if (k.grid_rule == "rows") {
+      KILN_RETURN_IF_ERROR(GetInt(*grid, "cols", where + ".grid", &k.grid_cols));
+      if (k.grid_cols < 1) return Corrupt(where + ".grid", "cols %lld is not positive", (long long)k.grid_cols);
+    } else if (k.grid_rule != "elements") {
+      return Corrupt(where + ".grid", "unknown rule '%s'", k.grid_rule.c_str());
+    }
+    const json* images = Field(o, "images");
+    if (!images || !images->is_array() || images->empty())
+      return Corrupt(where, "missing or empty array 'images'");
+    for (size_t j = 0; j < images->size(); ++j) {
+      const json& im = (*images)[j];
+      std::string iw = where + ".images[" + std::to_string(j) + "]";
+      CudaImageDesc d;
+      std::string format;
+      int64_t offset, size, regs, shared;
+      KILN_RETURN_IF_ERROR(GetString(im, "arch", iw, &d.arch));
+      KILN_RETURN_IF_ERROR(GetString(im, "format", iw, &format));
+      if (format != "cubin" && format != "ptx")
+        return Corrupt(iw, "format '%s' is neither cubin nor ptx", format.c_str());
+      d.ptx = format == "ptx";
+      KILN_RETURN_IF_ERROR(GetInt(im, "offset", iw, &offset));
+      KILN_RETURN_IF_ERROR(GetInt(im, "size", iw, &size));
+      if (offset < 0 || size <= 0 || offset > (int64_t(1) << 48) || size > (int64_t(1) << 48))
+        return Corrupt(iw, "range [%lld, +%lld) is invalid", (long long)offset, (long long)size);
+      d.offset = uint64_t(offset);
+      d.size = uint64_t(size);
+      KILN_RETURN_IF_ERROR(GetInt(im, "registers", iw, &regs, false));
+      KILN_RETURN_IF_ERROR(GetInt(im, "shared_bytes", iw, &shared, false));
+      d.registers = int(std::clamp<int64_t>(regs, 0, 1 << 16));
+      d.shared_bytes = shared;
+      k.images.push_back(std::move(d));
+    }
+    m->cuda_kernels.push_back(std::move(k));
+  }
+  return nullptr;
+}
+
 kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   json root = json::parse(text, text + size, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {
@@ -273,10 +329,13 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
                             "manifest schema version %lld; this runtime reads version %d",
                             (long long)schema, kManifestSchemaVersion);
   KILN_RETURN_IF_ERROR(GetString(root, "target", "manifest", &m->target));
-  if (m->target != "cpu")
+  if (m->target != "cpu" && m->target != "cuda")
     return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
-                            "the artifact targets '%s'; this runtime runs 'cpu'",
+                            "the artifact targets '%s'; this runtime runs 'cpu' and 'cuda'",
                             m->target.c_str());
+  if (const json* c = Field(root, "cuda")) KILN_RETURN_IF_ERROR(ParseCuda(*c, m));
+  if (m->target == "cuda" && m->cuda_kernels.empty() && Field(root, "cuda") == nullptr)
+    return Corrupt("manifest", "target 'cuda' without a 'cuda' object");
   if (const json* src = Field(root, "source"))
     KILN_RETURN_IF_ERROR(GetString(*src, "producer", "source", &m->producer, false));
 
@@ -543,6 +602,15 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
           return Corrupt(where, "'alias' pair out of range");
         l.alias.push_back({int(oi), int(ii)});
       }
+    }
+    if (const json* c = Field(o, "cuda")) {
+      if (!c->is_number_integer() || c->get<int64_t>() < 0 ||
+          uint64_t(c->get<int64_t>()) >= m->cuda_kernels.size())
+        return Corrupt(where, "'cuda' is not the index of a CUDA kernel");
+      l.cuda = int(c->get<int64_t>());
+      if (m->cuda_kernels[size_t(l.cuda)].op != l.op)
+        return Corrupt(where, "its CUDA kernel implements kiln.%s",
+                       m->cuda_kernels[size_t(l.cuda)].op.c_str());
     }
     l.fn = LookupCpuKernel(l.op);
     if (!l.fn)

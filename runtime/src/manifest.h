@@ -78,6 +78,27 @@ struct LaunchDesc {
   Attrs attrs;
   std::string loc;
   KernelFn fn = nullptr;
+  int cuda = -1;  // index into Manifest::cuda_kernels, -1: none
+};
+
+/// One compiled image of a CUDA kernel in the artifact's kernels section.
+struct CudaImageDesc {
+  std::string arch;  // "sm_90a", or "compute_90" for PTX
+  bool ptx = false;
+  uint64_t offset = 0, size = 0;
+  int registers = 0;
+  int64_t shared_bytes = 0;
+};
+
+/// A CUDA kernel (kiln-compile --target=cuda): its entry point, the block
+/// size it was compiled for, how the grid follows the launch's shapes, and
+/// an image per architecture.
+struct CudaKernelDesc {
+  std::string entry, op;
+  int block = 0;
+  std::string grid_rule;  // "rows" (grid = elements of the result / cols) or "elements"
+  int64_t grid_cols = 0;
+  std::vector<CudaImageDesc> images;
 };
 
 struct ModelDesc {
@@ -105,9 +126,10 @@ struct Manifest {
   int64_t alignment = 64;
   int slots = 0;
   std::string params_file;  // set for --weights=external
-  /// CUDA kernel images the artifact carries (kiln-compile --target=cuda);
-  /// none: the artifact runs on the CPU only.
-  size_t cuda_kernels = 0;
+  /// CUDA kernels the artifact carries (kiln-compile --target=cuda); none:
+  /// the artifact runs on the CPU only. Image ranges are checked against
+  /// the kernels section when the model loads.
+  std::vector<CudaKernelDesc> cuda_kernels;
   // For generation: input/output index by role, per layer.
   int input_ids = -1, attention_mask = -1, position_ids = -1, logits = -1;
   std::vector<int> past_key, past_value, present_key, present_value;

@@ -195,6 +195,27 @@ kiln_status_t Load(kiln_model_s* model, const char* path, const kiln_model_optio
     return wrapped;
   }
   const Manifest& m = model->manifest;
+  if (!m.cuda_kernels.empty()) {
+    kiln_section_info_t kernels{};
+    s = kiln_artifact_find_section(model->artifact, KILN_SECTION_KERNELS, &kernels);
+    if (s) {
+      kiln_status_free(s);
+      return KILN_MAKE_STATUS(KILN_STATUS_DATA_LOSS,
+                              "'%s': the manifest lists CUDA kernels but the artifact has no "
+                              "kernels section",
+                              path);
+    }
+    for (size_t i = 0; i < m.cuda_kernels.size(); ++i)
+      for (const kiln::CudaImageDesc& im : m.cuda_kernels[i].images)
+        if (im.offset > kernels.size || im.size > kernels.size - im.offset)
+          return KILN_MAKE_STATUS(
+              KILN_STATUS_DATA_LOSS,
+              "'%s': corrupt manifest: cuda.kernels[%zu] (%s): image for %s at [%llu, +%llu) "
+              "is outside the kernels section (%llu bytes)",
+              path, i, m.cuda_kernels[i].entry.c_str(), im.arch.c_str(),
+              (unsigned long long)im.offset, (unsigned long long)im.size,
+              (unsigned long long)kernels.size);
+  }
   model->weight_data.assign(m.weights.size(), nullptr);
   std::string dir = DirOf(path);
   bool needs_params = false;

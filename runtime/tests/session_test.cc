@@ -21,8 +21,10 @@
 
 namespace {
 
-/// A .kiln container with a manifest and a weights section.
-std::string Container(const std::string& manifest, const std::string& weights) {
+/// A .kiln container with a manifest, a weights section and, when given, a
+/// kernels section.
+std::string Container(const std::string& manifest, const std::string& weights,
+                      const std::string& kernels = std::string()) {
   std::string out(64, '\0');
   std::vector<kiln_artifact_section_v1_t> table;
   auto add = [&](uint32_t kind, const std::string& bytes, uint32_t log2) {
@@ -38,6 +40,7 @@ std::string Container(const std::string& manifest, const std::string& weights) {
   };
   add(KILN_SECTION_MANIFEST, manifest, 3);
   add(KILN_SECTION_WEIGHTS, weights, 6);
+  if (!kernels.empty()) add(KILN_SECTION_KERNELS, kernels, 12);
   out.resize((out.size() + 7) / 8 * 8, '\0');
   kiln_artifact_header_v1_t h{};
   std::memcpy(h.magic, "KILN", 4);
@@ -216,12 +219,13 @@ std::string StatusText(const kiln::Status& s) { return s.ok() ? "" : s.message()
 /// Loads `manifest` with `from` replaced by `to` and expects the load to fail
 /// with `code` and a message containing `message`.
 void ExpectLoadFails(std::string manifest, const std::string& weights, const char* from,
-                     const char* to, kiln_status_code_t code, const char* message) {
+                     const char* to, kiln_status_code_t code, const char* message,
+                     const std::string& kernels = std::string()) {
   SCOPED_TRACE(to);
   size_t at = manifest.find(from);
   ASSERT_NE(at, std::string::npos) << from;
   manifest.replace(at, std::strlen(from), to);
-  TempFile f(Container(manifest, weights));
+  TempFile f(Container(manifest, weights, kernels));
   kiln_model_t m;
   kiln::Status s(kiln_model_load(f.path(), nullptr, &m));
   EXPECT_EQ(s.code(), code) << StatusText(s);
@@ -288,8 +292,10 @@ TEST(Model, ValidatesTheManifest) {
       {"\"offset\": 64}", "\"offset\": 6400}", KILN_STATUS_DATA_LOSS,
        "weight 'b' (offset 6400, 8 bytes) lies outside"},
       {"\"size\": 24", "\"size\": 20", KILN_STATUS_DATA_LOSS, "size 20 does not match f32 [3, 2]"},
-      {"\"target\": \"cpu\"", "\"target\": \"cuda\"", KILN_STATUS_FAILED_PRECONDITION,
-       "targets 'cuda'"},
+      {"\"target\": \"cpu\"", "\"target\": \"cuda\"", KILN_STATUS_DATA_LOSS,
+       "target 'cuda' without a 'cuda' object"},
+      {"\"target\": \"cpu\"", "\"target\": \"npu\"", KILN_STATUS_FAILED_PRECONDITION,
+       "the artifact targets 'npu'"},
   };
   for (const Case& c : cases)
     ExpectLoadFails(AffineManifest(), AffineWeights(), c.from, c.to, c.code, c.message);
@@ -914,6 +920,74 @@ TEST(SessionDevice, PicksAndExplainsTheDevice) {
   kiln::Session session;
   ASSERT_TRUE(kiln::Session::Create(model, &session, &so).ok());
   EXPECT_EQ(kiln_session_device(session.get(), nullptr), KILN_DEVICE_CPU);
+}
+
+/// The affine model as kiln-compile --target=cuda writes it: the softmax
+/// has a CUDA kernel with a cubin and PTX in the kernels section.
+std::string CudaAffineManifest() {
+  std::string m = AffineManifest();
+  m.replace(m.find(R"("target": "cpu")"), 15, R"("target": "cuda")");
+  m.replace(m.find(R"("attrs": {"axis": -1}})"), 22, R"("attrs": {"axis": -1}, "cuda": 0})");
+  m.insert(m.rfind('}'), R"(,
+    "cuda": {"nvrtc": "13.0", "archs": ["sm_90a"], "ptx": "compute_90",
+      "kernels": [{"entry": "kiln_softmax_f32", "op": "softmax", "block": 256,
+        "grid": {"rule": "rows", "cols": 2},
+        "images": [
+          {"arch": "sm_90a", "format": "cubin", "offset": 0, "size": 300, "registers": 20,
+           "shared_bytes": 32, "spill_bytes": 0, "stack_bytes": 0},
+          {"arch": "compute_90", "format": "ptx", "offset": 512, "size": 200}]}]})");
+  return m;
+}
+
+TEST(CudaArtifact, LoadsChecksAndRunsOnTheCpu) {
+  const std::string kernels(1024, '\x7f');
+  TempFile f(Container(CudaAffineManifest(), AffineWeights(), kernels));
+  kiln::Model model;
+  kiln::Status s = kiln::Model::Load(f.path(), &model);
+  ASSERT_TRUE(s.ok()) << StatusText(s);
+  kiln_model_info_t info;
+  ASSERT_TRUE(kiln::Status(kiln_model_info(model.get(), &info)).ok());
+  EXPECT_STREQ(info.target, "cuda");
+  // auto: without a usable GPU (as on CI) the CPU runs it and says why.
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  const char* why = nullptr;
+  EXPECT_EQ(kiln_session_device(session.get(), &why), KILN_DEVICE_CPU);
+  EXPECT_NE(std::string(why), "");
+  EXPECT_EQ(std::string(why).find("no CUDA kernels"), std::string::npos) << why;
+  const float x[3] = {0.5f, -1, 2};
+  const int64_t shape[2] = {1, 3};
+  kiln_tensor_view_t in{KILN_DTYPE_F32, 2, shape, x};
+  ASSERT_TRUE(kiln::Status(kiln_session_run(session.get(), &in, 1)).ok());
+  kiln_tensor_view_t out;
+  ASSERT_TRUE(kiln::Status(kiln_session_output(session.get(), 0, &out)).ok());
+  const float* y = static_cast<const float*>(out.data);
+  EXPECT_NEAR(y[0] + y[1], 1.f, 1e-6f);
+}
+
+TEST(CudaArtifact, RejectsInconsistentKernels) {
+  const std::string m = CudaAffineManifest(), w = AffineWeights();
+  const std::string kernels(1024, '\x7f');
+  ExpectLoadFails(m, w, R"("target": "cuda")", R"("target": "cuda")", KILN_STATUS_DATA_LOSS,
+                  "the manifest lists CUDA kernels but the artifact has no kernels section");
+  ExpectLoadFails(m, w, R"("offset": 512, "size": 200)", R"("offset": 900, "size": 200)",
+                  KILN_STATUS_DATA_LOSS,
+                  "cuda.kernels[0] (kiln_softmax_f32): image for compute_90 at [900, +200) is "
+                  "outside the kernels section (1024 bytes)",
+                  kernels);
+  ExpectLoadFails(m, w, R"("rule": "rows")", R"("rule": "tiles")", KILN_STATUS_DATA_LOSS,
+                  "cuda.kernels[0].grid: unknown rule 'tiles'", kernels);
+  ExpectLoadFails(m, w, R"("format": "ptx")", R"("format": "sass")", KILN_STATUS_DATA_LOSS,
+                  "cuda.kernels[0].images[1]: format 'sass' is neither cubin nor ptx", kernels);
+  ExpectLoadFails(m, w, R"("block": 256)", R"("block": 2048)", KILN_STATUS_DATA_LOSS,
+                  "cuda.kernels[0]: block 2048 is not in [1, 1024]", kernels);
+  ExpectLoadFails(m, w, R"("op": "softmax", "block")", R"("op": "matmul", "block")",
+                  KILN_STATUS_DATA_LOSS, "its CUDA kernel implements kiln.matmul", kernels);
+  ExpectLoadFails(m, w, R"("cuda": 0})", R"("cuda": 1})", KILN_STATUS_DATA_LOSS,
+                  "'cuda' is not the index of a CUDA kernel", kernels);
+  ExpectLoadFails(m, w, R"("target": "cuda")", R"("target": "tpu")",
+                  KILN_STATUS_FAILED_PRECONDITION,
+                  "the artifact targets 'tpu'; this runtime runs 'cpu' and 'cuda'", kernels);
 }
 
 }  // namespace

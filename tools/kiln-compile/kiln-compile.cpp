@@ -27,6 +27,9 @@
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
+#ifdef KILN_HAVE_CUDA
+#include "kiln/Codegen/Cuda.h"
+#endif
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
@@ -42,9 +45,32 @@ static cl::opt<std::string> inputPath(cl::Positional,
 static cl::opt<std::string> outputPath("o", cl::desc("Output file"),
                                        cl::value_desc("file"),
                                        cl::cat(category));
-static cl::opt<std::string> target("target",
-                                   cl::desc("Target: cpu (cuda comes next)"),
-                                   cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string> target(
+    "target",
+    cl::desc("Target: cpu, or cuda (adds NVRTC-compiled kernels; the artifact "
+             "still runs on the CPU)"),
+    cl::init("cpu"), cl::cat(category));
+static cl::list<std::string> cudaArchs(
+    "cuda-arch",
+    cl::desc("Real GPU architectures to compile cubins for (default "
+             "sm_80,sm_89,sm_90a)"),
+    cl::CommaSeparated, cl::cat(category));
+static cl::opt<std::string> cudaPtx(
+    "cuda-ptx",
+    cl::desc("Virtual architecture of the PTX shipped for newer GPUs, or "
+             "'none'"),
+    cl::init("compute_90"), cl::cat(category));
+static cl::opt<std::string> kernelCache(
+    "kernel-cache",
+    cl::desc("Folder of compiled kernel images, reused by content hash "
+             "(default $KILN_KERNEL_CACHE or ~/.cache/kiln/kernels; 'none' "
+             "disables it)"),
+    cl::value_desc("dir"), cl::cat(category));
+static cl::opt<int64_t> cudaMaxSpill(
+    "cuda-max-spill-bytes",
+    cl::desc("Fail when a kernel spills more than this many bytes to local "
+             "memory on any architecture"),
+    cl::init(0), cl::cat(category));
 enum class Emit { Artifact, Mlir, Manifest };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::Artifact),
@@ -297,6 +323,19 @@ int main(int argc, char **argv) {
 
   mlir::kiln::CompileOptions options;
   options.target = target;
+  if (!cudaArchs.empty())
+    options.cudaArchs.assign(cudaArchs.begin(), cudaArchs.end());
+  options.cudaPtxArch = cudaPtx == "none" ? "" : cudaPtx.getValue();
+  options.cudaMaxSpillBytes = cudaMaxSpill;
+#ifdef KILN_HAVE_CUDA
+  options.kernelCacheDir = kernelCache.empty() ? mlir::kiln::cuda::defaultCacheDir()
+                           : kernelCache == "none" ? std::string()
+                                                   : kernelCache.getValue();
+#endif
+  if (!quiet)
+    options.kernelProgress = [](size_t done, size_t total, StringRef entry) {
+      errs() << formatv("[kiln-compile] cuda     image {0}/{1}: {2}\n", done, total, entry);
+    };
   options.weights = weights;
   options.sourcePath = sys::path::filename(inputPath).str();
   if (!weightsDir.empty()) {
@@ -358,6 +397,35 @@ int main(int argc, char **argv) {
                           ? "in " + options.paramsPath + " (" +
                                 humanBytes(stats.paramsBytes) + ")"
                           : "referenced in the model's files";
+  if (options.target == "cuda") {
+    progress.stage(
+        "cuda",
+        formatv("{0} kernels for {1} of {2} launches; {3} images ({4}) for {5}{6}: "
+                "{7} compiled, {8} from the cache",
+                stats.cudaKernels.size(), stats.cudaLaunches, stats.launches,
+                stats.cudaImagesCompiled + stats.cudaImagesCached,
+                humanBytes(stats.cudaImageBytes), join(options.cudaArchs, ","),
+                options.cudaPtxArch.empty() ? "" : "+" + options.cudaPtxArch,
+                stats.cudaImagesCompiled, stats.cudaImagesCached)
+            .str(),
+        stats.cudaCompileMs);
+    if (report) {
+      errs() << "CUDA kernels (entry, launches, per arch: registers / spill bytes / "
+                "static shared bytes):\n";
+      for (const mlir::kiln::CudaKernelStats &k : stats.cudaKernels) {
+        errs() << formatv("  {0}  kiln.{1} x{2}:", k.entry, k.op, k.launches);
+        for (const auto &im : k.images)
+          errs() << formatv("  {0} {1}/{2}/{3}", im.arch, im.registers, im.spillBytes,
+                            im.sharedBytes);
+        errs() << "\n";
+      }
+      if (!stats.cudaMissing.empty())
+        errs() << "launches without a CUDA kernel (they run on the CPU backend):\n";
+      for (size_t i = 0; i < stats.cudaMissing.size(); ++i)
+        errs() << formatv("  kiln.{0} x{1}: {2}\n", stats.cudaMissing[i].first,
+                          stats.cudaMissingCounts[i], stats.cudaMissing[i].second);
+    }
+  }
   progress.stage("write",
                  formatv("{0} ({1}): {2} weights, {3} {4}; constants {5}; "
                          "generation {6}",

@@ -50,6 +50,29 @@ struct CompileOptions {
   std::optional<int64_t> maxSequenceLength;
   /// Extra provenance for the manifest ("source" object), e.g. the input.
   std::string sourcePath;
+
+  /// target "cuda": the real architectures to compile cubins for, the
+  /// virtual one of the PTX that goes along ("" for none), the kernel cache
+  /// folder ("" disables it) and the spill limit each cubin must keep.
+  std::vector<std::string> cudaArchs = {"sm_80", "sm_89", "sm_90a"};
+  std::string cudaPtxArch = "compute_90";
+  std::string kernelCacheDir;
+  int64_t cudaMaxSpillBytes = 0;
+  /// Progress of kernel compilation: (images done, images to compile).
+  std::function<void(size_t, size_t, llvm::StringRef entry)> kernelProgress;
+};
+
+/// One CUDA kernel in the artifact, for the report.
+struct CudaKernelStats {
+  std::string entry, op;
+  size_t launches = 0; // launches that use it
+  /// Per cubin: arch, registers, spill bytes (stores), static shared bytes.
+  struct Image {
+    std::string arch;
+    int registers = 0;
+    int64_t spillBytes = 0, sharedBytes = 0;
+  };
+  std::vector<Image> images;
 };
 
 /// What compileModule produced, for the tool's report.
@@ -67,6 +90,15 @@ struct CompileStats {
   bool generation = false;
   /// Time spent writing the files (part of compileModule's time).
   double writeMs = 0;
+  /// target "cuda": the kernels, the launches that have one, and for the
+  /// others how many of each op and why the library has none.
+  std::vector<CudaKernelStats> cudaKernels;
+  size_t cudaLaunches = 0;
+  std::vector<std::pair<std::string, std::string>> cudaMissing; // op, reason
+  std::vector<size_t> cudaMissingCounts;
+  size_t cudaImagesCompiled = 0, cudaImagesCached = 0;
+  uint64_t cudaImageBytes = 0;
+  double cudaCompileMs = 0;
 };
 
 /// Compiles `module` (after the graph pipeline) into an artifact written

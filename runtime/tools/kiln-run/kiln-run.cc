@@ -208,12 +208,6 @@ int main(int argc, char** argv) {
   std::string device = "auto";
   int device_ordinal = 0;
   app.add_option("artifact", artifact, "The .kiln artifact");
-  app.add_option("--device", device,
-                 "auto: CUDA when the artifact has kernels and a GPU is present, else cpu")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--device-ordinal", device_ordinal, "Which GPU (--device cuda)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_flag("--list-devices", list_devices, "Print the devices this machine has, then exit");
   app.add_option("--prompt-ids", prompt_texts,
                  "Comma-separated token ids of one prompt; repeat for a batch");
   app.add_option("--max-new-tokens", max_new, "Tokens to generate per sequence")
@@ -244,6 +238,12 @@ int main(int argc, char** argv) {
       "--output-dir", output_dir,
       "Where tensor mode writes output_N.pb (alone: runs a model without inputs)");
   in_opt->needs(out_opt);
+  app.add_option("--device", device,
+                 "auto: CUDA when the artifact has kernels and a GPU is present, else cpu")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device-ordinal", device_ordinal, "Which GPU (--device cuda)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--list-devices", list_devices, "Print the devices this machine has, then exit");
   CLI11_PARSE(app, argc, argv);
   if (list_devices) return ListDevices();
   if (artifact.empty()) return Fail("give the .kiln artifact to run (see --help)");

@@ -431,7 +431,7 @@ KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_model_output_info(
 /// What a model is, for generation. Strings and arrays are borrowed from the
 /// model.
 typedef struct kiln_model_info_s {
-  const char* target;          // "cpu"
+  const char* target;          // "cpu", or "cuda" (CUDA kernels too)
   const char* producer;        // the ONNX producer, or ""
   int32_t generation;          // 1 if kiln_session_generate can drive it
   const char* generation_unsupported;  // why not, or ""

@@ -1,0 +1,15 @@
+# Writes OUTPUT: one {"kiln/<name>", R"(...)"} initializer per header in
+# HEADERS (paths under ROOT), for the table in Nvrtc.cpp.
+set(text "// Generated from lib/Codegen/cuda by EmbedHeaders.cmake. Do not edit.\n")
+string(REPLACE "|" ";" HEADERS "${HEADERS}")
+foreach(header IN LISTS HEADERS)
+  file(RELATIVE_PATH name "${ROOT}" "${header}")
+  file(READ "${header}" body)
+  string(FIND "${body}" ")kiln_cuh\"" clash)
+  if(NOT clash EQUAL -1)
+    message(FATAL_ERROR "${header} contains the raw-string delimiter )kiln_cuh\"")
+  endif()
+  string(APPEND text "{\"${name}\", R\"kiln_cuh(${body})kiln_cuh\"},\n")
+endforeach()
+file(WRITE "${OUTPUT}.tmp" "${text}")
+file(RENAME "${OUTPUT}.tmp" "${OUTPUT}")
