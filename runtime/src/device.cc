@@ -11,6 +11,7 @@
 #include "kiln/runtime/api.h"
 #include "model.h"
 #ifdef KILN_RUNTIME_WITH_CUDA
+#include "cuda/backend.h"
 #include "cuda/driver.h"
 #endif
 
@@ -91,8 +92,10 @@ kiln_status_t CudaInfo(int32_t ordinal, kiln_device_info_t* out) {
 }  // namespace
 
 kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t requested,
-                           int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason) {
+                           int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason,
+                           std::unique_ptr<Accelerator>* accelerator) {
   *chosen = KILN_DEVICE_CPU;
+  accelerator->reset();
   if (requested == KILN_DEVICE_CPU) {
     if (ordinal != 0)
       return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
@@ -120,8 +123,23 @@ kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t request
       why = "CUDA device " + std::to_string(ordinal) + ", but there are " +
             std::to_string(count);
     } else {
-      code = KILN_STATUS_UNIMPLEMENTED;
-      why = "this runtime cannot execute CUDA kernels yet";
+#ifdef KILN_RUNTIME_WITH_CUDA
+      std::unique_ptr<cuda::Backend> backend;
+      if (kiln_status_t s = cuda::Backend::Create(model, ordinal, &backend)) {
+        code = kiln_status_code(s);
+        why = kiln_status_message(s);
+        kiln_status_free(s);
+      } else {
+        size_t covered = 0;
+        for (const LaunchDesc& l : model.manifest.launches) covered += l.cuda >= 0;
+        *reason = backend->description() + ": " + std::to_string(covered) + " of " +
+                  std::to_string(model.manifest.launches.size()) +
+                  " launches on the GPU, the others on the CPU";
+        *chosen = KILN_DEVICE_CUDA;
+        *accelerator = std::move(backend);
+        return nullptr;
+      }
+#endif
     }
   }
   if (requested == KILN_DEVICE_AUTO) {

@@ -27,8 +27,13 @@ bool AlignedBuffer::Reserve(uint64_t bytes) {
   return true;
 }
 
-Executor::Executor(const kiln_model_s* model, int threads, bool profile)
-    : model_(model), m_(model->manifest), pool_(threads), profile_(profile) {
+Executor::Executor(const kiln_model_s* model, int threads, bool profile,
+                   std::unique_ptr<Accelerator> accelerator)
+    : model_(model),
+      m_(model->manifest),
+      pool_(threads),
+      accelerator_(std::move(accelerator)),
+      profile_(profile) {
   if (profile_) {
     launch_ns_.assign(m_.launches.size(), 0);
     launch_calls_.assign(m_.launches.size(), 0);
@@ -356,7 +361,8 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
     }
     std::chrono::steady_clock::time_point t0;
     if (profile_) t0 = std::chrono::steady_clock::now();
-    kiln_status_t s = l.fn(*this);
+    kiln_status_t s = accelerator_ && accelerator_->Covers(l) ? accelerator_->Launch(*this, l)
+                                                               : l.fn(*this);
     if (profile_) {
       size_t k = size_t(&l - m_.launches.data());
       launch_ns_[k] += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -465,8 +471,9 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
                             (long long)opts.max_sequence_length);
   kiln_device_kind_t device = KILN_DEVICE_CPU;
   std::string device_reason;
-  KILN_RETURN_IF_ERROR(
-      kiln::SelectDevice(*model, opts.device, opts.device_ordinal, &device, &device_reason));
+  std::unique_ptr<kiln::Accelerator> accelerator;
+  KILN_RETURN_IF_ERROR(kiln::SelectDevice(*model, opts.device, opts.device_ordinal, &device,
+                                          &device_reason, &accelerator));
   auto* session = new (std::nothrow) kiln_session_s;
   if (!session) return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   session->model = model;
@@ -476,7 +483,8 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
                                      ? opts.max_sequence_length
                                      : model->manifest.model.max_sequence_length;
   session->executor.reset(
-      new (std::nothrow) kiln::Executor(model, opts.num_threads, opts.profile != 0));
+      new (std::nothrow) kiln::Executor(model, opts.num_threads, opts.profile != 0,
+                                        std::move(accelerator)));
   if (!session->executor) {
     delete session;
     return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory");

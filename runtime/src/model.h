@@ -67,10 +67,25 @@ class AlignedBuffer {
   uint64_t capacity_ = 0;
 };
 
-/// Runs the manifest's launches on CPU kernels. One forward at a time.
+/// Runs launches that have a kernel on a device (the CUDA backend). The
+/// executor keeps every value in host memory and calls Launch instead of the
+/// CPU kernel for each launch the accelerator covers.
+class Accelerator {
+ public:
+  virtual ~Accelerator() = default;
+  /// Whether Launch handles `launch`.
+  virtual bool Covers(const LaunchDesc& launch) const = 0;
+  /// Runs `launch` on the device: reads ctx's inputs, allocates and fills
+  /// its outputs, as the CPU kernel would.
+  virtual kiln_status_t Launch(KernelContext& ctx, const LaunchDesc& launch) = 0;
+};
+
+/// Runs the manifest's launches on CPU kernels (and, with an accelerator,
+/// the ones it covers on the device). One forward at a time.
 class Executor final : public KernelContext {
  public:
-  Executor(const kiln_model_s* model, int threads, bool profile = false);
+  Executor(const kiln_model_s* model, int threads, bool profile = false,
+           std::unique_ptr<Accelerator> accelerator = nullptr);
 
   /// Binds `inputs` (graph-input order) and runs every launch.
   ///
@@ -115,6 +130,9 @@ class Executor final : public KernelContext {
   }
   const Tensor& input(size_t i) const override { return vals_[size_t(launch_->in[i])]; }
   const QTensor& qinput(size_t i) const override { return qvals_[size_t(launch_->in[i])]; }
+  bool is_weight(size_t i) const override {
+    return has_input(i) && m_.values[size_t(launch_->in[i])].kind == ValueDesc::kWeight;
+  }
   const Dims* declared_input_shape(size_t i) const override {
     return has_input(i) ? &m_.values[size_t(launch_->in[i])].shape : nullptr;
   }
@@ -154,6 +172,7 @@ class Executor final : public KernelContext {
   const kiln_model_s* model_;
   const Manifest& m_;
   ThreadPool pool_;
+  std::unique_ptr<Accelerator> accelerator_;
   AlignedBuffer arena_;
   std::vector<AlignedBuffer> slots_;
   std::vector<std::unique_ptr<AlignedBuffer>> overflow_;
@@ -189,8 +208,10 @@ namespace kiln {
 /// KILN_DEVICE_AUTO the CUDA device when the artifact has kernels and a GPU
 /// is present. Sets `*reason` as kiln_session_device documents; a requested
 /// device that cannot be used is an error.
+/// For CUDA, `*accelerator` is the backend that runs the covered launches.
 kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t requested,
-                           int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason);
+                           int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason,
+                           std::unique_ptr<Accelerator>* accelerator);
 
 }  // namespace kiln
 

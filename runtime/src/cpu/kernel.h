@@ -106,6 +106,12 @@ class KernelContext {
     (void)i;
     return nullptr;
   }
+  /// Whether operand `i` is a weight or constant of the model: its storage
+  /// lives as long as the model, so an accelerator may keep a copy of it.
+  virtual bool is_weight(size_t i) const {
+    (void)i;
+    return false;
+  }
   /// A quantized operand. Only valid when is_quantized(i).
   virtual const QTensor& qinput(size_t i) const = 0;
 

@@ -503,9 +503,11 @@ kiln_session_create(kiln_model_t model, const kiln_session_options_t* options,
 KILN_API void kiln_session_release(kiln_session_t session);
 
 /// The device the session runs on (never KILN_DEVICE_AUTO) and, in
-/// `*out_reason` (may be NULL; borrowed from the session), why: "requested",
-/// or for KILN_DEVICE_AUTO what ruled CUDA out ("the artifact has no CUDA
-/// kernels", "no CUDA GPU found: ..."). Thread-safety: thread-safe.
+/// `*out_reason` (may be NULL; borrowed from the session), why: "requested"
+/// for the CPU asked for; for CUDA the GPU and how many launches run on it
+/// (launches without a CUDA kernel run on the CPU); for KILN_DEVICE_AUTO on
+/// the CPU what ruled CUDA out ("the artifact has no CUDA kernels", "no CUDA
+/// GPU found: ..."). Thread-safety: thread-safe.
 KILN_API kiln_device_kind_t kiln_session_device(kiln_session_t session,
                                                 const char** out_reason);
 
