@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each on a
-# seed corpus of generated models. CI runs a fixed number of mutations from a
-# fixed seed, so a run is reproducible (a finding shows up again locally with
-# the same command); SECONDS caps each target's time. Exit 0 when no input
-# crashed, hung or tripped a sanitizer.
+# seed corpus of generated models: a fixed number of mutations from a fixed
+# seed, SECONDS capping each target's time. A run is not bit-reproducible
+# (libFuzzer's exploration also depends on timing and on process state), so
+# a finding prints everything needed to replay it: the sanitizer report and
+# the input itself (base64), which `base64 -d > crash && <fuzzer> crash`
+# reruns. Exit 0 when no input crashed, hung or tripped a sanitizer.
 #   scripts/run-fuzzers.sh [SECONDS] [RUNS]
 # KILN_FUZZ_SEED=random explores with a fresh seed each run.
 set -euo pipefail
@@ -78,18 +80,38 @@ JSON
 # code in ours is; its manual poisoning would report false positives.
 export ASAN_OPTIONS="allow_user_poisoning=0:detect_leaks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+# Runs one fuzzer; on a finding prints its report and the inputs it saved.
+fuzz() {
+  local name="$1"; shift
+  local log="$work/$name.log"
+  if "$@" >"$log" 2>&1; then
+    tail -n 8 "$log"
+    return 0
+  fi
+  echo "=== $name: finding; the fuzzer's report follows ==="
+  # The report starts at the sanitizer's or libFuzzer's first error line.
+  awk '/^==[0-9]+==ERROR|runtime error:|^==[0-9]+== ERROR: libFuzzer|deadly signal/ {p=1} p' "$log" | head -n 200
+  for f in "$work"/artifacts/*; do
+    [[ -f "$f" ]] || continue
+    echo "=== input $(basename "$f") ($(stat -c %s "$f") bytes), base64: ==="
+    base64 -w 0 "$f" | head -c 65536
+    echo
+  done
+  return 1
+}
 echo "fuzzing kiln-import: $RUNS runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
-"$BUILD/bin/kiln-import-fuzzer" -seed="$SEED" -runs="$RUNS" \
+fuzz kiln-import "$BUILD/bin/kiln-import-fuzzer" -seed="$SEED" -runs="$RUNS" \
   -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-  "$work/corpus" 2>&1 | tail -n 8
+  "$work/corpus"
 echo "fuzzing the artifact reader: $((RUNS * 10)) runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
-"$BUILD/bin/kiln-artifact-fuzzer" -seed="$SEED" -runs="$((RUNS * 10))" \
+fuzz artifact-reader "$BUILD/bin/kiln-artifact-fuzzer" -seed="$SEED" -runs="$((RUNS * 10))" \
   -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-  "$work/artifacts-corpus" 2>&1 | tail -n 8
+  "$work/artifacts-corpus"
 echo "fuzzing the manifest decoder: $((RUNS * 2)) runs from seed $SEED (at most ${SECONDS_PER_TARGET}s)"
-"$BUILD/bin/kiln-manifest-fuzzer" -seed="$SEED" -runs="$((RUNS * 2))" \
+fuzz manifest-decoder "$BUILD/bin/kiln-manifest-fuzzer" -seed="$SEED" -runs="$((RUNS * 2))" \
   -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-  "$work/manifest-corpus" 2>&1 | tail -n 8
+  "$work/manifest-corpus"
