@@ -357,6 +357,40 @@ std::optional<cuda::KernelSource> layerNormKernel(LayerNormOp op, std::string *w
                 llvm::json::Object{{"rule", "rows"}, {"cols", cols}});
 }
 
+std::optional<cuda::KernelSource> ropeKernel(RopeOp op, std::string *why) {
+  auto xt = cast<RankedTensorType>(op.getInput().getType());
+  auto ct = cast<RankedTensorType>(op.getCos().getType());
+  if (op.getSin().getType() != op.getCos().getType()) {
+    *why = "cos and sin of different types";
+    return std::nullopt;
+  }
+  std::string T = floatType(xt.getElementType()), C = floatType(ct.getElementType());
+  std::string P = op.getPositions() ? intType(elementType(op.getPositions())) : "int";
+  if (T.empty() || C.empty() || P.empty()) {
+    *why = "element types the library has no kernel for";
+    return std::nullopt;
+  }
+  if (xt.getRank() != 4 || xt.isDynamicDim(2) || xt.isDynamicDim(3)) {
+    *why = "heads or head size that are dynamic";
+    return std::nullopt;
+  }
+  int64_t heads = xt.getDimSize(2), dim = xt.getDimSize(3);
+  int64_t rot = static_cast<int64_t>(op.getRotaryDim());
+  if (rot == 0)
+    rot = dim;
+  if (rot <= 0 || rot % 2 || rot > dim) {
+    *why = "a rotary dimension that is odd or larger than the head";
+    return std::nullopt;
+  }
+  std::string call = llvm::formatv(
+      "kiln::rope<{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}>(a);", T, C, P, heads, dim, rot,
+      op.getInterleaved() ? "true" : "false", op.getPositions() ? "true" : "false", kBlock);
+  std::string tag =
+      llvm::formatv("{0}_{1}x{2}", shortName(xt.getElementType()), heads, dim);
+  return finish("rope", tag, "rope.cuh", "", call,
+                llvm::json::Object{{"rule", "rows"}, {"cols", heads * dim}});
+}
+
 } // namespace
 
 std::optional<cuda::KernelSource> cuda::generateKernel(Operation *op, std::string *why) {
@@ -375,6 +409,8 @@ std::optional<cuda::KernelSource> cuda::generateKernel(Operation *op, std::strin
     return elementwiseKernel(e, why);
   if (auto n = dyn_cast<LayerNormOp>(op))
     return layerNormKernel(n, why);
+  if (auto r = dyn_cast<RopeOp>(op))
+    return ropeKernel(r, why);
   if (isa<AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, NegOp, AbsOp, ExpOp, LogOp, SqrtOp,
           RsqrtOp, ReciprocalOp, TanhOp, SinOp, CosOp, ErfOp, ActivationOp>(op))
     return singleOpKernel(op, why);

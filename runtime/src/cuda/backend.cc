@@ -204,8 +204,22 @@ kiln_status_t Backend::Launch(KernelContext& ctx, const LaunchDesc& l) {
   // Result shapes, as the CPU kernels derive them.
   std::vector<Dims> shapes(n_out);
   const std::string& op = l.op;
-  if (op == "rms_norm" || op == "layer_norm" || op == "add_rms_norm") {
+  if (op == "rms_norm" || op == "layer_norm" || op == "add_rms_norm" || op == "rope") {
     for (Dims& s : shapes) s = ctx.input(0).shape;
+    if (op == "rope" && n_in > 3) {
+      // Positions index the cos/sin cache: checked here, as the CPU kernel
+      // does, so a bad one is an error rather than an out-of-bounds read.
+      const Tensor& pos = ctx.input(3);
+      const int64_t rows = ctx.input(1).shape[0];
+      for (int64_t j = 0; j < pos.numel(); ++j) {
+        int64_t p = pos.dtype == KILN_DTYPE_I32 ? pos.as<int32_t>()[j] : pos.as<int64_t>()[j];
+        if (p < 0 || p >= rows)
+          return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                             "position %lld at index %lld is outside the cos/sin cache of "
+                             "%lld positions",
+                             (long long)p, (long long)j, (long long)rows);
+      }
+    }
   } else if (op == "embedding") {
     Dims s = ctx.input(1).shape;
     if (s.rank >= kMaxRank || ctx.input(0).shape.rank != 2)
