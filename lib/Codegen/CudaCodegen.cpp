@@ -107,34 +107,59 @@ int64_t staticInner(RankedTensorType t, int64_t axis) {
   return n;
 }
 
-std::optional<cuda::KernelSource> normKernel(Operation *op, Value input, Value weight,
-                                             int64_t axisAttr, float epsilon,
-                                             bool residual, std::string *why) {
+/// What a row-normalization kernel is instantiated with.
+struct NormRow {
+  std::string T, W; // activation and parameter element types
+  int64_t cols = 0; // elements normalized together
+};
+
+/// The row shape of a norm over dims [axis, rank) of `input`, with each of
+/// `params` (weight, bias) covering exactly those elements in the weight's
+/// type; std::nullopt with `*why` when the library has no kernel for it.
+std::optional<NormRow> normRow(Value input, ArrayRef<Value> params, int64_t axis,
+                               std::string *why) {
   auto xt = cast<RankedTensorType>(input.getType());
-  auto wt = cast<RankedTensorType>(weight.getType());
-  int64_t axis = axisAttr < 0 ? axisAttr + xt.getRank() : axisAttr;
+  auto wt = cast<RankedTensorType>(params.front().getType());
+  if (axis < 0)
+    axis += xt.getRank();
   if (axis < 0 || axis >= xt.getRank()) {
     *why = "an axis out of range";
     return std::nullopt;
   }
-  int64_t cols = staticInner(xt, axis);
-  std::string T = floatType(xt.getElementType()), W = floatType(wt.getElementType());
-  if (T.empty() || W.empty()) {
+  NormRow row{floatType(xt.getElementType()), floatType(wt.getElementType()),
+              staticInner(xt, axis)};
+  if (row.T.empty() || row.W.empty()) {
     *why = "element types other than f32, f16 and bf16";
     return std::nullopt;
   }
-  if (cols <= 0) {
+  if (row.cols <= 0) {
     *why = "a normalized dimension that is dynamic";
     return std::nullopt;
   }
-  if (wt.getNumElements() != cols || !wt.hasStaticShape()) {
-    *why = "a weight that broadcasts to the normalized dimensions";
+  for (Value p : params) {
+    auto t = cast<RankedTensorType>(p.getType());
+    if (!t.hasStaticShape() || t.getNumElements() != row.cols ||
+        t.getElementType() != wt.getElementType()) {
+      *why = "a weight or bias that broadcasts, or of another type than the weight";
+      return std::nullopt;
+    }
+  }
+  if (row.cols > 32 * kBlock) {
+    *why = llvm::formatv("rows of {0} elements (at most {1} per block)", row.cols,
+                         32 * kBlock);
     return std::nullopt;
   }
-  if (cols > 32 * kBlock) {
-    *why = llvm::formatv("rows of {0} elements (at most {1} per block)", cols, 32 * kBlock);
+  return row;
+}
+
+std::optional<cuda::KernelSource> normKernel(Value input, Value weight, int64_t axis,
+                                             float epsilon, bool residual, std::string *why) {
+  std::optional<NormRow> row = normRow(input, {weight}, axis, why);
+  if (!row)
     return std::nullopt;
-  }
+  auto xt = cast<RankedTensorType>(input.getType());
+  const std::string &T = row->T, &W = row->W;
+  const int64_t cols = row->cols;
   std::string call = llvm::formatv("kiln::rms_norm<{0}, {1}, {2}, {3}, {4}>(a, {5});", T, W,
                                    cols, kBlock, residual ? "true" : "false",
                                    floatLiteral(epsilon));
@@ -316,39 +341,17 @@ std::optional<cuda::KernelSource> singleOpKernel(Operation *op, std::string *why
 }
 
 std::optional<cuda::KernelSource> layerNormKernel(LayerNormOp op, std::string *why) {
-  auto xt = cast<RankedTensorType>(op.getInput().getType());
-  auto wt = cast<RankedTensorType>(op.getWeight().getType());
+  SmallVector<Value, 2> params = {op.getWeight()};
+  if (op.getBias())
+    params.push_back(op.getBias());
   // I64Attr getters return uint64_t: read the axis as the signed value.
-  int64_t axis = static_cast<int64_t>(op.getAxis());
-  if (axis < 0)
-    axis += xt.getRank();
-  if (axis < 0 || axis >= xt.getRank()) {
-    *why = "an axis out of range";
+  std::optional<NormRow> row =
+      normRow(op.getInput(), params, static_cast<int64_t>(op.getAxis()), why);
+  if (!row)
     return std::nullopt;
-  }
-  int64_t cols = staticInner(xt, axis);
-  std::string T = floatType(xt.getElementType()), W = floatType(wt.getElementType());
-  if (T.empty() || W.empty()) {
-    *why = "element types other than f32, f16 and bf16";
-    return std::nullopt;
-  }
-  if (cols <= 0) {
-    *why = "a normalized dimension that is dynamic";
-    return std::nullopt;
-  }
-  auto same = [&](Value v) {
-    auto t = cast<RankedTensorType>(v.getType());
-    return t.hasStaticShape() && t.getNumElements() == cols &&
-           t.getElementType() == wt.getElementType();
-  };
-  if (!same(op.getWeight()) || (op.getBias() && !same(op.getBias()))) {
-    *why = "a weight or bias that broadcasts, or of another type than the weight";
-    return std::nullopt;
-  }
-  if (cols > 32 * kBlock) {
-    *why = llvm::formatv("rows of {0} elements (at most {1} per block)", cols, 32 * kBlock);
-    return std::nullopt;
-  }
+  auto xt = cast<RankedTensorType>(op.getInput().getType());
+  const std::string &T = row->T, &W = row->W;
+  const int64_t cols = row->cols;
   std::string call = llvm::formatv("kiln::layer_norm<{0}, {1}, {2}, {3}, {4}>(a, {5});", T, W,
                                    cols, kBlock, op.getBias() ? "true" : "false",
                                    floatLiteral(op.getEpsilon().convertToFloat()));
@@ -398,10 +401,10 @@ std::optional<cuda::KernelSource> cuda::generateKernel(Operation *op, std::strin
   if (!why)
     why = &scratch;
   if (auto n = dyn_cast<RmsNormOp>(op))
-    return normKernel(op, n.getInput(), n.getWeight(), static_cast<int64_t>(n.getAxis()),
+    return normKernel(n.getInput(), n.getWeight(), static_cast<int64_t>(n.getAxis()),
                       n.getEpsilon().convertToFloat(), false, why);
   if (auto n = dyn_cast<AddRmsNormOp>(op))
-    return normKernel(op, n.getInput(), n.getWeight(), static_cast<int64_t>(n.getAxis()),
+    return normKernel(n.getInput(), n.getWeight(), static_cast<int64_t>(n.getAxis()),
                       n.getEpsilon().convertToFloat(), true, why);
   if (auto e = dyn_cast<EmbeddingOp>(op))
     return embeddingKernel(e, why);

@@ -34,6 +34,20 @@ bool Broadcast(const Dims& a, const Dims& b, Dims* out) {
   return true;
 }
 
+/// Every index in `t` (i32 or i64) must be in [0, limit), as the CPU kernels
+/// require; checked on the host before a kernel could read out of bounds.
+kiln_status_t CheckIndices(const KernelContext& ctx, const Tensor& t, int64_t limit,
+                           const char* what, const char* where) {
+  for (int64_t j = 0; j < t.numel(); ++j) {
+    int64_t v = t.dtype == KILN_DTYPE_I32 ? t.as<int32_t>()[j] : t.as<int64_t>()[j];
+    if (v < 0 || v >= limit)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "%s %lld at index %lld is outside %s [0, %lld)", what, (long long)v,
+                         (long long)j, where, (long long)limit);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 const CudaImageDesc* PickImage(const CudaKernelDesc& kernel, int cc) {
@@ -209,16 +223,8 @@ kiln_status_t Backend::Launch(KernelContext& ctx, const LaunchDesc& l) {
     if (op == "rope" && n_in > 3) {
       // Positions index the cos/sin cache: checked here, as the CPU kernel
       // does, so a bad one is an error rather than an out-of-bounds read.
-      const Tensor& pos = ctx.input(3);
-      const int64_t rows = ctx.input(1).shape[0];
-      for (int64_t j = 0; j < pos.numel(); ++j) {
-        int64_t p = pos.dtype == KILN_DTYPE_I32 ? pos.as<int32_t>()[j] : pos.as<int64_t>()[j];
-        if (p < 0 || p >= rows)
-          return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                             "position %lld at index %lld is outside the cos/sin cache of "
-                             "%lld positions",
-                             (long long)p, (long long)j, (long long)rows);
-      }
+      KILN_RETURN_IF_ERROR(CheckIndices(ctx, ctx.input(3), ctx.input(1).shape[0], "position",
+                                        "the cos/sin cache"));
     }
   } else if (op == "embedding") {
     Dims s = ctx.input(1).shape;
@@ -228,15 +234,8 @@ kiln_status_t Backend::Launch(KernelContext& ctx, const LaunchDesc& l) {
     shapes[0] = s;
     // Ids are checked here, as the CPU kernel does, so a bad id is an error
     // naming it rather than a NaN row.
-    const Tensor& ids = ctx.input(1);
-    const int64_t vocab = ctx.input(0).shape[0];
-    for (int64_t j = 0; j < ids.numel(); ++j) {
-      int64_t id = ids.dtype == KILN_DTYPE_I32 ? ids.as<int32_t>()[j] : ids.as<int64_t>()[j];
-      if (id < 0 || id >= vocab)
-        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                           "token id %lld at index %lld is outside the vocabulary [0, %lld)",
-                           (long long)id, (long long)j, (long long)vocab);
-    }
+    KILN_RETURN_IF_ERROR(CheckIndices(ctx, ctx.input(1), ctx.input(0).shape[0], "token id",
+                                      "the vocabulary"));
   } else {
     Dims s = ctx.input(0).shape;
     for (size_t i = 1; i < n_in; ++i)
