@@ -454,11 +454,9 @@ private:
     if (!k) {
       auto [it, fresh] =
           cudaMissingByOp.try_emplace(opName, out.stats.cudaMissing.size());
-      if (fresh) {
+      if (fresh)
         out.stats.cudaMissing.push_back({opName.str(), why});
-        out.stats.cudaMissingCounts.push_back(0);
-      }
-      ++out.stats.cudaMissingCounts[it->second];
+      ++out.stats.cudaMissing[it->second].launches;
       return;
     }
     auto [it, fresh] = cudaKernelByEntry.try_emplace(k->entry, out.cudaKernels.size());

@@ -421,9 +421,8 @@ int main(int argc, char **argv) {
       }
       if (!stats.cudaMissing.empty())
         errs() << "launches without a CUDA kernel (they run on the CPU backend):\n";
-      for (size_t i = 0; i < stats.cudaMissing.size(); ++i)
-        errs() << formatv("  kiln.{0} x{1}: {2}\n", stats.cudaMissing[i].first,
-                          stats.cudaMissingCounts[i], stats.cudaMissing[i].second);
+      for (const auto &m : stats.cudaMissing)
+        errs() << formatv("  kiln.{0} x{1}: {2}\n", m.op, m.launches, m.reason);
     }
   }
   progress.stage("write",

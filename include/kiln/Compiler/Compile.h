@@ -94,8 +94,11 @@ struct CompileStats {
   /// others how many of each op and why the library has none.
   std::vector<CudaKernelStats> cudaKernels;
   size_t cudaLaunches = 0;
-  std::vector<std::pair<std::string, std::string>> cudaMissing; // op, reason
-  std::vector<size_t> cudaMissingCounts;
+  struct CudaMissing {
+    std::string op, reason;
+    size_t launches = 0;
+  };
+  std::vector<CudaMissing> cudaMissing; // per op, in first-use order
   size_t cudaImagesCompiled = 0, cudaImagesCached = 0;
   uint64_t cudaImageBytes = 0;
   double cudaCompileMs = 0;
