@@ -32,6 +32,15 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
       // On the fused attention: its keys and values are the presents.
       pm.nest<func::FuncOp>().addPass(createFormKvCachePass());
       pm.addPass(createCanonicalizerPass());
+      if (options.kvLayout != "contiguous" || !options.kvDtype.empty()) {
+        KvLayoutPassOptions kv;
+        kv.layout = options.kvLayout;
+        kv.blockSize = options.kvBlockSize;
+        kv.dtype = options.kvDtype;
+        kv.group = options.kvGroup;
+        kv.scaleType = options.kvScaleType;
+        pm.nest<func::FuncOp>().addPass(createKvLayoutPass(kv));
+      }
     }
   }
   if (options.pruneWeights)

@@ -700,9 +700,10 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
   json::Array outIds;
   for (Value r : op->getResults()) {
     if (auto cache = dyn_cast<KvCacheType>(r.getType())) {
-      if (cache.isPaged() || cache.isQuantized())
-        return err(describe(op) + ": paged and quantized KV caches are not "
-                                  "supported by target '" + options.target + "' yet");
+      if (cache.isQuantized() && !cache.hasPerTokenScales())
+        return err(describe(op) + ": KV caches with static per-head scales are "
+                                  "not supported by target '" + options.target +
+                   "' yet (use per-token scales)");
       ValueInfo vi;
       vi.kind = "kv_cache";
       vi.def = steps;
@@ -1077,10 +1078,20 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
     json::Object o;
     if (auto cache = dyn_cast<KvCacheType>(vi.type)) {
       o["kind"] = "kv_cache";
-      o["dtype"] = kiln_dtype_name(toRuntimeDType(cache.getElementType()));
+      // dtype: what appends take and attention reads; storage: what the
+      // runtime keeps (a quantized type, with one scale per token, head and
+      // `group` elements).
+      o["dtype"] = kiln_dtype_name(toRuntimeDType(cache.getComputeType()));
+      o["storage"] = kiln_dtype_name(toRuntimeDType(cache.getElementType()));
       o["shape"] = shapeJson({ShapedType::kDynamic, ShapedType::kDynamic,
                               cache.getNumKvHeads(), cache.getHeadDim()});
       o["layout"] = cache.isPaged() ? "paged" : "contiguous";
+      if (cache.isPaged())
+        o["block_size"] = cache.getBlockSize();
+      if (QuantAttr q = cache.getQuant()) {
+        o["scale_dtype"] = kiln_dtype_name(toRuntimeDType(q.getScaleType()));
+        o["group"] = q.getBlock()[3];
+      }
       o["kv_heads"] = cache.getNumKvHeads();
       o["head_dim"] = cache.getHeadDim();
       o["v_head_dim"] = cache.getValueHeadDim();

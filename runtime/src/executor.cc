@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "cpu/kv_codec.h"
 #include "model.h"
 
 namespace kiln {
@@ -42,7 +43,7 @@ Executor::Executor(const kiln_model_s* model, int threads, bool profile,
   vals_.resize(m_.values.size());
   qvals_.resize(m_.values.size());
   caches_.resize(m_.values.size());
-  stores_ = std::vector<CacheStore>(m_.values.size());
+  stores_.resize(m_.values.size());
   bound_.assign(m_.values.size(), nullptr);
   // Each appended cache shares the storage of the cache input it grew from
   // (the manifest guarantees every append reads a cache and yields one).
@@ -137,23 +138,78 @@ kiln_status_t Executor::BindCache(int value, KvCache* cache) {
                             value);
   const ValueDesc& d = m_.values[size_t(value)];
   if (cache) {
-    const int64_t bytes = int64_t(kiln_dtype_bit_width(d.dtype) / 8);
+    KvCache want;
+    KvGeometryFrom(d, want);
     const bool empty = cache->batch * cache->capacity == 0;
-    if (cache->dtype != d.dtype || cache->kv_heads != d.kv_heads ||
-        cache->head_dim != d.head_dim || cache->v_head_dim != d.v_head_dim ||
-        cache->batch < 0 || cache->capacity < 0 || cache->length < 0 ||
-        cache->length > cache->capacity || (!empty && (!cache->key || !cache->value)) ||
-        bytes == 0)
+    const bool paged_ok =
+        d.paged ? cache->block_size == d.block_size && cache->block_table &&
+                      cache->capacity <= cache->blocks_per_seq * cache->block_size
+                : cache->block_size == 0;
+    if (cache->dtype != want.dtype || cache->storage != want.storage ||
+        (want.quantized() &&
+         (cache->scale_dtype != want.scale_dtype || cache->group != want.group ||
+          (!empty && (!cache->key_scale || !cache->value_scale)))) ||
+        cache->kv_heads != d.kv_heads || cache->head_dim != d.head_dim ||
+        cache->v_head_dim != d.v_head_dim || cache->batch < 0 || cache->capacity < 0 ||
+        cache->length < 0 || cache->length > cache->capacity ||
+        (!empty && (!cache->key || !cache->value)) || !paged_ok)
       return KILN_MAKE_STATUS(
           KILN_STATUS_INVALID_ARGUMENT,
-          "a KV cache bound to value %d must be %s with %lld kv heads, head dims %lld/%lld and "
-          "0 <= length <= capacity; found %s, %lld heads, %lld/%lld, length %lld of %lld",
-          value, kiln_dtype_name(d.dtype), (long long)d.kv_heads, (long long)d.head_dim,
-          (long long)d.v_head_dim, kiln_dtype_name(cache->dtype), (long long)cache->kv_heads,
-          (long long)cache->head_dim, (long long)cache->v_head_dim, (long long)cache->length,
-          (long long)cache->capacity);
+          "a KV cache bound to value %d must be %s stored as %s, %s (block size %lld), with "
+          "%lld kv heads, head dims %lld/%lld and 0 <= length <= capacity; found %s stored as "
+          "%s, block size %lld, %lld heads, %lld/%lld, length %lld of %lld",
+          value, kiln_dtype_name(d.dtype), kiln_dtype_name(want.storage),
+          d.paged ? "paged" : "contiguous", (long long)d.block_size, (long long)d.kv_heads,
+          (long long)d.head_dim, (long long)d.v_head_dim, kiln_dtype_name(cache->dtype),
+          kiln_dtype_name(cache->storage), (long long)cache->block_size,
+          (long long)cache->kv_heads, (long long)cache->head_dim, (long long)cache->v_head_dim,
+          (long long)cache->length, (long long)cache->capacity);
   }
   bound_[size_t(value)] = cache;
+  return nullptr;
+}
+
+/// Whether the descriptor's storage is the past tensors' own layout
+/// ([batch][kv_heads][tokens][dim] of the element type), so a run can read
+/// them in place.
+static bool InPlaceLayout(const ValueDesc& d) {
+  return !d.paged && (d.storage == KILN_DTYPE_INVALID || d.storage == d.dtype);
+}
+
+kiln_status_t Executor::GrowStore(int root, const KvCache& from, int64_t tokens,
+                                  KvCache* grown) {
+  const ValueDesc& d = m_.values[size_t(root)];
+  KvCache c = from;
+  c.length = from.length;
+  if (d.paged) {
+    // The executor's own pool: sequence b holds blocks [b * n, (b + 1) * n).
+    c.block_size = d.block_size;
+    c.blocks_per_seq = std::max<int64_t>(1, (tokens + d.block_size - 1) / d.block_size);
+    c.capacity = c.blocks_per_seq * c.block_size;
+  } else {
+    c.block_size = 0;
+    c.blocks_per_seq = 0;
+    c.capacity = tokens;
+  }
+  auto st = std::unique_ptr<CacheStore>(new (std::nothrow) CacheStore);
+  const int64_t rows = c.batch * c.kv_heads * c.capacity;
+  if (!st || !st->storage.Reserve(c, rows))
+    return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory for a KV cache of %lld tokens", (long long)tokens);
+  if (d.paged) {
+    st->table.resize(size_t(c.batch * c.blocks_per_seq));
+    for (size_t i = 0; i < st->table.size(); ++i) st->table[i] = int32_t(i);
+    c.block_table = st->table.data();
+  }
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t h = 0; h < c.kv_heads; ++h)
+      for (int64_t t = 0; t < from.length; ++t)
+        KvCopyRow(from, from.Row(b, h, t), c, c.Row(b, h, t));
+  // The previous storage stays alive until the run ends (earlier cache
+  // values may still point at it).
+  if (stores_[size_t(root)]) old_stores_.push_back(std::move(stores_[size_t(root)]));
+  stores_[size_t(root)] = std::move(st);
+  *grown = c;
   return nullptr;
 }
 
@@ -185,15 +241,34 @@ kiln_status_t Executor::BindCacheInputs(const Tensor* inputs) {
           k.shape.str().c_str(), val.shape.str().c_str(), (long long)d.kv_heads,
           (long long)d.head_dim, (long long)d.kv_heads, (long long)d.v_head_dim);
     KvCache& c = caches_[v];
-    c.dtype = d.dtype;
+    c = KvCache{};
+    KvGeometryFrom(d, c);
     c.batch = k.shape[0];
-    c.kv_heads = d.kv_heads;
-    c.head_dim = d.head_dim;
-    c.v_head_dim = d.v_head_dim;
-    c.capacity = c.length = k.shape[2];
-    c.key = k.data;
-    c.value = val.data;
-    stores_[v].owned = false;
+    const int64_t T = k.shape[2];
+    // A dense view of the past tensors, read in place when the cache's
+    // layout is theirs; otherwise copied (quantized) into the executor's
+    // own storage.
+    KvCache dense = c;
+    dense.storage = d.dtype;
+    dense.capacity = dense.length = T;
+    dense.key = k.data;
+    dense.value = val.data;
+    if (InPlaceLayout(d)) {
+      c = dense;
+      stores_[v].reset();
+      continue;
+    }
+    c.length = 0;
+    KILN_RETURN_IF_ERROR(GrowStore(int(v), c, T, &c));
+    c.length = T;
+    std::vector<float> row(size_t(std::max(d.head_dim, d.v_head_dim)));
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t h = 0; h < c.kv_heads; ++h)
+        for (int64_t t = 0; t < T; ++t)
+          for (bool value : {false, true}) {
+            KvLoadRow(dense, KvRow(dense, value, dense.Row(b, h, t)), row.data());
+            KvStoreRow(c, KvRow(c, value, c.Row(b, h, t)), row.data());
+          }
   }
   return nullptr;
 }
@@ -209,7 +284,6 @@ kiln_status_t Executor::append_cache(size_t out, size_t in, int64_t tokens, KvCa
   const KvCache& c = caches_[size_t(iv)];
   const int64_t need = c.length + tokens;
   KvCache grown = c;
-  grown.length = need;
   if (KvCache* b = bound_[size_t(root)]) {
     if (need > c.capacity)
       return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
@@ -218,42 +292,12 @@ kiln_status_t Executor::append_cache(size_t out, size_t in, int64_t tokens, KvCa
                          (long long)c.capacity, (long long)tokens, (long long)c.length,
                          (long long)need);
     b->length = need;
-  } else if (!stores_[size_t(root)].owned || need > c.capacity) {
-    // Storage of exactly `need` rows, so the presents are dense views of it.
-    const uint64_t esize = kiln_dtype_bit_width(c.dtype) / 8;
-    const int64_t rows = c.batch * c.kv_heads;
-    auto k = std::unique_ptr<AlignedBuffer>(new (std::nothrow) AlignedBuffer);
-    auto v = std::unique_ptr<AlignedBuffer>(new (std::nothrow) AlignedBuffer);
-    if (!k || !v || !k->Reserve(uint64_t(rows * need * c.head_dim) * esize + 64) ||
-        !v->Reserve(uint64_t(rows * need * c.v_head_dim) * esize + 64))
-      return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
-                         "out of memory for a KV cache of %lld tokens", (long long)need);
-    for (int64_t r = 0; r < rows && c.length > 0; ++r) {
-      std::memcpy(k->data() + uint64_t(r * need * c.head_dim) * esize,
-                  static_cast<const uint8_t*>(c.key) + uint64_t(r * c.capacity * c.head_dim) * esize,
-                  uint64_t(c.length * c.head_dim) * esize);
-      std::memcpy(v->data() + uint64_t(r * need * c.v_head_dim) * esize,
-                  static_cast<const uint8_t*>(c.value) +
-                      uint64_t(r * c.capacity * c.v_head_dim) * esize,
-                  uint64_t(c.length * c.v_head_dim) * esize);
-    }
-    // The previous storage stays alive until the run ends (earlier cache
-    // values may still point at it).
-    CacheStore& st = stores_[size_t(root)];
-    if (st.owned) {
-      k->Swap(st.key);
-      v->Swap(st.value);
-      overflow_.push_back(std::move(k));
-      overflow_.push_back(std::move(v));
-    } else {
-      st.key.Swap(*k);
-      st.value.Swap(*v);
-    }
-    st.owned = true;
-    grown.key = st.key.data();
-    grown.value = st.value.data();
-    grown.capacity = need;
+  } else if (!stores_[size_t(root)] || need > c.capacity) {
+    // Contiguous storage of exactly `need` rows, so the presents are dense
+    // views of it (paged: whole blocks).
+    KILN_RETURN_IF_ERROR(GrowStore(root, c, need, &grown));
   }
+  grown.length = need;
   caches_[size_t(ov)] = grown;
   *result = &caches_[size_t(ov)];
   return nullptr;
@@ -262,6 +306,7 @@ kiln_status_t Executor::append_cache(size_t out, size_t in, int64_t tokens, KvCa
 kiln_status_t Executor::CollectOutputs() {
   outputs_.resize(m_.outputs.size());
   present_.resize(m_.outputs.size());
+  std::vector<float> row;
   for (size_t i = 0; i < m_.outputs.size(); ++i) {
     const IoDesc& io = m_.outputs[i];
     if (io.part == IoDesc::kTensor) {
@@ -276,18 +321,27 @@ kiln_status_t Executor::CollectOutputs() {
     const int64_t dim = key ? c.head_dim : c.v_head_dim;
     t.dtype = c.dtype;
     t.shape = Dims{c.batch, c.kv_heads, c.length, dim};
-    const uint8_t* src = static_cast<const uint8_t*>(key ? c.key : c.value);
-    if (c.capacity == c.length) {
-      t.data = const_cast<uint8_t*>(src);
+    if (!c.paged() && !c.quantized() && c.capacity == c.length) {
+      t.data = key ? c.key : c.value;
       continue;
     }
-    const uint64_t esize = kiln_dtype_bit_width(c.dtype) / 8;
     if (!present_[i].Reserve(t.bytes()))
       return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED, "out of memory for output '%s'",
                               io.name.c_str());
-    for (int64_t r = 0; r < c.batch * c.kv_heads; ++r)
-      std::memcpy(present_[i].data() + uint64_t(r * c.length * dim) * esize,
-                  src + uint64_t(r * c.capacity * dim) * esize, uint64_t(c.length * dim) * esize);
+    // A dense copy of the live rows (dequantized).
+    KvCache dense = c;
+    dense.storage = c.dtype;
+    dense.block_size = 0;
+    dense.block_table = nullptr;
+    dense.capacity = c.length;
+    (key ? dense.key : dense.value) = present_[i].data();
+    row.resize(size_t(dim));
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t h = 0; h < c.kv_heads; ++h)
+        for (int64_t r = 0; r < c.length; ++r) {
+          KvLoadRow(c, KvRow(c, !key, c.Row(b, h, r)), row.data());
+          KvStoreRow(dense, KvRow(dense, !key, dense.Row(b, h, r)), row.data());
+        }
     t.data = present_[i].data();
   }
   return nullptr;
@@ -296,6 +350,7 @@ kiln_status_t Executor::CollectOutputs() {
 kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
   has_run_ = false;
   overflow_.clear();
+  old_stores_.clear();
   for (size_t v = 0; v < m_.values.size(); ++v) {
     if (m_.values[v].kind == ValueDesc::kTemp) vals_[v] = Tensor{};
     if (m_.values[v].kind == ValueDesc::kKvCache) caches_[v] = KvCache{};

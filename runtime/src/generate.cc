@@ -167,13 +167,43 @@ class Generator {
   std::vector<int64_t> ids_, mask_, positions_;
   std::vector<AlignedBuffer> cache_;  // 2 per layer: key, value
   std::vector<KvCache> kv_;           // per layer whose graph appends in place
+  std::vector<KvStorage> kv_store_;   // per layer: kv_'s rows
+  // Paged caches: one block pool (the same block ids in every layer) and a
+  // block table row per sequence of the group, filled as sequences grow.
+  BlockAllocator blocks_;
+  std::vector<int32_t> table_;
+  int64_t blocks_per_seq_ = 0, block_size_ = 0, held_ = 0;
+  /// Gives every sequence of the group blocks for `tokens` positions.
+  kiln_status_t EnsureBlocks(size_t B, int64_t tokens);
   std::vector<Tensor> inputs_;
   std::vector<float> row_;
 };
 
+kiln_status_t Generator::EnsureBlocks(size_t B, int64_t tokens) {
+  if (block_size_ == 0) return nullptr;
+  const int64_t want = (tokens + block_size_ - 1) / block_size_;
+  if (want > blocks_per_seq_)
+    return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                            "%lld tokens need %lld KV blocks per sequence; the group has room "
+                            "for %lld",
+                            (long long)tokens, (long long)want, (long long)blocks_per_seq_);
+  for (; held_ < want; ++held_)
+    for (size_t b = 0; b < B; ++b) {
+      const int32_t id = blocks_.Allocate();
+      if (id < 0)
+        return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                                "the KV block pool of %d blocks is used up", blocks_.total());
+      table_[b * size_t(blocks_per_seq_) + size_t(held_)] = id;
+    }
+  for (KvCache& c : kv_)
+    if (c.block_size > 0) c.capacity = held_ * block_size_;
+  return nullptr;
+}
+
 kiln_status_t Generator::Step(size_t B, int64_t S) {
   const ModelDesc& md = m_.model;
   int64_t past = int64_t(mask_.size() / std::max<size_t>(B, 1)) - S;
+  KILN_RETURN_IF_ERROR(EnsureBlocks(B, past + S));
   inputs_.assign(m_.inputs.size(), Tensor{});
   auto bind = [&](int index, kiln_dtype_t dtype, Dims shape, void* data) {
     Tensor& t = inputs_[size_t(index)];
@@ -227,27 +257,44 @@ kiln_status_t Generator::Step(size_t B, int64_t S) {
 kiln_status_t Generator::ResetCache(size_t B, int64_t tokens) {
   const ModelDesc& md = m_.model;
   kv_.assign(size_t(md.num_layers), KvCache{});
+  kv_store_.resize(size_t(md.num_layers));
+  block_size_ = blocks_per_seq_ = held_ = 0;
   for (int l = 0; l < md.num_layers; ++l) {
     if (int value = CacheValue(l); value >= 0) {
-      // Room for every token of the group up front: appends never move it.
       const ValueDesc& d = m_.values[size_t(value)];
       KvCache& c = kv_[size_t(l)];
-      c.dtype = d.dtype;
+      KvGeometryFrom(d, c);
       c.batch = int64_t(B);
-      c.kv_heads = d.kv_heads;
-      c.head_dim = d.head_dim;
-      c.v_head_dim = d.v_head_dim;
-      c.capacity = tokens;
       c.length = 0;
-      const uint64_t rows = uint64_t(B) * uint64_t(d.kv_heads) * uint64_t(tokens);
-      const uint64_t esize = kiln_dtype_bit_width(d.dtype) / 8;
-      if (!cache_[size_t(2 * l)].Reserve(rows * uint64_t(d.head_dim) * esize + 64) ||
-          !cache_[size_t(2 * l + 1)].Reserve(rows * uint64_t(d.v_head_dim) * esize + 64))
+      int64_t rows;
+      if (d.paged) {
+        // Every layer's pool has the same blocks; EnsureBlocks hands them
+        // out as the sequences grow. The group's worst case fits.
+        if (block_size_ != 0 && block_size_ != d.block_size)
+          return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
+                                  "layers have KV block sizes %lld and %lld; generation needs "
+                                  "one",
+                                  (long long)block_size_, (long long)d.block_size);
+        if (block_size_ == 0) {
+          block_size_ = d.block_size;
+          blocks_per_seq_ = (tokens + block_size_ - 1) / block_size_;
+          blocks_.Reset(int32_t(int64_t(B) * blocks_per_seq_));
+          table_.assign(B * size_t(blocks_per_seq_), 0);
+        }
+        c.block_size = block_size_;
+        c.blocks_per_seq = blocks_per_seq_;
+        c.block_table = table_.data();
+        c.capacity = 0;
+        rows = int64_t(blocks_.total()) * d.kv_heads * block_size_;
+      } else {
+        // Room for every token of the group up front: appends never move it.
+        c.capacity = tokens;
+        rows = int64_t(B) * d.kv_heads * tokens;
+      }
+      if (!kv_store_[size_t(l)].Reserve(c, rows))
         return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
                                 "out of memory for the KV cache of layer %d (%lld tokens)", l,
                                 (long long)tokens);
-      c.key = cache_[size_t(2 * l)].data();
-      c.value = cache_[size_t(2 * l + 1)].data();
       KILN_RETURN_IF_ERROR(e_.BindCache(value, &c));
       continue;
     }

@@ -464,12 +464,34 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       v.kind = ValueDesc::kKvCache;
       std::string layout;
       KILN_RETURN_IF_ERROR(GetString(o, "layout", where, &layout));
-      if (layout != "contiguous")
-        return Corrupt(where, "KV-cache layout '%s' is not one this runtime has (contiguous)",
+      if (layout == "paged") {
+        v.paged = true;
+        KILN_RETURN_IF_ERROR(GetInt(o, "block_size", where, &v.block_size));
+        if (v.block_size < 1 || v.block_size > (int64_t(1) << 20))
+          return Corrupt(where, "paged KV-cache block size %lld is out of range",
+                         (long long)v.block_size);
+      } else if (layout != "contiguous") {
+        return Corrupt(where,
+                       "KV-cache layout '%s' is not one this runtime has (contiguous, paged)",
                        layout.c_str());
+      }
       if (v.dtype != KILN_DTYPE_F32 && v.dtype != KILN_DTYPE_F16 && v.dtype != KILN_DTYPE_BF16)
         return Corrupt(where, "KV-cache element type %s is not f32, f16 or bf16",
                        kiln_dtype_name(v.dtype));
+      v.storage = v.dtype;
+      if (Field(o, "storage")) KILN_RETURN_IF_ERROR(GetDtype(o, "storage", where, &v.storage));
+      if (v.storage != v.dtype) {
+        if (v.storage != KILN_DTYPE_I8 && v.storage != KILN_DTYPE_I4 &&
+            v.storage != KILN_DTYPE_F8E4M3FN)
+          return Corrupt(where,
+                         "KV-cache storage type %s is not the element type or i8, i4, f8E4M3FN",
+                         kiln_dtype_name(v.storage));
+        KILN_RETURN_IF_ERROR(GetDtype(o, "scale_dtype", where, &v.scale_dtype));
+        if (v.scale_dtype != KILN_DTYPE_F32 && v.scale_dtype != KILN_DTYPE_F16)
+          return Corrupt(where, "KV-cache scale type %s is not f32 or f16",
+                         kiln_dtype_name(v.scale_dtype));
+        KILN_RETURN_IF_ERROR(GetInt(o, "group", where, &v.group));
+      }
       KILN_RETURN_IF_ERROR(GetInt(o, "kv_heads", where, &v.kv_heads));
       KILN_RETURN_IF_ERROR(GetInt(o, "head_dim", where, &v.head_dim));
       KILN_RETURN_IF_ERROR(GetInt(o, "v_head_dim", where, &v.v_head_dim));
@@ -478,6 +500,13 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
           return Corrupt(where, "KV-cache heads or head dims out of range");
       if (v.shape != Dims{-1, -1, v.kv_heads, v.head_dim})
         return Corrupt(where, "a KV cache's shape must be [?, ?, kv_heads, head_dim]");
+      if (v.storage != v.dtype) {
+        if (v.group < 0 || (v.group > 0 && (v.head_dim % v.group || v.v_head_dim % v.group)))
+          return Corrupt(where, "KV quantization group %lld does not divide the head dims",
+                         (long long)v.group);
+        if (v.storage == KILN_DTYPE_I4 && (v.head_dim % 2 || v.v_head_dim % 2))
+          return Corrupt(where, "an i4 KV cache needs even head dims");
+      }
       const json* ci = Field(o, "input");
       if (ci && !ci->is_boolean()) return Corrupt(where, "'input' is not a boolean");
       v.cache_input = ci && ci->get<bool>();
@@ -585,7 +614,9 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
       const ValueDesc* src = c >= 0 ? &m->values[size_t(c)] : nullptr;
       if (l.op != "kv_cache_append" || k != 0 || !src || src->kind != ValueDesc::kKvCache ||
           src->dtype != r.dtype || src->kv_heads != r.kv_heads || src->head_dim != r.head_dim ||
-          src->v_head_dim != r.v_head_dim)
+          src->v_head_dim != r.v_head_dim || src->storage != r.storage ||
+          src->paged != r.paged || src->block_size != r.block_size || src->group != r.group ||
+          src->scale_dtype != r.scale_dtype)
         return Corrupt(where, "a KV-cache result must be kv_cache_append's, of its cache operand's type");
       consumed[size_t(c)] = true;
     }

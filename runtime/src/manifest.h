@@ -30,9 +30,17 @@ struct ValueDesc {
   int q_data = -1, q_scales = -1, q_zero = -1;  // kQTensor
   Dims block;
   kiln_dtype_t expressed = KILN_DTYPE_INVALID;
-  // kKvCache (layout contiguous; dtype is the element type).
+  // kKvCache: dtype is the element type appends take and attention reads;
+  // `storage` what the runtime keeps (dtype, or i8 / i4 / f8E4M3FN with one
+  // `scale_dtype` scale per token, head and `group` elements, 0 = the whole
+  // head dim); paged caches hold `block_size` tokens per block.
   bool cache_input = false;
   int64_t kv_heads = 0, head_dim = 0, v_head_dim = 0;
+  kiln_dtype_t storage = KILN_DTYPE_INVALID;
+  kiln_dtype_t scale_dtype = KILN_DTYPE_INVALID;
+  int64_t group = 0;
+  bool paged = false;
+  int64_t block_size = 0;
 };
 
 struct IoDesc {

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "cpu/kernel.h"
+#include "buffer.h"
+#include "kv_store.h"
 #include "manifest.h"
 
 /// A read-only file mapping (ONNX external data referenced by an artifact).
@@ -36,36 +38,6 @@ struct kiln_model_s {
 };
 
 namespace kiln {
-
-/// A growable buffer aligned for vector loads; contents are not kept when it
-/// grows (the memory plan guarantees the previous occupant is dead).
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  ~AlignedBuffer() { std::free(data_); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), capacity_(o.capacity_) {
-    o.data_ = nullptr;
-    o.capacity_ = 0;
-  }
-  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
-    Swap(o);
-    return *this;
-  }
-  /// Ensures room for `bytes`; false when memory runs out.
-  bool Reserve(uint64_t bytes);
-  uint8_t* data() const { return data_; }
-  uint64_t capacity() const { return capacity_; }
-  void Swap(AlignedBuffer& other) {
-    std::swap(data_, other.data_);
-    std::swap(capacity_, other.capacity_);
-  }
-
- private:
-  uint8_t* data_ = nullptr;
-  uint64_t capacity_ = 0;
-};
 
 /// Runs launches that have a kernel on a device (the CUDA backend). The
 /// executor keeps every value in host memory and calls Launch instead of the
@@ -163,11 +135,16 @@ class Executor final : public KernelContext {
   /// Points the outputs at their values, presents at their caches.
   kiln_status_t CollectOutputs();
 
-  /// Executor-owned storage of one cache input's chain of appends.
+  /// Executor-owned storage of one cache input's chain of appends (unbound
+  /// caches whose past tensors cannot be read in place, or that grew): rows
+  /// and, for a paged layout, the block table.
   struct CacheStore {
-    AlignedBuffer key, value;
-    bool owned = false;  // the storage is key/value above (else the past tensors')
+    KvStorage storage;
+    std::vector<int32_t> table;
   };
+  /// Gives cache input `root` new storage for `tokens` rows per sequence
+  /// holding `from`'s rows; `*grown` describes it (with from's length).
+  kiln_status_t GrowStore(int root, const KvCache& from, int64_t tokens, KvCache* grown);
 
   const kiln_model_s* model_;
   const Manifest& m_;
@@ -180,7 +157,8 @@ class Executor final : public KernelContext {
   std::vector<QTensor> qvals_;
   std::vector<KvCache> caches_;       // per value; kv_cache values only
   std::vector<int> cache_root_;       // per value: the cache input it appends to
-  std::vector<CacheStore> stores_;    // per value; used at cache inputs
+  std::vector<std::unique_ptr<CacheStore>> stores_;  // per value; at unbound cache inputs
+  std::vector<std::unique_ptr<CacheStore>> old_stores_;  // outgrown during this run
   std::vector<KvCache*> bound_;       // per value; cache inputs bound by the caller
   std::vector<Tensor> outputs_;       // per graph output, after a run
   std::vector<AlignedBuffer> present_;  // per graph output: a compacted present

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cpu/kernel.h"
+#include "cpu/kv_codec.h"
 
 namespace kiln::testing {
 
@@ -306,15 +307,18 @@ class KernelHarness : public KernelContext {
   ThreadPool& pool() override { return pool_; }
 
  private:
+  /// Poisons rows [begin, end) of every (sequence, head), in any layout and
+  /// storage type (scales too).
   static void PoisonRows(HostCache& c, int64_t begin, int64_t end) {
     const KvCache& v = c.view;
-    const size_t krow = size_t(StorageBytes(v.dtype, Dims{v.head_dim}));
-    const size_t vrow = size_t(StorageBytes(v.dtype, Dims{v.v_head_dim}));
-    for (int64_t bh = 0; bh < v.batch * v.kv_heads; ++bh)
-      for (int64_t t = begin; t < end; ++t) {
-        std::memset(c.key->bytes.data() + size_t(bh * v.capacity + t) * krow, 0xA5, krow);
-        std::memset(c.value->bytes.data() + size_t(bh * v.capacity + t) * vrow, 0xA5, vrow);
-      }
+    for (int64_t b = 0; b < v.batch; ++b)
+      for (int64_t h = 0; h < v.kv_heads; ++h)
+        for (int64_t t = begin; t < end; ++t)
+          for (bool value : {false, true}) {
+            const KvRowRef r = KvRow(v, value, v.Row(b, h, t));
+            std::memset(r.data, 0xA5, size_t(KvRowBytes(v, r.dim)));
+            if (r.scales) std::memset(r.scales, 0xA5, size_t(KvScaleBytes(v, r.dim)));
+          }
   }
 
   std::string op_;

@@ -136,6 +136,25 @@ static cl::opt<bool> kvCache(
              "in place (--kv-cache=false keeps the per-step past/present "
              "concatenation)"),
     cl::init(true), cl::cat(category));
+static cl::opt<std::string> kvLayout(
+    "kv-layout",
+    cl::desc("KV-cache storage: contiguous (one slab per sequence) or "
+             "paged:N (blocks of N tokens through a block table, any N >= 1)"),
+    cl::value_desc("layout"), cl::init("contiguous"), cl::cat(category));
+static cl::opt<std::string> kvDtype(
+    "kv-dtype",
+    cl::desc("KV-cache element type: model (the model's), int8, fp8 (E4M3) "
+             "or int4; quantized on append with per-token scales and "
+             "dequantized inside attention"),
+    cl::value_desc("type"), cl::init("model"), cl::cat(category));
+static cl::opt<int64_t> kvGroup(
+    "kv-group",
+    cl::desc("Elements per KV scale along the head dim (default: one scale "
+             "per token and head for int8/fp8, 32 for int4)"),
+    cl::init(0), cl::cat(category));
+static cl::opt<std::string> kvScaleType(
+    "kv-scale-type", cl::desc("Scale type of a quantized KV cache: f16 or f32"),
+    cl::value_desc("type"), cl::init("f16"), cl::cat(category));
 static cl::opt<bool> report(
     "report",
     cl::desc("After the graph stage, print which ops were fused from which "
@@ -302,12 +321,71 @@ int main(int argc, char **argv) {
   pipelineOptions.fuse = fuse;
   pipelineOptions.kvCache = kvCache;
   pipelineOptions.elementwise = fuseElementwise;
+  {
+    StringRef layout = kvLayout;
+    if (layout == "contiguous") {
+      pipelineOptions.kvLayout = "contiguous";
+    } else if (layout.consume_front("paged:") || layout.consume_front("paged=")) {
+      int64_t n = 0;
+      if (layout.getAsInteger(10, n) || n < 1)
+        return fail("--kv-layout=" + kvLayout + ": the block size must be an integer >= 1");
+      pipelineOptions.kvLayout = "paged";
+      pipelineOptions.kvBlockSize = n;
+    } else if (layout == "paged") {
+      pipelineOptions.kvLayout = "paged";
+    } else {
+      return fail("--kv-layout=" + kvLayout + ": expected contiguous or paged:N");
+    }
+    StringRef type = kvDtype;
+    if (type == "model")
+      pipelineOptions.kvDtype = "";
+    else if (type == "int8" || type == "i8")
+      pipelineOptions.kvDtype = "i8";
+    else if (type == "fp8" || type == "f8E4M3FN" || type == "e4m3")
+      pipelineOptions.kvDtype = "f8E4M3FN";
+    else if (type == "int4" || type == "i4")
+      pipelineOptions.kvDtype = "i4";
+    else
+      return fail("--kv-dtype=" + kvDtype + ": expected model, int8, fp8 or int4");
+    if (kvGroup < 0)
+      return fail("--kv-group must be >= 0");
+    if (kvScaleType != "f16" && kvScaleType != "f32")
+      return fail("--kv-scale-type=" + kvScaleType + ": expected f16 or f32");
+    pipelineOptions.kvGroup = kvGroup;
+    pipelineOptions.kvScaleType = kvScaleType.getValue();
+    bool wantsLayout = pipelineOptions.kvLayout != "contiguous" ||
+                       !pipelineOptions.kvDtype.empty();
+    if (wantsLayout && (!fuse || !kvCache))
+      return fail("--kv-layout/--kv-dtype need the in-place KV cache (drop "
+                  "--fuse=false / --kv-cache=false)");
+  }
   mlir::kiln::buildGraphPipeline(pm, pipelineOptions);
   std::map<std::string, int64_t> opsBefore;
   if (report)
     opsBefore = mlir::kiln::countOpKinds(*module);
   if (mlir::failed(pm.run(*module)))
     return fail("the graph pipeline failed on '" + inputPath + "'");
+  if (pipelineOptions.kvLayout != "contiguous" || !pipelineOptions.kvDtype.empty()) {
+    // The options apply to the layers that have an in-place cache; say which
+    // kept past/present tensors, and refuse when none has one.
+    size_t caches = 0;
+    std::vector<std::pair<std::string, std::string>> tensorLayers;
+    module->walk([&](mlir::func::FuncOp f) {
+      for (mlir::Type t : f.getArgumentTypes())
+        caches += mlir::isa<mlir::kiln::KvCacheType>(t);
+      auto why = mlir::kiln::explainTensorKvLayers(f);
+      tensorLayers.insert(tensorLayers.end(), why.begin(), why.end());
+    });
+    std::string list;
+    for (auto &[name, why] : tensorLayers)
+      list += "\n  " + name + ": " + why;
+    if (caches == 0)
+      return fail("--kv-layout/--kv-dtype: no layer of '" + inputPath +
+                  "' has an in-place KV cache" + list);
+    if (!tensorLayers.empty())
+      errs() << "kiln-compile: warning: --kv-layout/--kv-dtype leave "
+             << tensorLayers.size() << " layer(s) as past/present tensors:" << list << "\n";
+  }
   if (report) {
     mlir::kiln::FusionReport r = mlir::kiln::analyzeFusion(*module);
     r.opsBefore = std::move(opsBefore);

@@ -118,10 +118,31 @@ LogicalResult KvCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
       return emitError() << "quant storage type " << quant.getStorageType()
                          << " does not match the cache element type "
                          << elementType;
-    if (quant.getBlock().size() != 4)
+    ArrayRef<int64_t> block = quant.getBlock();
+    if (block.size() != 4)
       return emitError() << "KV quant block must have 4 entries ([batch, "
                             "tokens, kv_heads, head_dim]), found "
-                         << quant.getBlock().size();
+                         << block.size();
+    // Scales are per head (block[2] == 1), either per token ([1, 1, 1, g])
+    // or static ([0, 0, 1, g]); g (0: the whole head dim) must divide both
+    // head dims so a group never straddles two heads.
+    bool perToken = block[0] == 1 && block[1] == 1;
+    bool isStatic = block[0] == 0 && block[1] == 0;
+    if ((!perToken && !isStatic) || block[2] != 1)
+      return emitError() << "KV quant block must be [1, 1, 1, g] (per token "
+                            "and head) or [0, 0, 1, g] (static per head), "
+                            "found ["
+                         << block << "]";
+    if (block[3] != 0 && (headDim % block[3] != 0 || valueHeadDim % block[3] != 0))
+      return emitError() << "KV quant group " << block[3]
+                         << " does not divide head_dim " << headDim
+                         << " and v_head_dim " << valueHeadDim;
+    if (quant.getBits() == 4 && (headDim % 2 != 0 || valueHeadDim % 2 != 0))
+      return emitError() << "a 4-bit KV cache packs two values per byte and "
+                            "needs even head dims, found "
+                         << headDim << " and " << valueHeadDim;
+    if (!quant.isSymmetric())
+      return emitError() << "KV quantization is symmetric (no zero point)";
   }
   return success();
 }

@@ -38,6 +38,23 @@ struct GraphPipelineOptions
                        llvm::cl::desc("With fuse: turn past/present KV "
                                       "concats into in-place kv_cache appends"),
                        llvm::cl::init(true)};
+  Option<std::string> kvLayout{*this, "kv-layout",
+                               llvm::cl::desc("With kv-cache: contiguous or paged"),
+                               llvm::cl::init("contiguous")};
+  Option<int64_t> kvBlockSize{*this, "kv-block-size",
+                              llvm::cl::desc("Tokens per block of a paged KV cache"),
+                              llvm::cl::init(16)};
+  Option<std::string> kvDtype{*this, "kv-dtype",
+                              llvm::cl::desc("With kv-cache: the KV element type "
+                                             "(empty: the model's; i8, f8E4M3FN, i4)"),
+                              llvm::cl::init("")};
+  Option<int64_t> kvGroup{*this, "kv-group",
+                          llvm::cl::desc("Elements per KV scale along the head dim "
+                                         "(0: the type's default)"),
+                          llvm::cl::init(0)};
+  Option<std::string> kvScaleType{*this, "kv-scale-type",
+                                  llvm::cl::desc("Scale type of a quantized KV cache"),
+                                  llvm::cl::init("f16")};
   Option<bool> pruneWeights{*this, "prune-weights",
                             llvm::cl::desc("Remove unread weight declarations"),
                             llvm::cl::init(true)};

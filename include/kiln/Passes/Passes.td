@@ -198,6 +198,47 @@ def FormKvCachePass : Pass<"kiln-form-kv-cache", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect", "mlir::arith::ArithDialect"];
 }
 
+def KvLayoutPass : Pass<"kiln-kv-layout", "mlir::func::FuncOp"> {
+  let summary = "Give every KV cache its storage layout and element type";
+  let description = [{
+    Rewrites the type of every `!kiln.kv_cache` value of the function (its
+    arguments, the results of `kiln.kv_cache_append`, the returned caches):
+
+    * `layout=paged` with `block-size=N` stores each sequence's keys and
+      values in blocks of N tokens addressed through a per-sequence block
+      table (any N >= 1; `contiguous` keeps one slab per sequence).
+    * `dtype=i8|f8E4M3FN|i4` quantizes the cache: `kiln.kv_cache_append`
+      quantizes each appended token per KV head (or per `group` elements
+      along the head dimension) with a scale of type `scale-type` computed
+      from the data, and `kiln.attention` dequantizes inside its inner loop.
+      The cache's compute type (what appends take and attention reads) stays
+      the model's. `i4` packs two values per byte and defaults to groups of
+      32 (when 32 divides the head dims).
+
+    Caches already quantized keep their scheme. The options compose: any
+    layout with any element type. Refusals (a group that does not divide the
+    head dims, a block size below 1, an unknown type) are errors on the
+    function.
+  }];
+  let options = [
+    Option<"layout", "layout", "std::string", /*default=*/"\"contiguous\"",
+           "Storage layout: contiguous or paged">,
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"16",
+           "Tokens per block of a paged cache">,
+    Option<"dtype", "dtype", "std::string", /*default=*/"\"\"",
+           "Element type: empty (the model's), i8, f8E4M3FN or i4">,
+    Option<"group", "group", "int64_t", /*default=*/"0",
+           "Elements per scale along the head dim (0: i8/f8 one per KV head, "
+           "i4 32)">,
+    Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
+           "Scale element type of a quantized cache: f16 or f32">
+  ];
+  let statistics = [
+    Statistic<"numRewritten", "rewritten-caches", "Number of KV-cache arguments given the layout">
+  ];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{

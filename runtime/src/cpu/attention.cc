@@ -1,13 +1,15 @@
 // kiln.attention: scaled dot-product attention in BSHD layout with
 // grouped-query heads, the none / causal / sliding_window / tree mask kinds,
 // an explicit boolean or additive attn_mask, and softcap. Keys and values
-// come from kv(key, value) tensors or from a cache(...) operand (a contiguous
-// !kiln.kv_cache: its rows [0, length) are the keys, and the queries are the
-// last Sq of them, the same alignment as with tensors). Computed in f32
-// whatever the operand types. The kernel addresses K/V rows through
-// (batch, token, head) strides, so f32 tensors and f32 caches are read in
-// place; f16 / bf16 / quantized tensors and f16 / bf16 caches (their live
-// rows only) are converted to f32 once per call.
+// come from kv(key, value) tensors or from a cache(...) operand (a
+// !kiln.kv_cache of any layout and storage type: its rows [0, length) are
+// the keys, and the queries are the last Sq of them, the same alignment as
+// with tensors). Computed in f32 whatever the operand types. f32 tensors and
+// contiguous f32 caches are read in place through (batch, token, head)
+// strides; f16 / bf16 / quantized tensors are converted to f32 once per
+// call; every other cache (paged, f16 / bf16, quantized) is read row by row
+// through its block table as the key and value blocks are packed, and
+// dequantized there: no full-size copy of the cache is made.
 //
 // Each task owns a run of query rows of one (batch, query head). A row
 // visits only the keys its mask kind can make visible (for causal prefill,
@@ -16,8 +18,8 @@
 // sees no key at all (every key masked, or -inf additive masks) yields
 // zeros rather than 0/0.
 //
-// Not implemented yet (UNIMPLEMENTED): quantized caches, and sparsity (mask
-// kind sparse, sparse_index operands).
+// Not implemented yet (UNIMPLEMENTED): sparsity (mask kind sparse,
+// sparse_index operands).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/kv_codec.h"
 #include "cpu/llm_util.h"
 
 namespace kiln {
@@ -87,10 +90,12 @@ struct AttentionTask {
   int64_t q_blocks;  // ceil(Sq / q_rows)
   // Data: q in its dtype; k, v f32, row (b, j, h) of K at
   // k + b * k_bstride + j * k_tstride + h * k_hstride (likewise V): a BSHD
-  // tensor or a cache's [batch][head][capacity] rows.
+  // tensor or a cache's [batch][head][capacity] rows. With `cache` set, rows
+  // come from it instead (KvCache::Row, decoded to f32).
   const Tensor* q;
   const float* k;
   const float* v;
+  const KvCache* cache;
   int64_t k_bstride, k_tstride, k_hstride;
   int64_t v_bstride, v_tstride, v_hstride;
   Tensor* out;
@@ -126,7 +131,8 @@ struct AttentionTask {
     const int64_t dv_pad = (Dv + NR - 1) / NR * NR;
     std::vector<float> qa(size_t(rows_max * D)), kpanel(size_t(kb_pad * D)),
         vpanel(size_t(kKB * dv_pad)), sc(size_t(rows_max * kb_pad)),
-        o(size_t(rows_max * dv_pad)), row_max(static_cast<size_t>(rows_max)),
+        o(size_t(rows_max * dv_pad)), tmp(size_t(std::max(D, dv_pad))),
+        row_max(static_cast<size_t>(rows_max)),
         row_sum(static_cast<size_t>(rows_max)),
         mask_vals(static_cast<size_t>(kKB));
     const bool bool_mask = attn_mask && attn_mask->dtype == KILN_DTYPE_I1;
@@ -156,7 +162,7 @@ struct AttentionTask {
         const int64_t kb = std::min(kKB, last_hi - j0);
         if (j0 >= first_lo_end && j0 + kb <= first_lo)
           continue;  // a sliding window's gap
-        PackKeys<NR>(b, kvh, j0, kb, kpanel.data());
+        PackKeys<NR>(b, kvh, j0, kb, kpanel.data(), tmp.data());
         MultiplyPanel<float, VB>(rows, kb_pad / NR, D, qa.data(), D,
                                  kpanel.data(), sc.data(), kb_pad, true);
         bool any = false;
@@ -166,7 +172,7 @@ struct AttentionTask {
                          &row_max[size_t(r)], &row_sum[size_t(r)],
                          o.data() + r * dv_pad);
         if (!any) continue;
-        PackValues<NR>(b, kvh, j0, kb, dv_pad, vpanel.data());
+        PackValues<NR>(b, kvh, j0, kb, dv_pad, vpanel.data(), tmp.data());
         MultiplyPanel<float, VB>(rows, dv_pad / NR, kb, sc.data(), kb_pad,
                                  vpanel.data(), o.data(), dv_pad, false);
       }
@@ -186,13 +192,20 @@ struct AttentionTask {
   /// NR].
   template <int NR>
   KILN_ALWAYS_INLINE void PackKeys(int64_t b, int64_t kvh, int64_t j0,
-                                   int64_t kb, float* __restrict panel) const {
+                                   int64_t kb, float* __restrict panel,
+                                   float* __restrict tmp) const {
     const int64_t strips = (kb + NR - 1) / NR;
-    const float* rows = k + b * k_bstride + kvh * k_hstride + j0 * k_tstride;
+    const float* rows =
+        cache ? nullptr : k + b * k_bstride + kvh * k_hstride + j0 * k_tstride;
     for (int64_t jj = 0; jj < strips * NR; ++jj) {
       float* dst = panel + (jj / NR) * D * NR + jj % NR;
       if (jj < kb) {
         const float* src = rows + jj * k_tstride;
+        if (cache) {
+          KvLoadRow(*cache, KvRow(*cache, false, cache->Row(b, kvh, j0 + jj)),
+                    tmp);
+          src = tmp;
+        }
         for (int64_t d = 0; d < D; ++d) dst[d * NR] = src[d];
       } else {
         for (int64_t d = 0; d < D; ++d) dst[d * NR] = 0.f;
@@ -205,10 +218,17 @@ struct AttentionTask {
   template <int NR>
   KILN_ALWAYS_INLINE void PackValues(int64_t b, int64_t kvh, int64_t j0,
                                      int64_t kb, int64_t dv_pad,
-                                     float* __restrict panel) const {
-    const float* rows = v + b * v_bstride + kvh * v_hstride + j0 * v_tstride;
+                                     float* __restrict panel,
+                                     float* __restrict tmp) const {
+    const float* rows =
+        cache ? nullptr : v + b * v_bstride + kvh * v_hstride + j0 * v_tstride;
     for (int64_t jj = 0; jj < kb; ++jj) {
       const float* src = rows + jj * v_tstride;
+      if (cache) {
+        KvLoadRow(*cache, KvRow(*cache, true, cache->Row(b, kvh, j0 + jj)),
+                  tmp);
+        src = tmp;
+      }
       for (int64_t s = 0; s < dv_pad / NR; ++s) {
         float* dst = panel + (s * kb + jj) * NR;
         const int64_t w = std::min<int64_t>(NR, Dv - s * NR);
@@ -341,25 +361,15 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                          "the cache(...) operand is not a !kiln.kv_cache");
     cache = &ctx.cache_input(kCache);
-    switch (cache->dtype) {
-      case KILN_DTYPE_F32:
-      case KILN_DTYPE_F16:
-      case KILN_DTYPE_BF16:
-        break;
-      case KILN_DTYPE_I8:
-      case KILN_DTYPE_I4:
-      case KILN_DTYPE_F8E4M3FN:
-      case KILN_DTYPE_F8E5M2:
-        return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                           "a %s KV cache is quantized, which the CPU "
-                           "attention kernel does not read yet; quantized KV "
-                           "caches come with the KV-layout work",
-                           DtypeName(cache->dtype));
-      default:
-        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
-                           "KV cache element type %s is not f32, f16 or bf16",
-                           DtypeName(cache->dtype));
-    }
+    if (cache->dtype != KILN_DTYPE_F32 && cache->dtype != KILN_DTYPE_F16 &&
+        cache->dtype != KILN_DTYPE_BF16)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "KV cache element type %s is not f32, f16 or bf16",
+                         DtypeName(cache->dtype));
+    if (cache->quantized() && KvQmax(cache->stored()) == 0.f)
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "KV cache storage type %s is not i8, i4 or f8E4M3FN",
+                         DtypeName(cache->stored()));
     if (cache->length < 0 || cache->length > cache->capacity)
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                          "KV cache length %lld is outside its capacity %lld",
@@ -510,9 +520,10 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   if (out->numel() == 0) return nullptr;
 
   std::vector<float> kbuf, vbuf;
+  task.cache = nullptr;
   if (cache) {
     const int64_t cap = cache->capacity;
-    if (cache->dtype == KILN_DTYPE_F32) {
+    if (!cache->paged() && cache->stored() == KILN_DTYPE_F32) {
       // In place: row (b, j, h) is at ((b * Hkv + h) * capacity + j) * D.
       task.k = static_cast<const float*>(cache->key);
       task.v = static_cast<const float*>(cache->value);
@@ -523,29 +534,10 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
       task.v_tstride = Dv;
       task.v_hstride = cap * Dv;
     } else {
-      // The live rows of each (sequence, head) are contiguous in the cache,
-      // so each converts with one LoadRow into a [B][Hkv][Skv] f32 copy.
-      kbuf.resize(size_t(B * Hkv * Skv * D));
-      vbuf.resize(size_t(B * Hkv * Skv * Dv));
-      ctx.pool().parallel_for(
-          B * Hkv,
-          std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(Skv * (D + Dv), 1)),
-          [&](int64_t begin, int64_t end) {
-            for (int64_t bh = begin; bh < end; ++bh) {
-              LoadRow<float>(cache->dtype, cache->key, bh * cap * D, Skv * D,
-                             kbuf.data() + bh * Skv * D);
-              LoadRow<float>(cache->dtype, cache->value, bh * cap * Dv,
-                             Skv * Dv, vbuf.data() + bh * Skv * Dv);
-            }
-          });
-      task.k = kbuf.data();
-      task.v = vbuf.data();
-      task.k_bstride = Hkv * Skv * D;
-      task.k_tstride = D;
-      task.k_hstride = Skv * D;
-      task.v_bstride = Hkv * Skv * Dv;
-      task.v_tstride = Dv;
-      task.v_hstride = Skv * Dv;
+      task.cache = cache;
+      task.k = task.v = nullptr;
+      task.k_bstride = task.k_tstride = task.k_hstride = 0;
+      task.v_bstride = task.v_tstride = task.v_hstride = 0;
     }
   } else {
     if (!ctx.is_quantized(kKey) && ctx.input(kKey).dtype == KILN_DTYPE_F32) {

@@ -4,15 +4,18 @@
 // kiln.attention reads a cache directly (attention.cc) and kiln.shape_of
 // reports its logical shape (movement.cc).
 //
-// Only the contiguous layout with an unquantized element type (f32, f16,
-// bf16) exists on the CPU so far: appended tensors have the cache's type and
-// are copied row by row, no conversion. Quantized caches (i8, i4, f8) are
-// UNIMPLEMENTED.
+// Any layout (contiguous, paged) and storage type: rows are addressed
+// through KvCache::Row, and a quantized cache (i8, i4, f8E4M3FN) quantizes
+// each appended row with scales computed from it (kv_codec.h). Appended
+// tensors have the cache's element type. Static per-head scales
+// (scales(...) operands) are UNIMPLEMENTED.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/kv_codec.h"
 #include "cpu/llm_util.h"
 
 namespace kiln {
@@ -21,36 +24,24 @@ namespace {
 
 enum AppendOperand : size_t { kCache = 0, kKey, kValue, kKeyScale, kValueScale };
 
-bool IsQuantizedCacheDtype(kiln_dtype_t t) {
-  switch (t) {
-    case KILN_DTYPE_I8:
-    case KILN_DTYPE_I4:
-    case KILN_DTYPE_F8E4M3FN:
-    case KILN_DTYPE_F8E5M2:
-      return true;
-    default:
-      return false;
-  }
-}
-
-/// Checks operand `i` is a contiguous cache these kernels can move (an
-/// unquantized float type, a consistent length) and points `*cache` at it.
+/// Checks operand `i` is a cache these kernels can move (a float element
+/// type, a known storage type, a consistent length) and points `*cache` at
+/// it.
 kiln_status_t CheckCache(const KernelContext& ctx, size_t i,
                          const KvCache** cache) {
   if (ctx.num_inputs() <= i || !ctx.is_cache(i))
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "operand #%zu must be a !kiln.kv_cache", i);
   const KvCache& c = ctx.cache_input(i);
-  if (IsQuantizedCacheDtype(c.dtype))
-    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                       "a %s KV cache is quantized; quantized KV caches come "
-                       "with the KV-layout work",
-                       DtypeName(c.dtype));
   if (c.dtype != KILN_DTYPE_F32 && c.dtype != KILN_DTYPE_F16 &&
       c.dtype != KILN_DTYPE_BF16)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "KV cache element type %s is not f32, f16 or bf16",
                        DtypeName(c.dtype));
+  if (c.quantized() && KvQmax(c.stored()) == 0.f)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "KV cache storage type %s is not i8, i4 or f8E4M3FN",
+                       DtypeName(c.stored()));
   if (c.length < 0 || c.length > c.capacity)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "KV cache length %lld is outside its capacity %lld",
@@ -102,8 +93,9 @@ kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
   for (size_t i : {size_t(kKeyScale), size_t(kValueScale)})
     if (ctx.num_inputs() > i && ctx.has_input(i))
       return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED,
-                         "scales(...) are for a quantized KV cache; quantized "
-                         "KV caches come with the KV-layout work");
+                         "static KV scales (scales(...) operands) are not "
+                         "supported by the CPU kernel yet; use per-token "
+                         "scales");
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, kKey, "key"));
   KILN_RETURN_IF_ERROR(CheckFloatInput(ctx, kValue, "value"));
   const Tensor& k = ctx.input(kKey);
@@ -124,24 +116,32 @@ kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(ctx.append_cache(0, kCache, S, &out));
   const int64_t start = out->length - S;
   const int64_t Hkv = out->kv_heads, D = out->head_dim, Dv = out->v_head_dim;
-  const size_t esize = ElemBytes(out->dtype);
-  const uint8_t* ksrc = static_cast<const uint8_t*>(k.data);
-  const uint8_t* vsrc = static_cast<const uint8_t*>(v.data);
-  uint8_t* kdst = static_cast<uint8_t*>(out->key);
-  uint8_t* vdst = static_cast<uint8_t*>(out->value);
+  const size_t esize = ElemBytes(k.dtype);
   if (S == 0 || out->batch * Hkv == 0) return nullptr;
+  const KvCache& c = *out;
   // One task per run of (sequence, head) pairs: each writes its own rows.
   ctx.pool().parallel_for(
-      out->batch * Hkv, HeadGrain(S, D + Dv), [&](int64_t begin, int64_t end) {
+      c.batch * Hkv, HeadGrain(S, D + Dv), [&](int64_t begin, int64_t end) {
+        std::vector<float> row(size_t(std::max(D, Dv)));
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / Hkv, h = bh % Hkv;
           for (int64_t s = 0; s < S; ++s) {
-            const int64_t row = (b * S + s) * Hkv + h;
-            std::memcpy(kdst + size_t(out->KeyOffset(b, h, start + s)) * esize,
-                        ksrc + size_t(row * D) * esize, size_t(D) * esize);
-            std::memcpy(
-                vdst + size_t(out->ValueOffset(b, h, start + s)) * esize,
-                vsrc + size_t(row * Dv) * esize, size_t(Dv) * esize);
+            const int64_t src = (b * S + s) * Hkv + h;
+            const int64_t dst = c.Row(b, h, start + s);
+            for (bool value : {false, true}) {
+              const Tensor& t = value ? v : k;
+              const int64_t dim = value ? Dv : D;
+              const KvRowRef r = KvRow(c, value, dst);
+              if (!c.quantized()) {
+                std::memcpy(r.data,
+                            static_cast<const uint8_t*>(t.data) +
+                                size_t(src * dim) * esize,
+                            size_t(dim) * esize);
+              } else {
+                LoadRow<float>(t.dtype, t.data, src * dim, dim, row.data());
+                KvStoreRow(c, r, row.data());
+              }
+            }
           }
         }
       });
@@ -170,23 +170,19 @@ kiln_status_t KvCacheReadKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(ctx.allocate_output(0, Dims{B, T, Hkv, D}, &k));
   KILN_RETURN_IF_ERROR(ctx.allocate_output(1, Dims{B, T, Hkv, Dv}, &v));
   if (T == 0 || B * Hkv == 0) return nullptr;
-  const size_t esize = ElemBytes(c.dtype);
-  const uint8_t* ksrc = static_cast<const uint8_t*>(c.key);
-  const uint8_t* vsrc = static_cast<const uint8_t*>(c.value);
-  uint8_t* kdst = static_cast<uint8_t*>(k->data);
-  uint8_t* vdst = static_cast<uint8_t*>(v->data);
   ctx.pool().parallel_for(
       B * Hkv, HeadGrain(T, D + Dv), [&](int64_t begin, int64_t end) {
+        std::vector<float> row(size_t(std::max(D, Dv)));
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / Hkv, h = bh % Hkv;
           for (int64_t t = 0; t < T; ++t) {
-            const int64_t row = (b * T + t) * Hkv + h;
-            std::memcpy(kdst + size_t(row * D) * esize,
-                        ksrc + size_t(c.KeyOffset(b, h, t)) * esize,
-                        size_t(D) * esize);
-            std::memcpy(vdst + size_t(row * Dv) * esize,
-                        vsrc + size_t(c.ValueOffset(b, h, t)) * esize,
-                        size_t(Dv) * esize);
+            const int64_t dst = (b * T + t) * Hkv + h;
+            for (bool value : {false, true}) {
+              Tensor* o = value ? v : k;
+              const int64_t dim = value ? Dv : D;
+              KvLoadRow(c, KvRow(c, value, c.Row(b, h, t)), row.data());
+              StoreRow<float>(row.data(), dim, o->dtype, o->data, dst * dim);
+            }
           }
         }
       });

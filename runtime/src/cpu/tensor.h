@@ -117,28 +117,60 @@ struct QTensor {
 };
 
 
-/// One layer's KV cache (a !kiln.kv_cache value) as kernels see it. Layout
-/// `contiguous`: keys are [batch][kv_heads][capacity][head_dim] and values
-/// [batch][kv_heads][capacity][v_head_dim], both of `dtype`; rows [0, length)
-/// of every (sequence, head) hold the tokens seen so far, the same number for
-/// every sequence of the batch. The storage belongs to the executor or to the
-/// session that bound it; kernels never own it. (Paged and quantized layouts
-/// add fields here.)
+/// One layer's KV cache (a !kiln.kv_cache value) as kernels see it.
+///
+/// Storage is a pool of blocks; block n holds `block_size` token rows of
+/// every KV head, keys at key + ((n * kv_heads + h) * block_size + slot) rows
+/// of head_dim elements (values likewise with v_head_dim). Token t of
+/// sequence b is in block block_table[b * blocks_per_seq + t / block_size],
+/// slot t % block_size (layout `paged`). The contiguous layout is the same
+/// with no table: sequence b is block b and block_size is `capacity`, so
+/// keys are [batch][kv_heads][capacity][head_dim].
+///
+/// Element type: rows hold `storage` elements (`dtype` when unset). When that is a quantized type
+/// (i8, i4 packed two per byte with element 0 in the low nibble, f8E4M3FN),
+/// each row has dim / group scales (one when group is 0) of `scale_dtype`
+/// at key_scale (value_scale) + row * groups, and a stored element x means
+/// x * scale. `dtype` is the float type appends take and reads return.
+///
+/// Rows [0, length) of every (sequence, head) hold the tokens seen so far,
+/// the same number for every sequence of the batch; capacity rows are
+/// addressable. The storage belongs to the executor or to the session that
+/// bound it; kernels never own it.
 struct KvCache {
   kiln_dtype_t dtype = KILN_DTYPE_INVALID;
+  kiln_dtype_t storage = KILN_DTYPE_INVALID;
+  kiln_dtype_t scale_dtype = KILN_DTYPE_INVALID;
+  int64_t group = 0;
   int64_t batch = 0, kv_heads = 0, head_dim = 0, v_head_dim = 0;
   int64_t capacity = 0;  // rows per (sequence, head)
   int64_t length = 0;    // valid rows per (sequence, head)
+  int64_t block_size = 0;           // 0: contiguous
+  const int32_t* block_table = nullptr;
+  int64_t blocks_per_seq = 0;       // row stride of block_table
   void* key = nullptr;
   void* value = nullptr;
+  void* key_scale = nullptr;
+  void* value_scale = nullptr;
 
-  /// Element offset of key row (b, h, t); ValueOffset likewise for values.
-  int64_t KeyOffset(int64_t b, int64_t h, int64_t t) const {
-    return ((b * kv_heads + h) * capacity + t) * head_dim;
+  bool paged() const { return block_size > 0; }
+  /// The stored element type (`storage`, or `dtype` when unset).
+  kiln_dtype_t stored() const { return storage == KILN_DTYPE_INVALID ? dtype : storage; }
+  bool quantized() const { return stored() != dtype; }
+  /// Row index of token t of (sequence b, head h) in the block pool.
+  int64_t Row(int64_t b, int64_t h, int64_t t) const {
+    if (block_size == 0) return (b * kv_heads + h) * capacity + t;
+    const int64_t blk = block_table[b * blocks_per_seq + t / block_size];
+    return (blk * kv_heads + h) * block_size + t % block_size;
   }
+  /// Element offset of key row (b, h, t); ValueOffset likewise for values
+  /// (unquantized storage).
+  int64_t KeyOffset(int64_t b, int64_t h, int64_t t) const { return Row(b, h, t) * head_dim; }
   int64_t ValueOffset(int64_t b, int64_t h, int64_t t) const {
-    return ((b * kv_heads + h) * capacity + t) * v_head_dim;
+    return Row(b, h, t) * v_head_dim;
   }
+  /// Scales per row of `dim` elements (quantized storage).
+  int64_t Groups(int64_t dim) const { return group > 0 ? dim / group : 1; }
 };
 
 }  // namespace kiln

@@ -127,5 +127,37 @@ func.func @f(%c: !kiln.kv_cache<contiguous, i8, kv_heads = 2, head_dim = 64, qua
 
 // -----
 
+// expected-error @+1 {{KV quant block must be [1, 1, 1, g] (per token and head) or [0, 0, 1, g] (static per head), found [1, 0, 1, 0]}}
+func.func @f(%c: !kiln.kv_cache<contiguous, i8, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = i8, expressed = bf16, block = [1, 0, 1, 0], scale = f32>>)
+
+// -----
+
+// A scale shared across heads is refused.
+// expected-error @+1 {{KV quant block must be [1, 1, 1, g]}}
+func.func @f(%c: !kiln.kv_cache<paged<16>, i8, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = i8, expressed = bf16, block = [1, 1, 0, 0], scale = f32>>)
+
+// -----
+
+// expected-error @+1 {{KV quant group 24 does not divide head_dim 64 and v_head_dim 64}}
+func.func @f(%c: !kiln.kv_cache<paged<16>, i4, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = i4, expressed = f32, block = [1, 1, 1, 24], scale = f16>>)
+
+// -----
+
+// The group must divide v_head_dim too.
+// expected-error @+1 {{KV quant group 32 does not divide head_dim 64 and v_head_dim 48}}
+func.func @f(%c: !kiln.kv_cache<contiguous, i8, kv_heads = 2, head_dim = 64, v_head_dim = 48, quant = #kiln.quant<storage = i8, expressed = f32, block = [1, 1, 1, 32], scale = f16>>)
+
+// -----
+
+// expected-error @+1 {{a 4-bit KV cache packs two values per byte and needs even head dims, found 15 and 15}}
+func.func @f(%c: !kiln.kv_cache<contiguous, i4, kv_heads = 2, head_dim = 15, quant = #kiln.quant<storage = i4, expressed = f32, block = [1, 1, 1, 0], scale = f16>>)
+
+// -----
+
+// expected-error @+1 {{KV quantization is symmetric (no zero point)}}
+func.func @f(%c: !kiln.kv_cache<contiguous, i8, kv_heads = 2, head_dim = 64, quant = #kiln.quant<storage = i8, expressed = f32, block = [1, 1, 1, 0], scale = f16, zero_point = i8>>)
+
+// -----
+
 // expected-error @+1 {{expected 'v_head_dim' or 'quant'}}
 func.func @f(%c: !kiln.kv_cache<contiguous, bf16, kv_heads = 2, head_dim = 64, layers = 4>)
