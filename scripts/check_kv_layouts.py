@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Checks every KV-cache layout and element type against the contiguous cache
+of the model's own type, on the test models, and reports what quantized KV
+costs.
+
+For each model folder (test/Import/fixtures/<name>) and each variant
+(kiln-compile --kv-layout / --kv-dtype, see VARIANTS):
+
+1. Tensor mode: a prefill of a batch of 2 random 5-token prompts and
+   DECODE_STEPS decode steps through `kiln-run --inputs`, every step fed the
+   same inputs as the contiguous artifact (its presents become both sides'
+   pasts, which a quantized cache quantizes on the way in).
+2. Greedy generation: `kiln-run --json` on two prompts of different lengths
+   in one batch, GREEDY_TOKENS tokens each.
+
+Paged caches of the model's type hold the same values, so their logits and
+presents must be bit-identical and their tokens equal. Quantized caches are
+held to per-scheme bounds (BOUNDS, on float32 models; logits are compared
+relative to the largest logit magnitude of the step; the first layer's presents, which
+depend on the inputs only, to the largest magnitude of each row's values) and report their greedy agreement:
+the share of generated tokens before each sequence first differs from the
+contiguous cache's, averaged over the sequences.
+
+Prints one line per model and variant and `N passed, N failed`, or with
+--table a Markdown table of the quantized variants' errors.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from check_runner import run_all
+from compare_ort import Model, run_kiln
+
+DECODE_STEPS = 3
+GREEDY_TOKENS = 32
+SEED = 20261202
+
+# name -> kiln-compile options.
+VARIANTS = {
+    "paged:1": ["--kv-layout=paged:1"],
+    "paged:16": ["--kv-layout=paged:16"],
+    "int8": ["--kv-dtype=int8"],
+    "int8 paged:16": ["--kv-dtype=int8", "--kv-layout=paged:16"],
+    "fp8 paged:8": ["--kv-dtype=fp8", "--kv-layout=paged:8"],
+    "int4 paged:32": ["--kv-dtype=int4", "--kv-layout=paged:32"],
+    "int4 g8 paged:16": ["--kv-dtype=int4", "--kv-group=8", "--kv-layout=paged:16"],
+}
+
+# Quantized variants: (largest logit error / largest |logit|, largest present
+# error / largest |value| of its row). The present bound is the storage's
+# half step (qmax 127, 448 with 3 mantissa bits, 7) plus the f16 scale's
+# rounding; the logit bounds are the largest errors the 28 test models show
+# (int8 7.2e-3, fp8 3.3e-2, int4 1.8e-1) with headroom.
+BOUNDS = {
+    "int8": (2e-2, 0.5 / 127 + 2e-3),
+    "fp8": (8e-2, 2 ** -4 + 2e-3),
+    "int4": (3e-1, 0.5 / 7 + 2e-3),
+}
+
+
+def scheme(variant):
+    return next((s for s in BOUNDS if variant.startswith(s)), None)
+
+
+def compile_model(tools, model, artifact, options):
+    r = subprocess.run([tools["kiln-compile"], model.path, "-o", artifact, "--quiet", *options],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}")
+
+
+def generate(tools, artifact, prompts):
+    cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
+           "--max-new-tokens", str(GREEDY_TOKENS)]
+    for p in prompts:
+        cmd += ["--prompt-ids", ",".join(map(str, p))]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"generation failed: {r.stderr.strip()}")
+    return [s["generated_ids"] for s in json.loads(r.stdout)["sequences"]]
+
+
+def agreement(got, want):
+    """Share of tokens before the first difference, averaged over sequences."""
+    shares = []
+    for g, w in zip(got, want):
+        n = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), min(len(g), len(w)))
+        shares.append(n / max(len(w), 1))
+    return float(np.mean(shares))
+
+
+def check_variant(folder, variant, tools, workdir, results):
+    model = Model(folder)
+    try:
+        base = os.path.join(workdir, "base.kiln")
+        other = os.path.join(workdir, "variant.kiln")
+        compile_model(tools, model, base, [])
+        compile_model(tools, model, other, VARIANTS[variant])
+        quant = scheme(variant)
+        rng = np.random.default_rng(SEED)
+        batch = 2
+        ids = rng.integers(0, model.vocab, (batch, 5), dtype=np.int64)
+        past = model.empty_past(batch)
+        total = 0
+        problems = []
+        logit_err = present_err = 0.0
+        for step in range(1 + DECODE_STEPS):
+            s = ids.shape[1]
+            positions = np.tile(np.arange(total, total + s, dtype=np.int64), (batch, 1))
+            mask = np.ones((batch, total + s), np.int64)
+            feeds = model.feeds(ids, mask, positions, past)
+            want = run_kiln(tools["kiln-run"], base, model, feeds, workdir, f"{step}b")
+            got = run_kiln(tools["kiln-run"], other, model, feeds, workdir, f"{step}v")
+            for name, g, w in zip(model.outputs, got, want):
+                if g.shape != w.shape or g.dtype != w.dtype:
+                    problems.append(f"step {step} {name}: {g.dtype}{list(g.shape)} vs "
+                                    f"{w.dtype}{list(w.shape)}")
+                    continue
+                if not quant:
+                    if not np.array_equal(g, w, equal_nan=True):
+                        d = np.abs(g.astype(np.float64) - w)
+                        problems.append(f"step {step} {name}: not bit-identical "
+                                        f"({int((d > 0).sum())} values differ, max {d.max():.3g})")
+                    continue
+                if g.size == 0:
+                    continue
+                d = np.abs(g.astype(np.float64) - w)
+                if name == "logits":
+                    err = float(d.max() / max(np.abs(w).max(), 1e-30))
+                    logit_err = max(logit_err, err)
+                    if err > BOUNDS[quant][0]:
+                        problems.append(f"step {step} logits: error {err:.3g} of the largest "
+                                        f"logit > {BOUNDS[quant][0]}")
+                elif name.startswith("present.0."):
+                    # The first layer's new keys and values depend on the
+                    # inputs only; later layers' carry the error of the
+                    # attention before them, which the logits bound covers.
+                    # Rows are the last axis: [batch, heads, tokens, dim].
+                    scale = np.maximum(np.abs(w).max(axis=-1, keepdims=True), 1e-30)
+                    err = float((d / scale).max())
+                    present_err = max(present_err, err)
+                    if err > BOUNDS[quant][1]:
+                        problems.append(f"step {step} {name}: error {err:.3g} of the row's "
+                                        f"largest value > {BOUNDS[quant][1]:.3g}")
+            past = model.next_past(want)
+            logits = want[model.outputs.index("logits")]
+            ids = np.argmax(logits[:, -1], axis=-1).astype(np.int64)[:, None]
+            total += s
+
+        prompts = [rng.integers(0, model.vocab, 7).tolist(),
+                   rng.integers(0, model.vocab, 3).tolist()]
+        want = generate(tools, base, prompts)
+        got = generate(tools, other, prompts)
+        agree = agreement(got, want)
+        if not quant and got != want:
+            problems.append(f"greedy tokens differ: {got} vs {want}")
+        if quant:
+            results.append((os.path.basename(os.path.normpath(folder)), variant, logit_err,
+                            present_err, agree))
+            summary = (f"logits error {logit_err:.2e}, presents {present_err:.2e} (of the row's "
+                       f"largest); greedy agreement {agree:.0%} over {GREEDY_TOKENS} tokens x "
+                       f"{len(prompts)}")
+        else:
+            summary = (f"bit-identical logits and presents over prefill + {DECODE_STEPS} steps; "
+                       f"greedy {GREEDY_TOKENS} tokens x {len(prompts)} equal")
+        return problems, summary
+    finally:
+        model.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="model folders (model.onnx + io.json)")
+    ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated variants (default: all)")
+    ap.add_argument("--table", action="store_true",
+                    help="also print a Markdown table of the quantized variants")
+    args = ap.parse_args()
+    tools = {t: os.path.join(args.bin, t) for t in ("kiln-compile", "kiln-run")}
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant '{v}' (have: {', '.join(VARIANTS)})")
+    results = []
+    runs = [(f"{os.path.basename(os.path.normpath(f))} [{v}]", (f, v))
+            for f in args.models for v in variants]
+    status = run_all(runs, lambda f, v, workdir: check_variant(f, v, tools, workdir, results))
+    if args.table and results:
+        print("\n| model | KV | logit error | present error | greedy agreement |")
+        print("|---|---|---|---|---|")
+        for name, v, le, pe, ag in results:
+            print(f"| {name} | {v} | {le:.2e} | {pe:.2e} | {ag:.0%} |")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
