@@ -42,6 +42,11 @@ trap 'rm -rf "$work"' EXIT
 # weights (fused q/k/v and gate/up, built at load).
 "$KILN_COMPILE" "$ROOT/test/Import/fixtures/gemma2-genai-int4/model.onnx" -o "$work/w.kiln" --quiet
 "$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-torchscript/model.onnx" -o "$work/p.kiln" --quiet
+# Paged and quantized KV caches (int4 packed, blocks of 3 tokens; fp8 paged).
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/qwen2-torchscript/model.onnx" -o "$work/kv4.kiln" --quiet \
+  --kv-dtype=int4 --kv-group=8 --kv-layout=paged:3
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx" -o "$work/kv8.kiln" --quiet \
+  --kv-dtype=fp8 --kv-layout=paged:16
 head -c 1000 "$work/m.kiln" > "$work/trunc.kiln"
 python3 - "$work" <<'PY'
 import sys
@@ -69,6 +74,9 @@ expect 0 "$RUN" "$work/m.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-t
 expect 0 "$RUN" "$work/g.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8 --temperature 0.7 --top-k 10 --top-p 0.9
 expect 0 "$RUN" "$work/w.kiln" --prompt-ids 1,2,3,4,5,6,7,8,9,10 --prompt-ids 5,6 --max-new-tokens 24 --ignore-eos
 expect 0 "$RUN" "$work/p.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8
+expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2,3,4,5,6,7 --prompt-ids 5,6 --max-new-tokens 12 --ignore-eos
+expect 0 "$RUN" "$work/kv8.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8
+expect 1 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2 --max-seq-len 4 --max-new-tokens 8
 expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999

@@ -4,6 +4,7 @@
 // half of the C API.
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <map>
 #include <new>
@@ -499,6 +500,7 @@ void kiln_session_options_init(kiln_session_options_t* options) {
   if (!options) return;
   std::memset(options, 0, sizeof(*options));
   options->struct_size = sizeof(*options);
+  options->prefix_reuse = 1;
 }
 
 kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options_t* options,
@@ -524,6 +526,9 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
     return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                             "max_sequence_length %lld is negative",
                             (long long)opts.max_sequence_length);
+  if (opts.kv_cache_blocks < 0 || opts.kv_cache_blocks > INT32_MAX)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "kv_cache_blocks %lld is out of range",
+                            (long long)opts.kv_cache_blocks);
   kiln_device_kind_t device = KILN_DEVICE_CPU;
   std::string device_reason;
   std::unique_ptr<kiln::Accelerator> accelerator;
@@ -534,6 +539,8 @@ kiln_status_t kiln_session_create(kiln_model_t model, const kiln_session_options
   session->model = model;
   session->device = device;
   session->device_reason = std::move(device_reason);
+  session->kv_cache_blocks = opts.kv_cache_blocks;
+  session->prefix_reuse = opts.prefix_reuse != 0;
   session->max_sequence_length = opts.max_sequence_length
                                      ? opts.max_sequence_length
                                      : model->manifest.model.max_sequence_length;

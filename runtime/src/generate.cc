@@ -170,11 +170,27 @@ class Generator {
   std::vector<KvStorage> kv_store_;   // per layer: kv_'s rows
   // Paged caches: one block pool (the same block ids in every layer) and a
   // block table row per sequence of the group, filled as sequences grow.
+  // With the session's pool (every layer paged), blocks come from it and
+  // go back when the group ends; otherwise the group has a pool of its own.
   BlockAllocator blocks_;
+  PagedKvPool* pool_ = nullptr;
   std::vector<int32_t> table_;
   int64_t blocks_per_seq_ = 0, block_size_ = 0, held_ = 0;
   /// Gives every sequence of the group blocks for `tokens` positions.
   kiln_status_t EnsureBlocks(size_t B, int64_t tokens);
+  /// Points every layer's cache at the pool's storage (which may have
+  /// grown) with a batch of B.
+  void RefreshViews(size_t B);
+  /// Returns the group's blocks to the session pool.
+  void ReleaseBlocks(size_t B);
+  /// Prefix reuse before the prefill of an unpadded group of B prompts of
+  /// P tokens: takes cached blocks, computes a prefix the prompts share
+  /// once, and returns the tokens per sequence now in the cache (a multiple
+  /// of the block size, < P).
+  kiln_status_t ReusePrefix(const Group& group, const int64_t* const* prompts, size_t P,
+                            int64_t* reused);
+  /// Caches the full prompt blocks of the group's sequences.
+  void CachePrompts(const Group& group, const int64_t* const* prompts, size_t P);
   std::vector<Tensor> inputs_;
   std::vector<float> row_;
 };
@@ -189,15 +205,128 @@ kiln_status_t Generator::EnsureBlocks(size_t B, int64_t tokens) {
                             (long long)tokens, (long long)want, (long long)blocks_per_seq_);
   for (; held_ < want; ++held_)
     for (size_t b = 0; b < B; ++b) {
-      const int32_t id = blocks_.Allocate();
-      if (id < 0)
+      const int32_t id = pool_ ? pool_->Allocate() : blocks_.Allocate();
+      if (id < 0) {
+        const BlockAllocator& a = pool_ ? pool_->allocator() : blocks_;
         return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
-                                "the KV block pool of %d blocks is used up", blocks_.total());
+                                "the KV block pool of %d blocks is used up (%d held, %d of them "
+                                "by the prefix cache); %lld tokens per sequence need %lld",
+                                a.total(), a.used(), pool_ ? pool_->cached_blocks() : 0,
+                                (long long)tokens, (long long)want);
+      }
       table_[b * size_t(blocks_per_seq_) + size_t(held_)] = id;
     }
-  for (KvCache& c : kv_)
-    if (c.block_size > 0) c.capacity = held_ * block_size_;
+  RefreshViews(B);
   return nullptr;
+}
+
+void Generator::RefreshViews(size_t B) {
+  for (size_t l = 0; l < kv_.size(); ++l) {
+    KvCache& c = kv_[l];
+    if (c.block_size == 0) continue;
+    if (pool_) {
+      const KvCache p = pool_->Layer(l);
+      c.key = p.key;
+      c.value = p.value;
+      c.key_scale = p.key_scale;
+      c.value_scale = p.value_scale;
+    }
+    c.batch = int64_t(B);
+    c.capacity = held_ * block_size_;
+  }
+}
+
+void Generator::ReleaseBlocks(size_t B) {
+  if (!pool_) return;
+  for (size_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < held_; ++i) pool_->Release(table_[b * size_t(blocks_per_seq_) + size_t(i)]);
+  held_ = 0;
+}
+
+kiln_status_t Generator::ReusePrefix(const Group& group, const int64_t* const* prompts, size_t P,
+                                     int64_t* reused) {
+  *reused = 0;
+  const size_t B = group.seqs.size();
+  const int64_t bs = block_size_;
+  // Whole blocks only, and at least the last prompt token is computed (its
+  // logits choose the first generated token).
+  const int64_t max_blocks = (int64_t(P) - 1) / bs;
+  if (max_blocks == 0) return nullptr;
+  // Cached blocks each prompt can take, and the prefix all prompts share.
+  int64_t cached = max_blocks;
+  std::vector<std::vector<int32_t>> chains(B);
+  for (size_t b = 0; b < B; ++b) {
+    const int64_t* p = prompts[group.seqs[b]];
+    uint64_t parent = 0;
+    while (int64_t(chains[b].size()) < cached) {
+      const int64_t* blk = p + int64_t(chains[b].size()) * bs;
+      const int32_t id = pool_->Lookup(parent, blk);
+      if (id < 0) break;
+      chains[b].push_back(id);
+      parent = PagedKvPool::ChainHash(parent, blk, bs);
+    }
+    cached = std::min<int64_t>(cached, int64_t(chains[b].size()));
+  }
+  int64_t common = int64_t(P) - 1;
+  const int64_t* p0 = prompts[group.seqs[0]];
+  for (size_t b = 1; b < B; ++b) {
+    const int64_t* p = prompts[group.seqs[b]];
+    int64_t n = 0;
+    while (n < common && p[n] == p0[n]) ++n;
+    common = n;
+  }
+  const int64_t shared = B > 1 ? common / bs : 0;
+  const int64_t R = std::max(cached, shared);
+  if (R == 0) return nullptr;
+  // Each sequence takes its cached blocks.
+  for (size_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < cached; ++i) {
+      pool_->Retain(chains[b][size_t(i)]);
+      table_[b * size_t(blocks_per_seq_) + size_t(i)] = chains[b][size_t(i)];
+    }
+  held_ = cached;
+  int64_t computed = 0;
+  if (shared > cached) {
+    // The prompts' common prefix beyond the cache, computed once for the
+    // first sequence; the others share its blocks.
+    const int64_t from = cached * bs, to = shared * bs;
+    ids_.assign(p0 + from, p0 + to);
+    mask_.assign(size_t(to), 1);
+    positions_.resize(size_t(to - from));
+    for (int64_t t = from; t < to; ++t) positions_[size_t(t - from)] = t;
+    // A batch of one: row 0 of the table gets the new blocks; the other
+    // rows then share them.
+    const int64_t before = held_;
+    for (KvCache& c : kv_) c.length = from;
+    KILN_RETURN_IF_ERROR(EnsureBlocks(1, to));
+    Clock::time_point t0 = Clock::now();
+    KILN_RETURN_IF_ERROR(Step(1, to - from));
+    g_->stats.prefill_ms += Ms(t0, Clock::now());
+    for (size_t b = 1; b < B; ++b)
+      for (int64_t i = before; i < shared; ++i) {
+        pool_->Retain(table_[size_t(i)]);
+        table_[b * size_t(blocks_per_seq_) + size_t(i)] = table_[size_t(i)];
+      }
+    computed = to - from;
+  }
+  held_ = R;
+  RefreshViews(B);
+  for (KvCache& c : kv_) c.length = R * bs;
+  *reused = R * bs;
+  pool_->reused_tokens += uint64_t(int64_t(B) * R * bs - computed);
+  return nullptr;
+}
+
+void Generator::CachePrompts(const Group& group, const int64_t* const* prompts, size_t P) {
+  const int64_t bs = block_size_;
+  for (size_t b = 0; b < group.seqs.size(); ++b) {
+    const int64_t* p = prompts[group.seqs[b]];
+    uint64_t parent = 0;
+    for (int64_t i = 0; (i + 1) * bs <= int64_t(P) && i < held_; ++i) {
+      pool_->Insert(parent, p + i * bs, table_[b * size_t(blocks_per_seq_) + size_t(i)]);
+      parent = PagedKvPool::ChainHash(parent, p + i * bs, bs);
+    }
+  }
 }
 
 kiln_status_t Generator::Step(size_t B, int64_t S) {
@@ -278,13 +407,18 @@ kiln_status_t Generator::ResetCache(size_t B, int64_t tokens) {
         if (block_size_ == 0) {
           block_size_ = d.block_size;
           blocks_per_seq_ = (tokens + block_size_ - 1) / block_size_;
-          blocks_.Reset(int32_t(int64_t(B) * blocks_per_seq_));
+          if (!pool_) blocks_.Reset(int32_t(int64_t(B) * blocks_per_seq_));
           table_.assign(B * size_t(blocks_per_seq_), 0);
         }
         c.block_size = block_size_;
         c.blocks_per_seq = blocks_per_seq_;
         c.block_table = table_.data();
         c.capacity = 0;
+        if (pool_) {
+          // The session's pool holds the rows (RefreshViews points at them).
+          KILN_RETURN_IF_ERROR(e_.BindCache(value, &c));
+          continue;
+        }
         rows = int64_t(blocks_.total()) * d.kv_heads * block_size_;
       } else {
         // Room for every token of the group up front: appends never move it.
@@ -318,6 +452,10 @@ kiln_status_t Generator::ResetCache(size_t B, int64_t tokens) {
       std::memset(c.data(), 0, bytes);
     }
   }
+  uint64_t bytes = 0;
+  for (const KvStorage& st : kv_store_) bytes += st.bytes();
+  for (const AlignedBuffer& b : cache_) bytes += b.capacity();
+  s_->kv_bytes = bytes;
   return nullptr;
 }
 
@@ -344,14 +482,39 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
     real[b] = int64_t(len);
   }
   KILN_RETURN_IF_ERROR(ResetCache(B, int64_t(P) + o_.max_new_tokens));
+  // The group's blocks go back to the session pool however it ends.
+  struct Release {
+    Generator* g;
+    size_t B;
+    ~Release() { g->ReleaseBlocks(B); }
+  } release{this, B};
+  RefreshViews(B);
+  bool unpadded = true;
+  for (size_t i : group.seqs) unpadded &= lens[i] == P;
+  const bool reuse = pool_ && s_->prefix_reuse && unpadded;
+  int64_t R = 0;
+  if (reuse) {
+    KILN_RETURN_IF_ERROR(ReusePrefix(group, prompts, P, &R));
+    if (R > 0) {
+      // The prefill computes the rest of each prompt after the R cached
+      // tokens.
+      ids_.clear();
+      for (size_t i : group.seqs) ids_.insert(ids_.end(), prompts[i] + R, prompts[i] + P);
+      mask_.assign(B * P, 1);
+      positions_.resize(B * (P - size_t(R)));
+      for (size_t b = 0; b < B; ++b)
+        for (size_t t = size_t(R); t < P; ++t) positions_[b * (P - size_t(R)) + t - size_t(R)] = int64_t(t);
+    }
+  }
   std::vector<bool> done(B, false);
   Clock::time_point t0 = Clock::now();
-  KILN_RETURN_IF_ERROR(Step(B, int64_t(P)));
+  KILN_RETURN_IF_ERROR(Step(B, int64_t(P) - R));
   Clock::time_point t1 = Clock::now();
   g_->stats.prefill_ms += Ms(t0, t1);
+  if (reuse) CachePrompts(group, prompts, P);
 
   size_t step = 0;
-  int64_t S = int64_t(P);
+  int64_t S = int64_t(P) - R;
   for (;;) {
     const Tensor& logits = e_.Output(size_t(m_.logits));
     if (logits.shape.rank != 3 || logits.shape[0] != int64_t(B) || logits.shape[1] != S ||
@@ -431,6 +594,27 @@ kiln_status_t Generator::Run(const int64_t* const* prompts, const size_t* lens, 
                               m_.inputs[i].name.c_str());
   }
   cache_ = std::vector<AlignedBuffer>(size_t(2 * md.num_layers));
+  // Every layer paged with one block size: blocks come from the session's
+  // pool, where the prefix cache outlives this call.
+  {
+    bool all_paged = md.num_layers > 0;
+    int64_t bs = 0;
+    std::vector<int> layers;
+    for (int l = 0; l < md.num_layers && all_paged; ++l) {
+      const int v = CacheValue(l);
+      all_paged = v >= 0 && m_.values[size_t(v)].paged &&
+                  (bs == 0 || bs == m_.values[size_t(v)].block_size);
+      if (all_paged) {
+        bs = m_.values[size_t(v)].block_size;
+        layers.push_back(v);
+      }
+    }
+    if (all_paged) {
+      if (!s_->kv_pool.ready())
+        KILN_RETURN_IF_ERROR(s_->kv_pool.Init(m_, layers, bs, s_->kv_cache_blocks));
+      pool_ = &s_->kv_pool;
+    }
+  }
   g_->tokens.assign(batch, {});
   g_->reasons.assign(batch, KILN_STOP_MAX_TOKENS);
 
@@ -587,6 +771,35 @@ kiln_status_t kiln_generation_stats(kiln_generation_t generation,
     return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
                             "generation and out_stats must not be NULL");
   *out_stats = generation->stats;
+  return nullptr;
+}
+
+kiln_status_t kiln_session_kv_usage(kiln_session_t session, kiln_kv_usage_t* out_usage) {
+  if (!session || !out_usage)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "session and out_usage must not be NULL");
+  if (out_usage->struct_size < sizeof(size_t) || out_usage->struct_size > sizeof(kiln_kv_usage_t))
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "kiln_kv_usage_t.struct_size is %zu; set it to sizeof(kiln_kv_usage_t)",
+                            out_usage->struct_size);
+  kiln_kv_usage_t u;
+  std::memset(&u, 0, sizeof(u));
+  u.struct_size = out_usage->struct_size;
+  const kiln::PagedKvPool& p = session->kv_pool;
+  if (p.ready()) {
+    u.paged = 1;
+    u.block_size = p.block_size();
+    u.blocks_total = p.allocator().total();
+    u.blocks_used = p.allocator().used();
+    u.blocks_cached = p.cached_blocks();
+    u.blocks_peak = p.peak_used();
+    u.bytes = p.bytes();
+    u.bytes_per_block = p.bytes_per_block();
+    u.reused_tokens = p.reused_tokens;
+    u.evictions = p.evictions;
+  } else {
+    u.bytes = session->kv_bytes;
+  }
+  std::memcpy(out_usage, &u, out_usage->struct_size);
   return nullptr;
 }
 

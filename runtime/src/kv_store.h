@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "buffer.h"
@@ -24,6 +25,8 @@ class BlockAllocator {
   explicit BlockAllocator(int32_t total = 0) { Reset(total); }
   /// Frees every block and sets the pool size.
   void Reset(int32_t total);
+  /// Adds free blocks up to `total` (held blocks keep their ids).
+  void Grow(int32_t total);
   int32_t total() const { return int32_t(refs_.size()); }
   int32_t free_count() const { return int32_t(free_.size()); }
   int32_t used() const { return total() - free_count(); }
@@ -59,6 +62,76 @@ struct KvStorage {
   uint64_t bytes() const {
     return key.capacity() + value.capacity() + key_scale.capacity() + value_scale.capacity();
   }
+};
+
+/// A session's paged KV storage for generation: one block pool per layer
+/// (block n is the same token range in every layer), the allocator, and the
+/// prefix cache, which keeps full blocks of prompt tokens after their
+/// sequences finish so that later sequences with the same prefix reuse them
+/// instead of recomputing them.
+///
+/// A cached block is named by its chain hash: the hash of the previous
+/// block's chain hash and its own token ids, so equal hashes mean equal
+/// prefixes (each entry also keeps its tokens and parent hash, which a
+/// lookup compares). The cache holds one reference per block; a block only
+/// the cache holds is evicted, least recently used first, when the pool has
+/// no free block. Not thread-safe (one session's generation owns it).
+class PagedKvPool {
+ public:
+  /// Sets up storage for the paged cache values `layers` (one per layer,
+  /// all with block size `block_size`). `fixed_blocks` > 0 fixes the pool
+  /// size; 0 lets it grow as sequences need blocks.
+  kiln_status_t Init(const Manifest& m, const std::vector<int>& layers, int64_t block_size,
+                     int64_t fixed_blocks);
+  bool ready() const { return !geometry_.empty(); }
+  int64_t block_size() const { return block_size_; }
+  /// A free block (one reference), evicting an unused cached block when
+  /// none is free and growing the pool when it may; -1 when the pool is
+  /// full.
+  int32_t Allocate();
+  void Retain(int32_t block) { alloc_.Retain(block); }
+  /// Drops a reference (a sequence's).
+  void Release(int32_t block) { alloc_.Release(block); }
+  /// Layer l's cache geometry and storage (batch, table, capacity and
+  /// length are the caller's).
+  KvCache Layer(size_t l) const;
+
+  /// The chain hash of a block of `tokens` after a prefix whose chain hash
+  /// is `parent` (0 for the first block).
+  static uint64_t ChainHash(uint64_t parent, const int64_t* tokens, int64_t n);
+  /// The cached block holding `tokens` after `parent`, or -1.
+  int32_t Lookup(uint64_t parent, const int64_t* tokens);
+  /// Caches `block` (full, holding `tokens` after `parent`); the cache takes
+  /// a reference. A prefix cached already keeps its block.
+  void Insert(uint64_t parent, const int64_t* tokens, int32_t block);
+  /// Drops every cached block the cache alone holds.
+  void ClearCache();
+
+  const BlockAllocator& allocator() const { return alloc_; }
+  int32_t cached_blocks() const { return int32_t(cache_.size()); }
+  int32_t peak_used() const { return peak_used_; }
+  uint64_t bytes() const;
+  uint64_t bytes_per_block() const { return bytes_per_block_; }
+  /// Counters since the session started.
+  uint64_t reused_tokens = 0, evictions = 0;
+
+ private:
+  bool Grow(int32_t total);
+  struct Entry {
+    uint64_t parent;
+    std::vector<int64_t> tokens;
+    int32_t block;
+    uint64_t last_use;
+  };
+  std::vector<KvCache> geometry_;    // per layer
+  std::vector<KvStorage> storage_;   // per layer
+  BlockAllocator alloc_;
+  int64_t block_size_ = 0;
+  bool fixed_ = false;
+  int32_t peak_used_ = 0;
+  uint64_t bytes_per_block_ = 0;
+  uint64_t tick_ = 0;
+  std::unordered_map<uint64_t, Entry> cache_;  // by chain hash
 };
 
 /// Fills `c`'s element types and geometry from its manifest descriptor

@@ -178,6 +178,12 @@ struct kiln_session_s {
   int64_t max_sequence_length = 0;
   kiln_device_kind_t device = KILN_DEVICE_CPU;
   std::string device_reason;  // see kiln_session_device
+  /// Generation's paged KV storage and prefix cache (artifacts whose every
+  /// layer has a paged cache); see kiln_session_kv_usage.
+  kiln::PagedKvPool kv_pool;
+  int64_t kv_cache_blocks = 0;  // 0: the pool grows as needed
+  bool prefix_reuse = true;
+  uint64_t kv_bytes = 0;        // the last generation's KV storage (no pool)
 };
 
 namespace kiln {

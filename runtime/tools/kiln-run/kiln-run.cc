@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -204,7 +205,9 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   std::vector<int64_t> eos;
   bool json_out = false, ignore_eos = false, info = false, stream = false, profile = false;
-  bool list_devices = false;
+  bool list_devices = false, no_prefix_reuse = false;
+  int64_t kv_blocks = 0;
+  int repeat = 1;
   std::string device = "auto";
   int device_ordinal = 0;
   app.add_option("artifact", artifact, "The .kiln artifact");
@@ -244,6 +247,15 @@ int main(int argc, char** argv) {
   app.add_option("--device-ordinal", device_ordinal, "Which GPU (--device cuda)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--list-devices", list_devices, "Print the devices this machine has, then exit");
+  app.add_option("--kv-blocks", kv_blocks,
+                 "Paged KV caches: blocks in the session's pool (0: grows as needed)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-prefix-reuse", no_prefix_reuse,
+               "Paged KV caches: compute every prompt in full (no prefix cache)");
+  app.add_option("--repeat", repeat,
+                 "Generate this many times on one session (the last call is printed; "
+                 "later calls reuse cached prompt prefixes)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   if (list_devices) return ListDevices();
   if (artifact.empty()) return Fail("give the .kiln artifact to run (see --help)");
@@ -265,6 +277,8 @@ int main(int argc, char** argv) {
                  : device == "cpu" ? KILN_DEVICE_CPU
                                    : KILN_DEVICE_AUTO;
   sopts.device_ordinal = device_ordinal;
+  sopts.kv_cache_blocks = kv_blocks;
+  sopts.prefix_reuse = no_prefix_reuse ? 0 : 1;
   kiln::Session session;
   s = kiln::Session::Create(model, &session, &sopts);
   if (!s.ok()) return Fail(s, "cannot create a session");
@@ -343,10 +357,16 @@ int main(int argc, char** argv) {
   g.callback = OnToken;
   g.user_data = &stream_state;
   kiln::Generation gen;
-  s = kiln::Generation::Run(session, ptrs.data(), lens.data(), ptrs.size(), &g, &gen);
-  if (!s.ok()) return Fail(s, "generation failed");
+  for (int r = 0; r < repeat; ++r) {
+    s = kiln::Generation::Run(session, ptrs.data(), lens.data(), ptrs.size(), &g, &gen);
+    if (!s.ok()) return Fail(s, "generation failed");
+  }
   kiln_generation_stats_t st;
   kiln::Status sst(kiln_generation_stats(gen.get(), &st));
+  kiln_kv_usage_t kv;
+  std::memset(&kv, 0, sizeof(kv));
+  kv.struct_size = sizeof(kv);
+  kiln::Status skv(kiln_session_kv_usage(session.get(), &kv));
 
   if (json_out) {
     nlohmann::json out;
@@ -374,6 +394,16 @@ int main(int argc, char** argv) {
                      {"step_ms_p50", st.step_ms_p50},
                      {"step_ms_p90", st.step_ms_p90},
                      {"step_ms_max", st.step_ms_max}};
+    out["kv"] = {{"layout", kv.paged ? "paged" : "contiguous"},
+                 {"block_size", kv.block_size},
+                 {"blocks_total", kv.blocks_total},
+                 {"blocks_used", kv.blocks_used},
+                 {"blocks_cached", kv.blocks_cached},
+                 {"blocks_peak", kv.blocks_peak},
+                 {"bytes", kv.bytes},
+                 {"bytes_per_block", kv.bytes_per_block},
+                 {"reused_tokens", kv.reused_tokens},
+                 {"evictions", kv.evictions}};
     std::cout << out.dump() << "\n";
     if (profile) PrintProfile(session);
     return 0;
@@ -393,6 +423,15 @@ int main(int argc, char** argv) {
       load_ms, st.prefill_ms, st.time_to_first_token_ms, st.generated_tokens,
       st.tokens_per_second, st.decode_tokens_per_second, st.step_ms_p50, st.step_ms_p90,
       st.step_ms_max);
+  if (kv.paged)
+    std::printf(
+        "kv paged:%lld | peak %lld of %lld blocks (%.1f KiB each), %lld cached | %llu prompt "
+        "tokens reused\n",
+        (long long)kv.block_size, (long long)kv.blocks_peak, (long long)kv.blocks_total,
+        double(kv.bytes_per_block) / 1024.0, (long long)kv.blocks_cached,
+        (unsigned long long)kv.reused_tokens);
+  else
+    std::printf("kv contiguous | %.1f KiB\n", double(kv.bytes) / 1024.0);
   if (profile) PrintProfile(session);
   return 0;
 }

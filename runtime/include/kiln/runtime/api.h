@@ -478,6 +478,16 @@ typedef struct kiln_session_options_s {
   /// Where to run (default KILN_DEVICE_AUTO) and which device of that kind.
   kiln_device_kind_t device;
   int32_t device_ordinal;
+  /// Artifacts whose every layer has a paged KV cache (kiln-compile
+  /// --kv-layout=paged:N): the number of blocks in the session's pool; 0
+  /// (the default) lets the pool grow as generation needs blocks.
+  int64_t kv_cache_blocks;
+  /// Paged caches: non-zero (the default) keeps full blocks of prompt tokens
+  /// after generation in a prefix cache, so that later prompts starting with
+  /// the same tokens (and prompts of one call sharing a prefix) reuse them
+  /// instead of computing them again; least recently used blocks are
+  /// evicted when the pool runs out. 0 disables it.
+  int32_t prefix_reuse;
 } kiln_session_options_t;
 
 /// Sets `options` to the defaults. Thread-safety: thread-safe.
@@ -650,6 +660,31 @@ KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_sequence(
 /// The call's timings. Errors: INVALID_ARGUMENT for NULL arguments.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_stats(
     kiln_generation_t generation, kiln_generation_stats_t* out_stats);
+
+/// A session's KV-cache memory.
+typedef struct kiln_kv_usage_s {
+  size_t struct_size;
+  /// 1 when generation uses the session's paged block pool (every layer
+  /// paged); 0 for contiguous caches, which a generate call reserves for
+  /// its sequences' full capacity.
+  int32_t paged;
+  int64_t block_size;       // tokens per block (paged)
+  int64_t blocks_total;     // blocks in the pool
+  int64_t blocks_used;      // held now (by running sequences or the prefix cache)
+  int64_t blocks_cached;    // held by the prefix cache
+  int64_t blocks_peak;      // most blocks held at once since the session started
+  uint64_t bytes;           // KV storage reserved, every layer (paged: the pool;
+                            // contiguous: the last generate call's)
+  uint64_t bytes_per_block; // every layer's keys, values and scales of one block
+  uint64_t reused_tokens;   // prompt tokens taken from shared blocks, not computed
+  uint64_t evictions;       // cached blocks evicted to make room
+} kiln_kv_usage_t;
+
+/// Fills `*out_usage` (whose struct_size the caller sets; fields past it are
+/// not written). Errors: INVALID_ARGUMENT for NULL arguments or a bad
+/// struct_size. Thread-safety: as kiln_session_t's other calls.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_kv_usage(kiln_session_t session,
+                                                                  kiln_kv_usage_t* out_usage);
 
 #ifdef __cplusplus
 }  // extern "C"
