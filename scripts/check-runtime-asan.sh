@@ -77,6 +77,13 @@ expect 0 "$RUN" "$work/p.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-t
 expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2,3,4,5,6,7 --prompt-ids 5,6 --max-new-tokens 12 --ignore-eos
 expect 0 "$RUN" "$work/kv8.kiln" --prompt-ids 1,2,3,4 --prompt-ids 5,6 --max-new-tokens 8
 expect 1 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2 --max-seq-len 4 --max-new-tokens 8
+# Prefix reuse: shared prompt blocks within a call and from the cache, and a
+# fixed pool small enough that cached blocks are evicted; a pool too small
+# for one call is an error.
+P=1,2,3,4,5,6,7,8,9,10,11,12,13
+expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids $P,21 --max-new-tokens 6 --repeat 3
+expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids 9,8,7,6,5,4,3,2,1 --max-new-tokens 6 --repeat 2 --kv-blocks 16
+expect 1 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids $P,21 --max-new-tokens 6 --kv-blocks 4
 expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999

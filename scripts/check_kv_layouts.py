@@ -13,6 +13,10 @@ For each model folder (test/Import/fixtures/<name>) and each variant
 2. Greedy generation: `kiln-run --json` on two prompts of different lengths
    in one batch, GREEDY_TOKENS tokens each.
 
+Variant "prefix reuse" instead generates twice on one session for three
+prompts sharing a 13-token prefix (paged:4), with and without the prefix
+cache: equal tokens, fewer blocks at the peak, and prompt tokens reused.
+
 Paged caches of the model's type hold the same values, so their logits and
 presents must be bit-identical and their tokens equal. Quantized caches are
 held to per-scheme bounds (BOUNDS, on float32 models; logits are compared
@@ -50,6 +54,11 @@ VARIANTS = {
     "int4 paged:32": ["--kv-dtype=int4", "--kv-layout=paged:32"],
     "int4 g8 paged:16": ["--kv-dtype=int4", "--kv-group=8", "--kv-layout=paged:16"],
 }
+
+# Prefix reuse on a paged cache (check_prefix_reuse).
+PREFIX = "prefix reuse"
+PREFIX_TOKENS = 12
+VARIANTS[PREFIX] = ["--kv-layout=paged:4"]
 
 # Quantized variants: (largest logit error / largest |logit|, largest present
 # error / largest |value| of its row). The present bound is the storage's
@@ -94,7 +103,52 @@ def agreement(got, want):
     return float(np.mean(shares))
 
 
+def kiln_json(tools, artifact, prompts, *flags):
+    cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
+           "--max-new-tokens", str(PREFIX_TOKENS), *flags]
+    for p in prompts:
+        cmd += ["--prompt-ids", ",".join(map(str, p))]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"kiln-run {' '.join(flags)} failed: {r.stderr.strip()}")
+    out = json.loads(r.stdout)
+    return [s["generated_ids"] for s in out["sequences"]], out["kv"]
+
+
+def check_prefix_reuse(folder, tools, workdir):
+    """Prompts sharing a prefix, generated twice on one session: with prefix
+    reuse the tokens must equal those without, and the pool must hold fewer
+    blocks at its peak while prompt tokens come from shared blocks."""
+    model = Model(folder)
+    try:
+        artifact = os.path.join(workdir, "paged.kiln")
+        compile_model(tools, model, artifact, ["--kv-layout=paged:4"])
+        rng = np.random.default_rng(SEED + 1)
+        shared = rng.integers(0, model.vocab, 13).tolist()
+        prompts = [shared + rng.integers(0, model.vocab, 2).tolist() for _ in range(3)]
+        want, plain = kiln_json(tools, artifact, prompts, "--repeat", "2", "--no-prefix-reuse")
+        got, reuse = kiln_json(tools, artifact, prompts, "--repeat", "2")
+        if not reuse["layout"] == "paged":
+            return [], "not applicable: not every layer has a paged cache (windowed layers stay tensors)"
+        problems = []
+        if got != want:
+            problems.append(f"tokens with prefix reuse {got} differ from without {want}")
+        if reuse["reused_tokens"] <= 0:
+            problems.append("no prompt token was reused")
+        if reuse["blocks_peak"] >= plain["blocks_peak"]:
+            problems.append(f"peak blocks {reuse['blocks_peak']} with reuse, "
+                            f"{plain['blocks_peak']} without")
+        summary = (f"3 prompts sharing 13 tokens, twice: equal tokens; peak {reuse['blocks_peak']} "
+                   f"blocks vs {plain['blocks_peak']}, {reuse['reused_tokens']} prompt tokens "
+                   f"reused, {reuse['blocks_cached']} cached")
+        return problems, summary
+    finally:
+        model.close()
+
+
 def check_variant(folder, variant, tools, workdir, results):
+    if variant == PREFIX:
+        return check_prefix_reuse(folder, tools, workdir)
     model = Model(folder)
     try:
         base = os.path.join(workdir, "base.kiln")

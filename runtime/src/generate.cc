@@ -210,7 +210,7 @@ kiln_status_t Generator::EnsureBlocks(size_t B, int64_t tokens) {
         const BlockAllocator& a = pool_ ? pool_->allocator() : blocks_;
         return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
                                 "the KV block pool of %d blocks is used up (%d held, %d of them "
-                                "by the prefix cache); %lld tokens per sequence need %lld",
+                                "by the prefix cache); %lld tokens per sequence need %lld blocks each",
                                 a.total(), a.used(), pool_ ? pool_->cached_blocks() : 0,
                                 (long long)tokens, (long long)want);
       }

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "cpu/kv_codec.h"
 #include "kv_store.h"
 
 namespace kiln {
@@ -119,6 +120,103 @@ TEST(BlockAllocator, RandomizedStressKeepsTheInvariants) {
     EXPECT_EQ(a.free_count(), total) << "blocks leaked";
     EXPECT_EQ(a.Check(), "");
   }
+}
+
+// ---------------------------------------------------------------------------
+// The session pool and its prefix cache.
+
+/// A manifest with one paged f32 cache value of 2 heads x 4 dims.
+Manifest OneLayer() {
+  Manifest m;
+  ValueDesc d;
+  d.kind = ValueDesc::kKvCache;
+  d.dtype = d.storage = KILN_DTYPE_F32;
+  d.kv_heads = 2;
+  d.head_dim = d.v_head_dim = 4;
+  d.paged = true;
+  d.block_size = 2;
+  d.cache_input = true;
+  m.values.push_back(d);
+  return m;
+}
+
+TEST(PagedKvPool, GrowsKeepingEveryBlocksRows) {
+  Manifest m = OneLayer();
+  PagedKvPool pool;
+  ASSERT_EQ(pool.Init(m, {0}, 2, 0), nullptr);
+  EXPECT_EQ(pool.bytes_per_block(), uint64_t(2 * 2 * (4 + 4) * 4));
+  // Fill the first blocks, then allocate until the pool has grown.
+  std::vector<int32_t> held;
+  for (int i = 0; i < 16; ++i) held.push_back(pool.Allocate());
+  const KvCache before = pool.Layer(0);
+  const int64_t rows = int64_t(held.size()) * 2 * 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    float x[4] = {float(r), float(r) + 0.25f, -float(r), 1.f};
+    KvStoreRow(before, KvRow(before, false, r), x);
+  }
+  for (int i = 0; i < 40; ++i) held.push_back(pool.Allocate());
+  EXPECT_GE(pool.allocator().total(), 56);
+  const KvCache after = pool.Layer(0);
+  for (int64_t r = 0; r < rows; ++r) {
+    float y[4];
+    KvLoadRow(after, KvRow(after, false, r), y);
+    ASSERT_EQ(y[0], float(r)) << "row " << r;
+    ASSERT_EQ(y[1], float(r) + 0.25f) << "row " << r;
+  }
+  std::set<int32_t> unique(held.begin(), held.end());
+  EXPECT_EQ(unique.size(), held.size()) << "a block was handed out twice";
+}
+
+TEST(PagedKvPool, PrefixCacheMatchesTokensAndParents) {
+  Manifest m = OneLayer();
+  PagedKvPool pool;
+  ASSERT_EQ(pool.Init(m, {0}, 2, 8), nullptr);
+  const int64_t a[4] = {5, 6, 7, 8}, b[4] = {5, 6, 9, 9};
+  const int32_t b0 = pool.Allocate(), b1 = pool.Allocate();
+  pool.Insert(0, a, b0);
+  const uint64_t h0 = PagedKvPool::ChainHash(0, a, 2);
+  pool.Insert(h0, a + 2, b1);
+  EXPECT_EQ(pool.cached_blocks(), 2);
+  EXPECT_EQ(pool.allocator().refcount(b0), 2) << "the cache holds a reference";
+  EXPECT_EQ(pool.Lookup(0, a), b0);
+  EXPECT_EQ(pool.Lookup(h0, a + 2), b1);
+  EXPECT_EQ(pool.Lookup(0, a + 2), -1) << "the same tokens after another prefix";
+  EXPECT_EQ(pool.Lookup(h0, b + 2), -1) << "other tokens after the same prefix";
+  EXPECT_EQ(pool.Lookup(0, b), b0) << "the first block of b is a's";
+  // Inserting a cached prefix again keeps the first block.
+  const int32_t other = pool.Allocate();
+  pool.Insert(0, a, other);
+  EXPECT_EQ(pool.Lookup(0, a), b0);
+  EXPECT_EQ(pool.allocator().refcount(other), 1);
+  pool.Release(other);
+  pool.Release(b0);
+  pool.Release(b1);
+  EXPECT_EQ(pool.allocator().used(), 2) << "cached blocks stay after their sequence";
+  pool.ClearCache();
+  EXPECT_EQ(pool.allocator().used(), 0);
+  EXPECT_EQ(pool.allocator().Check(), "");
+}
+
+TEST(PagedKvPool, FixedPoolEvictsTheLeastRecentlyUsedCachedBlock) {
+  Manifest m = OneLayer();
+  PagedKvPool pool;
+  ASSERT_EQ(pool.Init(m, {0}, 2, 3), nullptr);
+  const int64_t t0[2] = {1, 2}, t1[2] = {3, 4}, t2[2] = {5, 6};
+  const int32_t x = pool.Allocate(), y = pool.Allocate(), z = pool.Allocate();
+  pool.Insert(0, t0, x);
+  pool.Insert(0, t1, y);
+  pool.Insert(0, t2, z);
+  pool.Release(x);
+  pool.Release(y);  // z stays held by a running sequence
+  EXPECT_EQ(pool.Lookup(0, t0), x);  // x is now more recent than y
+  const int32_t fresh = pool.Allocate();
+  EXPECT_EQ(fresh, y) << "y was the least recently used block only the cache held";
+  EXPECT_EQ(pool.evictions, 1u);
+  EXPECT_EQ(pool.Lookup(0, t1), -1);
+  EXPECT_EQ(pool.Allocate(), x);
+  EXPECT_EQ(pool.Allocate(), -1) << "z is held by a sequence: nothing left to evict";
+  EXPECT_EQ(pool.allocator().total(), 3) << "a fixed pool does not grow";
+  EXPECT_EQ(pool.allocator().Check(), "");
 }
 
 }  // namespace

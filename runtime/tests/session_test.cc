@@ -1014,4 +1014,51 @@ TEST(CudaArtifact, RejectsInconsistentKernels) {
                   "the artifact targets 'tpu'; this runtime runs 'cpu' and 'cuda'", kernels);
 }
 
+
+TEST(SessionKv, UsageOfAContiguousCacheAndBadArguments) {
+  TempFile f(Container(CacheLmManifest(), CountingLmWeights()));
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln::Session session;
+  ASSERT_TRUE(kiln::Session::Create(model, &session).ok());
+  kiln_kv_usage_t u;
+  std::memset(&u, 0xFF, sizeof(u));
+  u.struct_size = sizeof(u);
+  ASSERT_EQ(kiln_session_kv_usage(session.get(), &u), nullptr);
+  EXPECT_EQ(u.paged, 0) << "a contiguous cache has no block pool";
+  EXPECT_EQ(u.blocks_total, 0);
+  EXPECT_EQ(u.reused_tokens, 0u);
+  // A caller built against an older, shorter struct: fields past it stay.
+  kiln_kv_usage_t old;
+  std::memset(&old, 0xAB, sizeof(old));
+  old.struct_size = offsetof(kiln_kv_usage_t, blocks_used);
+  ASSERT_EQ(kiln_session_kv_usage(session.get(), &old), nullptr);
+  EXPECT_EQ(old.paged, 0);
+  EXPECT_EQ(old.blocks_used, int64_t(0xABABABABABABABABull)) << "written past struct_size";
+  for (size_t bad : {size_t(0), sizeof(u) + 8}) {
+    u.struct_size = bad;
+    kiln::Status s(kiln_session_kv_usage(session.get(), &u));
+    EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+    EXPECT_NE(StatusText(s).find("kiln_kv_usage_t.struct_size is"), std::string::npos);
+  }
+  kiln::Status s(kiln_session_kv_usage(nullptr, &u));
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  kiln::Status s2(kiln_session_kv_usage(session.get(), nullptr));
+  EXPECT_EQ(s2.code(), KILN_STATUS_INVALID_ARGUMENT);
+}
+
+TEST(SessionKv, KvCacheBlocksOutOfRangeIsRefused) {
+  TempFile f(Container(CacheLmManifest(), CountingLmWeights()));
+  kiln::Model model;
+  ASSERT_TRUE(kiln::Model::Load(f.path(), &model).ok());
+  kiln_session_options_t o;
+  kiln_session_options_init(&o);
+  EXPECT_EQ(o.prefix_reuse, 1) << "prefix reuse is on by default";
+  o.kv_cache_blocks = -1;
+  kiln::Session session;
+  kiln::Status s = kiln::Session::Create(model, &session, &o);
+  EXPECT_EQ(s.code(), KILN_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(StatusText(s).find("kv_cache_blocks -1 is out of range"), std::string::npos);
+}
+
 }  // namespace
