@@ -84,6 +84,8 @@ P=1,2,3,4,5,6,7,8,9,10,11,12,13
 expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids $P,21 --max-new-tokens 6 --repeat 3
 expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids 9,8,7,6,5,4,3,2,1 --max-new-tokens 6 --repeat 2 --kv-blocks 16
 expect 1 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids $P,21 --max-new-tokens 6 --kv-blocks 4
+# Preemption and recompute: three sequences in a pool that holds two.
+expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2,3,4,5,6 --prompt-ids 7,8,9,10,11,12 --prompt-ids 3,3,3,3,3,3 --max-new-tokens 14 --ignore-eos --kv-blocks 12
 expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999

@@ -16,6 +16,9 @@ For each model folder (test/Import/fixtures/<name>) and each variant
 Variant "prefix reuse" instead generates twice on one session for three
 prompts sharing a 13-token prefix (paged:4), with and without the prefix
 cache: equal tokens, fewer blocks at the peak, and prompt tokens reused.
+Variant "preemption" generates for three prompts in a pool too small for
+them all (--kv-blocks): sequences are preempted and recomputed, and the
+tokens must equal those of an unbounded pool.
 
 Paged caches of the model's type hold the same values, so their logits and
 presents must be bit-identical and their tokens equal. Quantized caches are
@@ -59,6 +62,9 @@ VARIANTS = {
 PREFIX = "prefix reuse"
 PREFIX_TOKENS = 12
 VARIANTS[PREFIX] = ["--kv-layout=paged:4"]
+# Preemption and recompute in a fixed pool (check_preemption).
+PREEMPT = "preemption"
+VARIANTS[PREEMPT] = ["--kv-layout=paged:4"]
 
 # Quantized variants: (largest logit error / largest |logit|, largest present
 # error / largest |value| of its row). The present bound is the storage's
@@ -103,9 +109,9 @@ def agreement(got, want):
     return float(np.mean(shares))
 
 
-def kiln_json(tools, artifact, prompts, *flags):
+def kiln_json(tools, artifact, prompts, *flags, tokens=None):
     cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
-           "--max-new-tokens", str(PREFIX_TOKENS), *flags]
+           "--max-new-tokens", str(tokens or PREFIX_TOKENS), *flags]
     for p in prompts:
         cmd += ["--prompt-ids", ",".join(map(str, p))]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -146,9 +152,38 @@ def check_prefix_reuse(folder, tools, workdir):
         model.close()
 
 
+def check_preemption(folder, tools, workdir):
+    """Three prompts of 6 tokens and 14 new tokens each need 15 blocks of 4;
+    a pool of 9 holds fewer, so running sequences are preempted and
+    recomputed: the tokens must equal those of an unbounded pool."""
+    model = Model(folder)
+    try:
+        artifact = os.path.join(workdir, "paged.kiln")
+        compile_model(tools, model, artifact, ["--kv-layout=paged:4"])
+        rng = np.random.default_rng(SEED + 2)
+        prompts = [rng.integers(0, model.vocab, 6).tolist() for _ in range(3)]
+        want, free = kiln_json(tools, artifact, prompts, tokens=14)
+        if free["layout"] != "paged":
+            return [], "not applicable: not every layer has a paged cache (windowed layers stay tensors)"
+        got, tight = kiln_json(tools, artifact, prompts, "--kv-blocks", "9", tokens=14)
+        problems = []
+        if got != want:
+            problems.append(f"tokens with preemption {got} differ from {want}")
+        if tight["preemptions"] < 1:
+            problems.append("no sequence was preempted")
+        if tight["blocks_peak"] > 9:
+            problems.append(f"the pool of 9 blocks held {tight['blocks_peak']}")
+        return problems, (f"pool of 9 blocks for 15 blocks' worth: {tight['preemptions']} "
+                          f"preemptions, peak {tight['blocks_peak']} blocks, equal tokens")
+    finally:
+        model.close()
+
+
 def check_variant(folder, variant, tools, workdir, results):
     if variant == PREFIX:
         return check_prefix_reuse(folder, tools, workdir)
+    if variant == PREEMPT:
+        return check_preemption(folder, tools, workdir)
     model = Model(folder)
     try:
         base = os.path.join(workdir, "base.kiln")

@@ -25,6 +25,7 @@
 struct kiln_generation_s {
   std::vector<std::vector<int64_t>> tokens;
   std::vector<kiln_stop_reason_t> reasons;
+  std::vector<uint32_t> preemptions;
   kiln_generation_stats_t stats{};
 };
 
@@ -130,7 +131,16 @@ class Generator {
   kiln_status_t Run(const int64_t* const* prompts, const size_t* lens, size_t batch);
 
  private:
-  kiln_status_t RunGroup(const Group& group, const int64_t* const* prompts, const size_t* lens);
+  /// Generates for one group. With a fixed KV pool that cannot hold every
+  /// sequence, the last ones are preempted: their blocks are freed and they
+  /// are appended to `*deferred`, to be recomputed (prompt plus the tokens
+  /// they have so far) once the group is done.
+  kiln_status_t RunGroup(Group group, const int64_t* const* prompts, const size_t* lens,
+                         std::vector<size_t>* deferred);
+  /// Keeps rows `keep` of the running group (in order), releasing the other
+  /// rows' blocks; `rows` are the per-row vectors to compact alongside.
+  void KeepRows(const std::vector<size_t>& keep, Group& group, size_t& B,
+                std::vector<bool>& done, std::vector<int64_t>& real, std::vector<int64_t>& next);
   kiln_status_t Step(size_t B, int64_t S);
   /// Prepares every layer's cache for a new group of B sequences of up to
   /// `tokens` positions each (prompt and generated).
@@ -160,6 +170,7 @@ class Generator {
   std::vector<int64_t> eos_;
   Clock::time_point start_;
   bool first_token_ = true;
+  std::vector<uint32_t> preempted_;  // per sequence of the call
   std::vector<double> step_ms_;
   size_t decode_tokens_ = 0;
 
@@ -459,13 +470,56 @@ kiln_status_t Generator::ResetCache(size_t B, int64_t tokens) {
   return nullptr;
 }
 
-kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prompts,
-                                  const size_t* lens) {
+void Generator::KeepRows(const std::vector<size_t>& keep, Group& group, size_t& B,
+                         std::vector<bool>& done, std::vector<int64_t>& real,
+                         std::vector<int64_t>& next) {
+  const size_t bps = size_t(blocks_per_seq_), T = mask_.size() / B;
+  std::vector<bool> kept(B, false);
+  for (size_t r : keep) kept[r] = true;
+  for (size_t r = 0; r < B; ++r)
+    if (!kept[r])
+      for (int64_t i = 0; i < held_; ++i) pool_->Release(table_[r * bps + size_t(i)]);
+  for (size_t k = 0; k < keep.size(); ++k) {
+    const size_t r = keep[k];
+    std::copy(table_.begin() + long(r * bps), table_.begin() + long((r + 1) * bps),
+              table_.begin() + long(k * bps));
+    std::copy(mask_.begin() + long(r * T), mask_.begin() + long((r + 1) * T),
+              mask_.begin() + long(k * T));
+    group.seqs[k] = group.seqs[r];
+    done[k] = done[r];
+    real[k] = real[r];
+    next[k] = next[r];
+  }
+  B = keep.size();
+  mask_.resize(B * T);
+  group.seqs.resize(B);
+  done.resize(B);
+  real.resize(B);
+  next.resize(B);
+  RefreshViews(B);
+}
+
+kiln_status_t Generator::RunGroup(Group group, const int64_t* const* prompts, const size_t* lens,
+                                  std::vector<size_t>* deferred) {
   const ModelDesc& md = m_.model;
-  const size_t B = group.seqs.size();
+  const int64_t pad = md.pad >= 0 ? md.pad : 0;
+  // A fixed pool holds as many sequences' prompts as fit; the rest wait.
+  if (pool_ && pool_->fixed()) {
+    auto prompt_blocks = [&]() {
+      size_t P = 0;
+      for (size_t i : group.seqs) P = std::max(P, lens[i]);
+      return int64_t(group.seqs.size()) *
+             ((int64_t(P) + pool_->block_size() - 1) / pool_->block_size());
+    };
+    // (They have not started: they wait, which is not a preemption.)
+    while (group.seqs.size() > 1 && prompt_blocks() > pool_->available()) {
+      deferred->push_back(group.seqs.back());
+      group.seqs.pop_back();
+    }
+  }
+  size_t B = group.seqs.size();
   size_t P = 0;
   for (size_t i : group.seqs) P = std::max(P, lens[i]);
-  const int64_t pad = md.pad >= 0 ? md.pad : 0;
 
   // Prefill: left-padded prompts.
   ids_.assign(B * P, pad);
@@ -481,11 +535,16 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
     }
     real[b] = int64_t(len);
   }
-  KILN_RETURN_IF_ERROR(ResetCache(B, int64_t(P) + o_.max_new_tokens));
+  // Room for each sequence's prompt and the tokens it may still generate
+  // (a recomputed sequence's prompt holds the ones it has).
+  int64_t tokens = 0;
+  for (size_t i : group.seqs)
+    tokens = std::max(tokens, int64_t(lens[i]) + o_.max_new_tokens - int64_t(g_->tokens[i].size()));
+  KILN_RETURN_IF_ERROR(ResetCache(B, std::max(tokens, int64_t(P))));
   // The group's blocks go back to the session pool however it ends.
   struct Release {
     Generator* g;
-    size_t B;
+    const size_t& B;
     ~Release() { g->ReleaseBlocks(B); }
   } release{this, B};
   RefreshViews(B);
@@ -537,7 +596,7 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
       }
       g_->tokens[seq].push_back(token);
       if (step > 0) ++decode_tokens_;
-      if (o_.callback && o_.callback(o_.user_data, seq, token, step) != 0) {
+      if (o_.callback && o_.callback(o_.user_data, seq, token, g_->tokens[seq].size() - 1) != 0) {
         g_->reasons[seq] = KILN_STOP_CALLBACK;
         done[b] = true;
       } else if (!o_.ignore_eos && std::find(eos_.begin(), eos_.end(), token) != eos_.end()) {
@@ -549,6 +608,26 @@ kiln_status_t Generator::RunGroup(const Group& group, const int64_t* const* prom
       }
     }
     if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+
+    // A step that starts a new block needs one per row. When a fixed pool
+    // cannot give them, finished rows leave first, then the last live ones
+    // are preempted.
+    if (pool_ && pool_->fixed() && int64_t(mask_.size() / B) + 1 > held_ * block_size_ &&
+        int64_t(B) > pool_->available()) {
+      std::vector<size_t> keep;
+      for (size_t b = 0; b < B; ++b)
+        if (!done[b]) keep.push_back(b);
+      if (keep.size() < B) KeepRows(keep, group, B, done, real, next);
+      while (B > 1 && int64_t(B) > pool_->available()) {
+        const size_t seq = group.seqs[B - 1];
+        deferred->push_back(seq);
+        ++preempted_[seq];
+        ++pool_->preemptions;
+        keep.resize(B - 1);
+        for (size_t b = 0; b + 1 < B; ++b) keep[b] = b;
+        KeepRows(keep, group, B, done, real, next);
+      }
+    }
 
     // Decode step: one token per sequence; finished ones ride along.
     size_t T = mask_.size() / B;
@@ -640,7 +719,40 @@ kiln_status_t Generator::Run(const int64_t* const* prompts, const size_t* lens, 
         if (m.values[v].cache_input) kiln_status_free(e.BindCache(int(v), nullptr));
     }
   } unbind{e_, m_};
-  for (const Group& g : groups) KILN_RETURN_IF_ERROR(RunGroup(g, prompts, lens));
+  preempted_.assign(batch, 0);
+  std::vector<size_t> deferred;
+  for (const Group& g : groups) KILN_RETURN_IF_ERROR(RunGroup(g, prompts, lens, &deferred));
+  // Preempted sequences are recomputed: their prompt plus what they have
+  // generated, in waves until every one is done.
+  std::vector<std::vector<int64_t>> resumed(batch);
+  std::vector<const int64_t*> resumed_ptrs(batch);
+  std::vector<size_t> resumed_lens(batch);
+  while (!deferred.empty()) {
+    std::vector<size_t> wave;
+    wave.swap(deferred);
+    std::sort(wave.begin(), wave.end());
+    for (size_t i : wave) {
+      resumed[i].assign(prompts[i], prompts[i] + lens[i]);
+      resumed[i].insert(resumed[i].end(), g_->tokens[i].begin(), g_->tokens[i].end());
+      resumed_ptrs[i] = resumed[i].data();
+      resumed_lens[i] = resumed[i].size();
+    }
+    std::vector<Group> again;
+    if (md.left_padding) {
+      again.emplace_back();
+      again[0].seqs = wave;
+    } else {
+      std::map<size_t, size_t> by_len;
+      for (size_t i : wave) {
+        auto [it, fresh] = by_len.emplace(resumed_lens[i], again.size());
+        if (fresh) again.emplace_back();
+        again[it->second].seqs.push_back(i);
+      }
+    }
+    for (const Group& g : again)
+      KILN_RETURN_IF_ERROR(RunGroup(g, resumed_ptrs.data(), resumed_lens.data(), &deferred));
+  }
+  g_->preemptions = preempted_;
 
   kiln_generation_stats_t& st = g_->stats;
   for (const auto& t : g_->tokens) st.generated_tokens += t.size();
@@ -764,6 +876,19 @@ kiln_status_t kiln_generation_sequence(kiln_generation_t generation, size_t inde
   return nullptr;
 }
 
+kiln_status_t kiln_generation_sequence_preemptions(kiln_generation_t generation, size_t index,
+                                                  uint32_t* out_count) {
+  if (out_count) *out_count = 0;
+  if (!generation || !out_count)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "generation and out_count must not be NULL");
+  if (index >= generation->tokens.size())
+    return KILN_MAKE_STATUS(KILN_STATUS_OUT_OF_RANGE, "sequence %zu of %zu", index,
+                            generation->tokens.size());
+  *out_count = index < generation->preemptions.size() ? generation->preemptions[index] : 0;
+  return nullptr;
+}
+
 kiln_status_t kiln_generation_stats(kiln_generation_t generation,
                                     kiln_generation_stats_t* out_stats) {
   if (out_stats) std::memset(out_stats, 0, sizeof(*out_stats));
@@ -796,6 +921,7 @@ kiln_status_t kiln_session_kv_usage(kiln_session_t session, kiln_kv_usage_t* out
     u.bytes_per_block = p.bytes_per_block();
     u.reused_tokens = p.reused_tokens;
     u.evictions = p.evictions;
+    u.preemptions = p.preemptions;
   } else {
     u.bytes = session->kv_bytes;
   }

@@ -1,6 +1,7 @@
 #include "kv_store.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "cpu/kv_codec.h"
@@ -163,6 +164,13 @@ int32_t PagedKvPool::Allocate() {
 }
 
 KvCache PagedKvPool::Layer(size_t l) const { return geometry_[l]; }
+
+int32_t PagedKvPool::available() const {
+  if (!fixed_) return INT32_MAX;
+  int32_t n = alloc_.free_count();
+  for (const auto& [h, e] : cache_) n += alloc_.refcount(e.block) == 1;
+  return n;
+}
 
 uint64_t PagedKvPool::ChainHash(uint64_t parent, const int64_t* tokens, int64_t n) {
   // FNV-1a over the parent hash and the token ids, then a final mix.

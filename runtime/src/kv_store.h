@@ -107,13 +107,17 @@ class PagedKvPool {
   /// Drops every cached block the cache alone holds.
   void ClearCache();
 
+  /// Blocks Allocate can still hand out: free ones and cached ones only the
+  /// cache holds (INT32_MAX when the pool may grow).
+  int32_t available() const;
+  bool fixed() const { return fixed_; }
   const BlockAllocator& allocator() const { return alloc_; }
   int32_t cached_blocks() const { return int32_t(cache_.size()); }
   int32_t peak_used() const { return peak_used_; }
   uint64_t bytes() const;
   uint64_t bytes_per_block() const { return bytes_per_block_; }
   /// Counters since the session started.
-  uint64_t reused_tokens = 0, evictions = 0;
+  uint64_t reused_tokens = 0, evictions = 0, preemptions = 0;
 
  private:
   bool Grow(int32_t total);

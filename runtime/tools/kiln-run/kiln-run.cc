@@ -379,9 +379,12 @@ int main(int argc, char** argv) {
       size_t n;
       kiln_stop_reason_t reason;
       kiln::Status q(kiln_generation_sequence(gen.get(), i, &toks, &n, &reason));
+      uint32_t preempted = 0;
+      kiln::Status qp(kiln_generation_sequence_preemptions(gen.get(), i, &preempted));
       out["sequences"].push_back({{"prompt_ids", prompts[i]},
                                   {"generated_ids", std::vector<int64_t>(toks, toks + n)},
-                                  {"stop", StopName(reason)}});
+                                  {"stop", StopName(reason)},
+                                  {"preemptions", preempted}});
     }
     out["timing"] = {{"load_ms", load_ms},
                      {"prefill_ms", st.prefill_ms},
@@ -403,7 +406,8 @@ int main(int argc, char** argv) {
                  {"bytes", kv.bytes},
                  {"bytes_per_block", kv.bytes_per_block},
                  {"reused_tokens", kv.reused_tokens},
-                 {"evictions", kv.evictions}};
+                 {"evictions", kv.evictions},
+                 {"preemptions", kv.preemptions}};
     std::cout << out.dump() << "\n";
     if (profile) PrintProfile(session);
     return 0;
@@ -415,7 +419,13 @@ int main(int argc, char** argv) {
     kiln::Status q(kiln_generation_sequence(gen.get(), i, &toks, &n, &reason));
     std::printf("sequence %zu (%zu prompt tokens): ", i, prompts[i].size());
     for (size_t k = 0; k < n; ++k) std::printf("%s%lld", k ? " " : "", (long long)toks[k]);
-    std::printf("  [%s]\n", StopName(reason));
+    uint32_t preempted = 0;
+    kiln::Status qp(kiln_generation_sequence_preemptions(gen.get(), i, &preempted));
+    if (preempted)
+      std::printf("  [%s, preempted %u time%s]\n", StopName(reason), preempted,
+                  preempted == 1 ? "" : "s");
+    else
+      std::printf("  [%s]\n", StopName(reason));
   }
   std::printf(
       "load %.1f ms | prefill %.2f ms | first token %.2f ms | %zu tokens, %.1f tok/s "
@@ -426,10 +436,10 @@ int main(int argc, char** argv) {
   if (kv.paged)
     std::printf(
         "kv paged:%lld | peak %lld of %lld blocks (%.1f KiB each), %lld cached | %llu prompt "
-        "tokens reused\n",
+        "tokens reused | %llu preemptions\n",
         (long long)kv.block_size, (long long)kv.blocks_peak, (long long)kv.blocks_total,
         double(kv.bytes_per_block) / 1024.0, (long long)kv.blocks_cached,
-        (unsigned long long)kv.reused_tokens);
+        (unsigned long long)kv.reused_tokens, (unsigned long long)kv.preemptions);
   else
     std::printf("kv contiguous | %.1f KiB\n", double(kv.bytes) / 1024.0);
   if (profile) PrintProfile(session);

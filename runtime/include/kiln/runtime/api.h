@@ -657,6 +657,15 @@ KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_sequence(
     kiln_generation_t generation, size_t index, const int64_t** out_tokens,
     size_t* out_count, kiln_stop_reason_t* out_reason);
 
+/// How many times sequence `index` was preempted: a session with a fixed
+/// KV pool (kv_cache_blocks) that runs out of blocks frees the last running
+/// sequences' blocks instead of failing the call, and recomputes them (their
+/// prompt plus the tokens they have) once room is back; greedy output is
+/// the same as without preemption. Errors: INVALID_ARGUMENT for NULL
+/// arguments, OUT_OF_RANGE for an index past the end.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_sequence_preemptions(
+    kiln_generation_t generation, size_t index, uint32_t* out_count);
+
 /// The call's timings. Errors: INVALID_ARGUMENT for NULL arguments.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_generation_stats(
     kiln_generation_t generation, kiln_generation_stats_t* out_stats);
@@ -678,6 +687,7 @@ typedef struct kiln_kv_usage_s {
   uint64_t bytes_per_block; // every layer's keys, values and scales of one block
   uint64_t reused_tokens;   // prompt tokens taken from shared blocks, not computed
   uint64_t evictions;       // cached blocks evicted to make room
+  uint64_t preemptions;     // running sequences preempted for lack of blocks
 } kiln_kv_usage_t;
 
 /// Fills `*out_usage` (whose struct_size the caller sets; fields past it are
