@@ -60,6 +60,9 @@ struct HostCache {
   /// Whether append_cache may reallocate (an executor-owned cache) rather
   /// than fail (a cache the caller bound with a fixed capacity).
   bool growable = false;
+  /// A ragged batch: storage of view.seq_lengths (the result of an append
+  /// gets its own).
+  std::shared_ptr<std::vector<int64_t>> lengths;
 
   HostCache() = default;
   HostCache(kiln_dtype_t dtype, int64_t batch, int64_t kv_heads, int64_t head_dim,
@@ -282,6 +285,31 @@ class KernelHarness : public KernelContext {
       return KernelError(*this, KILN_STATUS_INTERNAL, "append_cache of %lld tokens",
                          (long long)tokens);
     HostCache& c = *caches_[in];
+    if (c.view.ragged()) {
+      // Each sequence grows by its share of the flattened tokens.
+      const KvCache& v = c.view;
+      if (!v.q_offsets || v.q_offsets[v.batch] != tokens)
+        return KernelError(*this, KILN_STATUS_INTERNAL, "append_cache of %lld ragged tokens",
+                           (long long)tokens);
+      HostCache& r = *out_caches_[out];
+      r = c;
+      r.lengths = std::make_shared<std::vector<int64_t>>(size_t(v.batch));
+      int64_t longest = 0;
+      for (int64_t b = 0; b < v.batch; ++b) {
+        const int64_t need = v.seq_lengths[b] + v.q_offsets[b + 1] - v.q_offsets[b];
+        if (need > v.capacity)
+          return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                             "sequence %lld needs %lld rows of %lld", (long long)b,
+                             (long long)need, (long long)v.capacity);
+        (*r.lengths)[size_t(b)] = need;
+        longest = std::max(longest, need);
+        PoisonRows(c, b, v.seq_lengths[b], need);
+      }
+      r.view.seq_lengths = r.lengths->data();
+      r.view.length = longest;
+      *result = &r.view;
+      return nullptr;
+    }
     const int64_t needed = c.view.length + tokens;
     if (needed > c.view.capacity) {
       if (!c.growable)
@@ -310,15 +338,18 @@ class KernelHarness : public KernelContext {
   /// Poisons rows [begin, end) of every (sequence, head), in any layout and
   /// storage type (scales too).
   static void PoisonRows(HostCache& c, int64_t begin, int64_t end) {
+    for (int64_t b = 0; b < c.view.batch; ++b) PoisonRows(c, b, begin, end);
+  }
+  /// The same for sequence b alone.
+  static void PoisonRows(HostCache& c, int64_t b, int64_t begin, int64_t end) {
     const KvCache& v = c.view;
-    for (int64_t b = 0; b < v.batch; ++b)
-      for (int64_t h = 0; h < v.kv_heads; ++h)
-        for (int64_t t = begin; t < end; ++t)
-          for (bool value : {false, true}) {
-            const KvRowRef r = KvRow(v, value, v.Row(b, h, t));
-            std::memset(r.data, 0xA5, size_t(KvRowBytes(v, r.dim)));
-            if (r.scales) std::memset(r.scales, 0xA5, size_t(KvScaleBytes(v, r.dim)));
-          }
+    for (int64_t h = 0; h < v.kv_heads; ++h)
+      for (int64_t t = begin; t < end; ++t)
+        for (bool value : {false, true}) {
+          const KvRowRef r = KvRow(v, value, v.Row(b, h, t));
+          std::memset(r.data, 0xA5, size_t(KvRowBytes(v, r.dim)));
+          if (r.scales) std::memset(r.scales, 0xA5, size_t(KvScaleBytes(v, r.dim)));
+        }
   }
 
   std::string op_;

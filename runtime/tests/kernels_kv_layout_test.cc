@@ -400,5 +400,152 @@ TEST(KvLayoutQuantized, Bf16ModelsQuantizeFromBf16) {
   ExpectClose(rv, ToD(v), 1.0 / 128, 2.0 / 254 + 2.0 / 1024, "bf16 value");
 }
 
+// ---------------------------------------------------------------------------
+// Ragged batches: sequences of different lengths with different numbers of
+// new tokens, flattened into one [1, N] step.
+
+/// Rows [from, from + n) of a [1, T, H, D] tensor (or [B, T, ...] row b).
+HostTensor TokenRows(const HostTensor& t, int64_t b, int64_t from, int64_t n) {
+  const int64_t T = t.shape[1], row = t.shape[2] * t.shape[3];
+  const size_t esize = kiln_dtype_bit_width(t.dtype) / 8;
+  HostTensor out(t.dtype, {1, n, t.shape[2], t.shape[3]});
+  std::memcpy(out.bytes.data(), t.bytes.data() + size_t((b * T + from) * row) * esize,
+              size_t(n * row) * esize);
+  return out;
+}
+
+/// The tokens of every sequence at `offsets`, flattened: sequence b's
+/// [start_b, start_b + q_b) of `all` ([n, T, H, D]).
+HostTensor Flatten(const HostTensor& all, const std::vector<int64_t>& start,
+                   const std::vector<int64_t>& q) {
+  int64_t N = 0;
+  for (int64_t x : q) N += x;
+  HostTensor out(all.dtype, {1, N, all.shape[2], all.shape[3]});
+  const int64_t row = all.shape[2] * all.shape[3];
+  const size_t esize = kiln_dtype_bit_width(all.dtype) / 8;
+  int64_t at = 0;
+  for (size_t b = 0; b < q.size(); ++b) {
+    std::memcpy(out.bytes.data() + size_t(at * row) * esize,
+                all.bytes.data() + size_t((int64_t(b) * all.shape[1] + start[b]) * row) * esize,
+                size_t(q[b] * row) * esize);
+    at += q[b];
+  }
+  return out;
+}
+
+HostTensor AttendMask(const HostTensor& q, const HostCache* cache, const HostTensor* k,
+                      const HostTensor* v, int64_t Dv, int64_t window) {
+  KernelHarness h("attention");
+  h.In(q);
+  if (cache)
+    h.None().None().InCache(*cache);
+  else
+    h.In(*k).In(*v).None();
+  h.None().None().Out(q.dtype, {q.shape[0], q.shape[1], q.shape[2], Dv});
+  if (window > 0)
+    h.AttrS("mask", "sliding_window").Attr("mask_window", window).Attr("mask_sink", 1);
+  else
+    h.AttrS("mask", "causal");
+  EXPECT_EQ(h.RunMessage(), "");
+  return h.Result();
+}
+
+TEST(KvLayoutRagged, AppendAndAttentionEqualEachSequenceAlone) {
+  uint32_t seed = 9600;
+  const Layout layouts[] = {kPaged[0], kPaged[1], {KILN_DTYPE_I8, KILN_DTYPE_F16, 0, 4}};
+  for (const Layout& l : layouts)
+    for (int64_t window : {0, 6}) {
+      SCOPED_TRACE(l.Name(KILN_DTYPE_F32) + (window ? " sliding window" : " causal"));
+      // Four sequences: a fresh prefill chunk, a decode token, a second
+      // chunk after cached tokens, and one idle this step.
+      const std::vector<int64_t> ctx = {0, 9, 17, 3}, q = {7, 1, 5, 0};
+      const int64_t n = 4, Hq = 4, H = 2, D = 16, Dv = 16, T = 40;
+      auto s = MakeStorage(KILN_DTYPE_F32, l, n, H, D, Dv, T, 0, seed);
+      HostTensor k = Random(KILN_DTYPE_F32, {n, T, H, D}, seed++);
+      HostTensor v = Random(KILN_DTYPE_F32, {n, T, H, Dv}, seed++);
+      HostTensor qs = Random(KILN_DTYPE_F32, {n, T, Hq, D}, seed++, 0.5);
+      // Step 1 appends each sequence's cached tokens, step 2 the new ones,
+      // both as ragged batches.
+      std::vector<int64_t> zero(size_t(n), 0), off1(size_t(n + 1), 0), off2(size_t(n + 1), 0);
+      for (int64_t b = 0; b < n; ++b) {
+        off1[size_t(b + 1)] = off1[size_t(b)] + ctx[size_t(b)];
+        off2[size_t(b + 1)] = off2[size_t(b)] + q[size_t(b)];
+      }
+      HostCache c = Wrap(*s);
+      c.lengths = std::make_shared<std::vector<int64_t>>(zero);
+      c.view.seq_lengths = c.lengths->data();
+      c.view.q_offsets = off1.data();
+      c = Append(c, Flatten(k, zero, ctx), Flatten(v, zero, ctx));
+      c.view.q_offsets = off2.data();
+      c = Append(c, Flatten(k, ctx, q), Flatten(v, ctx, q));
+      for (int64_t b = 0; b < n; ++b)
+        ASSERT_EQ(c.view.seq_lengths[b], ctx[size_t(b)] + q[size_t(b)]);
+      HostTensor got = AttendMask(Flatten(qs, ctx, q), &c, nullptr, nullptr, Dv, window);
+      ASSERT_EQ(got.shape[1], off2[size_t(n)]);
+      for (int64_t b = 0; b < n; ++b) {
+        if (q[size_t(b)] == 0) continue;
+        SCOPED_TRACE("sequence " + std::to_string(b));
+        const int64_t len = ctx[size_t(b)] + q[size_t(b)];
+        HostTensor mine = TokenRows(got, 0, off2[size_t(b)], q[size_t(b)]);
+        HostTensor qb = TokenRows(qs, b, ctx[size_t(b)], q[size_t(b)]);
+        // The same sequence alone, through its own rows of the table.
+        HostCache alone = Wrap(*s);
+        alone.view.batch = 1;
+        alone.view.length = len;
+        if (alone.view.block_table) alone.view.block_table += b * alone.view.blocks_per_seq;
+        else alone.view.key = nullptr;  // contiguous layouts are not used here
+        ExpectBitwiseEqual(mine, AttendMask(qb, &alone, nullptr, nullptr, Dv, window),
+                           "ragged vs the sequence alone");
+        // And against kv tensors of its rows (the unquantized ones for f32).
+        if (!s->view.quantized()) {
+          HostTensor kb = TokenRows(k, b, 0, len), vb = TokenRows(v, b, 0, len);
+          ExpectClose(mine, ToD(AttendMask(qb, nullptr, &kb, &vb, Dv, window)), 1e-5, 2e-5,
+                      "ragged vs attention over kv tensors");
+        }
+      }
+    }
+}
+
+TEST(KvLayoutRagged, Errors) {
+  auto s = MakeStorage(KILN_DTYPE_F32, kPaged[2], 2, 2, 8, 8, 16, 0, 1);
+  std::vector<int64_t> lens = {4, 2}, off = {0, 1, 3};
+  HostCache c = Wrap(*s);
+  c.view.seq_lengths = lens.data();
+  c.view.q_offsets = off.data();
+  c.view.length = 4;
+  {
+    // The query must be [1, N] with N the offsets' total.
+    KernelHarness h("attention");
+    h.In(Random(KILN_DTYPE_F32, {1, 4, 4, 8}, 1)).None().None().InCache(c).None().None();
+    h.Out(KILN_DTYPE_F32, {1, -1, 4, 8}).AttrS("mask", "causal");
+    EXPECT_NE(h.RunMessage().find("a ragged batch of 2 sequences needs query [1, N"),
+              std::string::npos);
+  }
+  {
+    KernelHarness h("attention");
+    h.In(Random(KILN_DTYPE_F32, {1, 3, 4, 8}, 1)).None().None().InCache(c);
+    h.In(Random(KILN_DTYPE_F32, {1, 1, 3, 4}, 2)).None();
+    h.Out(KILN_DTYPE_F32, {1, -1, 4, 8}).AttrS("mask", "causal");
+    EXPECT_NE(h.RunMessage().find("a ragged batch takes no attn_mask"), std::string::npos);
+  }
+  {
+    KernelHarness h("kv_cache_append");
+    h.InCache(c)
+        .In(Random(KILN_DTYPE_F32, {1, 5, 2, 8}, 1))
+        .In(Random(KILN_DTYPE_F32, {1, 5, 2, 8}, 2))
+        .None()
+        .None()
+        .OutCache();
+    EXPECT_NE(h.RunMessage().find("appends key [1, N, kv_heads, head_dim] with N its offsets' total"),
+              std::string::npos);
+  }
+  {
+    KernelHarness h("kv_cache_read");
+    h.InCache(c).Out(KILN_DTYPE_F32, {2, -1, 2, 8}).Out(KILN_DTYPE_F32, {2, -1, 2, 8});
+    EXPECT_NE(h.RunMessage().find("a ragged batch's sequences have different lengths"),
+              std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace kiln::testing

@@ -107,17 +107,29 @@ struct AttentionTask {
   int64_t ms[4];  // attn_mask strides over [B, Hq, Sq, Skv] (0 = broadcast)
   const uint8_t* tree;
   int64_t tree_bstride;  // 0 for a [Sq, Sq] tree mask
+  // A ragged batch (the cache's seq_lengths): queries are [1, N] with
+  // sequence b's Sq_b = q_off[b + 1] - q_off[b] at rows [q_off[b], ...), its
+  // keys the cache's seq_lengths[b]; work items split each sequence's
+  // queries into blocks of q_rows.
+  struct Item {
+    int64_t seq, i0, nq;
+  };
+  const Item* items;  // null: a uniform batch
+  const int64_t* q_off;
+  const int64_t* seq_len;
 
-  /// Keys query `i` may see: [0, lo_end) and [lo, hi).
-  void Candidates(int64_t i, int64_t* lo_end, int64_t* lo, int64_t* hi) const {
-    const int64_t pos = Skv - Sq + i;  // the query's absolute position
+  /// Keys query `i` of a sequence with `sq` queries and `skv` keys may see:
+  /// [0, lo_end) and [lo, hi).
+  void Candidates(int64_t i, int64_t sq, int64_t skv, int64_t* lo_end, int64_t* lo,
+                  int64_t* hi) const {
+    const int64_t pos = skv - sq + i;  // the query's absolute position
     *lo_end = 0;
     *lo = 0;
-    *hi = Skv;
+    *hi = skv;
     if (kind == MaskKind::kCausal) {
-      *hi = std::clamp<int64_t>(pos + 1, 0, Skv);
+      *hi = std::clamp<int64_t>(pos + 1, 0, skv);
     } else if (kind == MaskKind::kSlidingWindow) {
-      *hi = std::clamp<int64_t>(pos + 1, 0, Skv);
+      *hi = std::clamp<int64_t>(pos + 1, 0, skv);
       *lo = std::clamp<int64_t>(pos - window + 1, 0, *hi);
       *lo_end = std::min(sink, *lo);
     }
@@ -138,17 +150,31 @@ struct AttentionTask {
     const bool bool_mask = attn_mask && attn_mask->dtype == KILN_DTYPE_I1;
     const int64_t head_groups = group / heads;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t qb = t % q_blocks;
-      const int64_t hg = (t / q_blocks) % (Hkv * head_groups);
-      const int64_t b = t / (q_blocks * Hkv * head_groups);
+      int64_t b, hg, i0, nq, sq = Sq, skv = Skv, qbase;
+      if (items) {
+        const Item& it = items[t / (Hkv * head_groups)];
+        hg = t % (Hkv * head_groups);
+        b = it.seq;
+        i0 = it.i0;
+        nq = it.nq;
+        sq = q_off[b + 1] - q_off[b];
+        skv = seq_len[b];
+        qbase = q_off[b];
+      } else {
+        const int64_t qb = t % q_blocks;
+        hg = (t / q_blocks) % (Hkv * head_groups);
+        b = t / (q_blocks * Hkv * head_groups);
+        i0 = qb * q_rows;
+        nq = std::min(q_rows, Sq - i0);
+        qbase = b * Sq;
+      }
       const int64_t kvh = hg / head_groups;
       const int64_t h0 = kvh * group + (hg % head_groups) * heads;
-      const int64_t i0 = qb * q_rows, nq = std::min(q_rows, Sq - i0);
       const int64_t rows = nq * heads;
       for (int64_t qi = 0; qi < nq; ++qi)
         for (int64_t hh = 0; hh < heads; ++hh)
           LoadRow<float>(q->dtype, q->data,
-                         ((b * Sq + i0 + qi) * Hq + h0 + hh) * D, D,
+                         ((qbase + i0 + qi) * Hq + h0 + hh) * D, D,
                          qa.data() + (qi * heads + hh) * D);
       std::fill(o.begin(), o.begin() + rows * dv_pad, 0.f);
       std::fill(row_max.begin(), row_max.end(), kNegInf);
@@ -156,8 +182,8 @@ struct AttentionTask {
       // Candidate ranges grow with the query position, so the task's union
       // is [0, first row's lo_end) and [first row's lo, last row's hi).
       int64_t first_lo_end, first_lo, first_hi, last_lo_end, last_lo, last_hi;
-      Candidates(i0, &first_lo_end, &first_lo, &first_hi);
-      Candidates(i0 + nq - 1, &last_lo_end, &last_lo, &last_hi);
+      Candidates(i0, sq, skv, &first_lo_end, &first_lo, &first_hi);
+      Candidates(i0 + nq - 1, sq, skv, &last_lo_end, &last_lo, &last_hi);
       for (int64_t j0 = 0; j0 < last_hi; j0 += kKB) {
         const int64_t kb = std::min(kKB, last_hi - j0);
         if (j0 >= first_lo_end && j0 + kb <= first_lo)
@@ -167,7 +193,7 @@ struct AttentionTask {
                                  kpanel.data(), sc.data(), kb_pad, true);
         bool any = false;
         for (int64_t r = 0; r < rows; ++r)
-          any |= Softmax(b, h0 + r % heads, i0 + r / heads, j0, kb, bool_mask,
+          any |= Softmax(b, h0 + r % heads, i0 + r / heads, sq, skv, j0, kb, bool_mask,
                          sc.data() + r * kb_pad, mask_vals.data(),
                          &row_max[size_t(r)], &row_sum[size_t(r)],
                          o.data() + r * dv_pad);
@@ -183,7 +209,7 @@ struct AttentionTask {
             row_sum[size_t(r)] > 0 ? 1.f / row_sum[size_t(r)] : 0.f;
         for (int64_t d = 0; d < Dv; ++d) orow[d] *= inv;
         StoreRow<float>(orow, Dv, out->dtype, out->data,
-                        ((b * Sq + i0 + r / heads) * Hq + h0 + r % heads) * Dv);
+                        ((qbase + i0 + r / heads) * Hq + h0 + r % heads) * Dv);
       }
     }
   }
@@ -242,19 +268,20 @@ struct AttentionTask {
   /// relative to the row's running max, rescaling its partial output and
   /// sum when the max grows. Masked keys get probability 0. Returns whether
   /// any key of the block was visible.
-  KILN_ALWAYS_INLINE bool Softmax(int64_t b, int64_t h, int64_t i, int64_t j0,
-                                  int64_t kb, bool bool_mask, float* s,
-                                  float* mask_vals, float* row_max,
-                                  float* row_sum, float* orow) const {
+  KILN_ALWAYS_INLINE bool Softmax(int64_t b, int64_t h, int64_t i, int64_t sq,
+                                  int64_t skv, int64_t j0, int64_t kb,
+                                  bool bool_mask, float* s, float* mask_vals,
+                                  float* row_max, float* row_sum,
+                                  float* orow) const {
     int64_t lo_end, lo, hi;
-    Candidates(i, &lo_end, &lo, &hi);
+    Candidates(i, sq, skv, &lo_end, &lo, &hi);
     if (attn_mask) LoadMask(b, h, i, j0, kb, bool_mask, mask_vals);
     float block_max = kNegInf;
     for (int64_t jj = 0; jj < kb; ++jj) {
       const int64_t j = j0 + jj;
       bool visible = j < lo_end || (j >= lo && j < hi);
-      if (visible && kind == MaskKind::kTree && j >= Skv - Sq)
-        visible = tree[b * tree_bstride + i * Sq + (j - (Skv - Sq))] != 0;
+      if (visible && kind == MaskKind::kTree && j >= skv - sq)
+        visible = tree[b * tree_bstride + i * sq + (j - (skv - sq))] != 0;
       float x = kNegInf;
       if (visible) {
         x = s[jj] * scale;
@@ -383,7 +410,22 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
     Dv = cache->v_head_dim;
     kv_what = "cache [batch, tokens, kv_heads, head_dim] " +
               Dims{cache->batch, Skv, Hkv, cache->head_dim}.str();
-    if (cache->batch != q.shape[0] || cache->head_dim != q.shape[3])
+    if (cache->ragged()) {
+      // Queries [1, N]: the sequences' new tokens one after another.
+      const int64_t n = cache->batch;
+      bool ok = q.shape[0] == 1 && cache->q_offsets && cache->q_offsets[0] == 0 &&
+                cache->q_offsets[n] == q.shape[1] && cache->head_dim == q.shape[3];
+      for (int64_t b = 0; ok && b < n; ++b)
+        ok = cache->q_offsets[b + 1] >= cache->q_offsets[b] &&
+             cache->seq_lengths[b] >= cache->q_offsets[b + 1] - cache->q_offsets[b] &&
+             cache->seq_lengths[b] <= cache->capacity;
+      if (!ok)
+        return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                           "a ragged batch of %lld sequences needs query [1, N, heads, %lld] "
+                           "with N the sequences' new tokens, each among its cached ones; "
+                           "found query %s",
+                           (long long)n, (long long)cache->head_dim, q.shape.str().c_str());
+    } else if (cache->batch != q.shape[0] || cache->head_dim != q.shape[3])
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                          "%s does not match query %s (batch, head_dim)",
                          kv_what.c_str(), q.shape.str().c_str());
@@ -453,8 +495,18 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
                        "sink = %lld",
                        (long long)window, (long long)sink);
 
+  const bool ragged = cache && cache->ragged();
+  if (ragged) {
+    // Each sequence is masked by its own positions; a padding mask or a
+    // token tree has no meaning across the flattened sequences.
+    if ((ctx.num_inputs() > kAttnMask && ctx.has_input(kAttnMask)) ||
+        (ctx.num_inputs() > kTreeMask && ctx.has_input(kTreeMask)))
+      return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                         "a ragged batch takes no attn_mask or tree_mask");
+  }
   AttentionTask task{};
   task.attn_mask = nullptr;
+  task.items = nullptr;
   if (ctx.num_inputs() > kAttnMask && ctx.has_input(kAttnMask)) {
     if (ctx.is_quantized(kAttnMask))
       return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
@@ -523,7 +575,7 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
   task.cache = nullptr;
   if (cache) {
     const int64_t cap = cache->capacity;
-    if (!cache->paged() && cache->stored() == KILN_DTYPE_F32) {
+    if (!cache->paged() && !ragged && cache->stored() == KILN_DTYPE_F32) {
       // In place: row (b, j, h) is at ((b * Hkv + h) * capacity + j) * D.
       task.k = static_cast<const float*>(cache->key);
       task.v = static_cast<const float*>(cache->value);
@@ -592,6 +644,27 @@ kiln_status_t AttentionKernel(KernelContext& ctx) {
     task.q_rows /= 2;
   task.q_rows = std::min(task.q_rows, Sq);
   task.q_blocks = (Sq + task.q_rows - 1) / task.q_rows;
+  if (ragged) {
+    // Work items: blocks of q_rows queries of one sequence, so a decode
+    // token and a long prefill chunk share the threads.
+    std::vector<AttentionTask::Item> items;
+    const int64_t n = cache->batch;
+    task.heads = task.group;
+    while (task.heads > 1 && n * Hq / task.heads < 2 * threads && task.heads % 2 == 0)
+      task.heads /= 2;
+    task.q_rows = std::max<int64_t>(1, 48 / task.heads);
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t sq = cache->q_offsets[b + 1] - cache->q_offsets[b];
+      for (int64_t i0 = 0; i0 < sq; i0 += task.q_rows)
+        items.push_back({b, i0, std::min(task.q_rows, sq - i0)});
+    }
+    task.items = items.data();
+    task.q_off = cache->q_offsets;
+    task.seq_len = cache->seq_lengths;
+    const int64_t per_item = Hkv * (task.group / task.heads);
+    ParallelForIsa(ctx.pool(), int64_t(items.size()) * per_item, 1, task);
+    return nullptr;
+  }
   ParallelForIsa(ctx.pool(), units * task.q_blocks, 1, task);
   return nullptr;
 }

@@ -66,7 +66,7 @@ kiln_status_t CheckRows(const KernelContext& ctx, const KvCache& c,
   struct {
     const char* name;
     int64_t got, want;
-  } const dims[3] = {{"batch", t.shape[0], c.batch},
+  } const dims[3] = {{"batch", t.shape[0], c.ragged() ? 1 : c.batch},
                      {"kv_heads", t.shape[2], c.kv_heads},
                      {dim_name, t.shape[3], dim}};
   for (const auto& d : dims)
@@ -85,6 +85,64 @@ kiln_status_t CheckRows(const KernelContext& ctx, const KvCache& c,
 /// least ~16k elements.
 int64_t HeadGrain(int64_t rows, int64_t row_elems) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(rows * row_elems, 1));
+}
+
+/// Copies (or quantizes) token row `src` of k / v into row `dst`.
+void StoreToken(const KvCache& c, const Tensor& k, const Tensor& v, int64_t src, int64_t dst,
+                std::vector<float>& row) {
+  const size_t esize = ElemBytes(k.dtype);
+  for (bool value : {false, true}) {
+    const Tensor& t = value ? v : k;
+    const int64_t dim = value ? c.v_head_dim : c.head_dim;
+    const KvRowRef r = KvRow(c, value, dst);
+    if (!c.quantized()) {
+      std::memcpy(r.data, static_cast<const uint8_t*>(t.data) + size_t(src * dim) * esize,
+                  size_t(dim) * esize);
+    } else {
+      LoadRow<float>(t.dtype, t.data, src * dim, dim, row.data());
+      KvStoreRow(c, r, row.data());
+    }
+  }
+}
+
+/// A ragged batch: k / v are [1, N, kv_heads, dim] with sequence b's tokens
+/// at rows [q_offsets[b], q_offsets[b + 1]), appended after its own rows.
+kiln_status_t AppendRagged(KernelContext& ctx, const KvCache& in, const Tensor& k,
+                           const Tensor& v) {
+  const int64_t n = in.batch, N = k.shape[1];
+  bool ok = k.shape[0] == 1 && in.q_offsets && in.q_offsets[0] == 0 && in.q_offsets[n] == N;
+  for (int64_t b = 0; ok && b < n; ++b) ok = in.q_offsets[b + 1] >= in.q_offsets[b];
+  if (!ok)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "a ragged batch of %lld sequences appends key [1, N, kv_heads, "
+                       "head_dim] with N its offsets' total; found key %s",
+                       (long long)n, k.shape.str().c_str());
+  KvCache* out = nullptr;
+  KILN_RETURN_IF_ERROR(ctx.append_cache(0, kCache, N, &out));
+  const KvCache& c = *out;
+  if (!c.ragged())
+    return KernelError(ctx, KILN_STATUS_INTERNAL, "the appended cache is not ragged");
+  for (int64_t b = 0; b < n; ++b)
+    if (c.seq_lengths[b] != in.seq_lengths[b] + in.q_offsets[b + 1] - in.q_offsets[b] ||
+        c.seq_lengths[b] > c.capacity)
+      return KernelError(ctx, KILN_STATUS_RESOURCE_EXHAUSTED,
+                         "sequence %lld of the ragged batch needs %lld rows; the cache holds "
+                         "%lld",
+                         (long long)b,
+                         (long long)(in.seq_lengths[b] + in.q_offsets[b + 1] - in.q_offsets[b]),
+                         (long long)c.capacity);
+  const int64_t Hkv = c.kv_heads;
+  if (N == 0 || Hkv == 0) return nullptr;
+  ctx.pool().parallel_for(n * Hkv, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(size_t(std::max(c.head_dim, c.v_head_dim)));
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / Hkv, h = bh % Hkv;
+      for (int64_t i = in.q_offsets[b]; i < in.q_offsets[b + 1]; ++i)
+        StoreToken(c, k, v, i * Hkv + h, c.Row(b, h, in.seq_lengths[b] + i - in.q_offsets[b]),
+                   row);
+    }
+  });
+  return nullptr;
 }
 
 kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
@@ -109,6 +167,7 @@ kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "key %s and value %s hold different numbers of tokens",
                        k.shape.str().c_str(), v.shape.str().c_str());
+  if (cache->ragged()) return AppendRagged(ctx, *cache, k, v);
 
   // append_cache may move the storage (growing it), so everything below
   // reads the result, not the operand.
@@ -116,7 +175,6 @@ kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(ctx.append_cache(0, kCache, S, &out));
   const int64_t start = out->length - S;
   const int64_t Hkv = out->kv_heads, D = out->head_dim, Dv = out->v_head_dim;
-  const size_t esize = ElemBytes(k.dtype);
   if (S == 0 || out->batch * Hkv == 0) return nullptr;
   const KvCache& c = *out;
   // One task per run of (sequence, head) pairs: each writes its own rows.
@@ -125,24 +183,8 @@ kiln_status_t KvCacheAppendKernel(KernelContext& ctx) {
         std::vector<float> row(size_t(std::max(D, Dv)));
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / Hkv, h = bh % Hkv;
-          for (int64_t s = 0; s < S; ++s) {
-            const int64_t src = (b * S + s) * Hkv + h;
-            const int64_t dst = c.Row(b, h, start + s);
-            for (bool value : {false, true}) {
-              const Tensor& t = value ? v : k;
-              const int64_t dim = value ? Dv : D;
-              const KvRowRef r = KvRow(c, value, dst);
-              if (!c.quantized()) {
-                std::memcpy(r.data,
-                            static_cast<const uint8_t*>(t.data) +
-                                size_t(src * dim) * esize,
-                            size_t(dim) * esize);
-              } else {
-                LoadRow<float>(t.dtype, t.data, src * dim, dim, row.data());
-                KvStoreRow(c, r, row.data());
-              }
-            }
-          }
+          for (int64_t s = 0; s < S; ++s)
+            StoreToken(c, k, v, (b * S + s) * Hkv + h, c.Row(b, h, start + s), row);
         }
       });
   return nullptr;
@@ -152,6 +194,10 @@ kiln_status_t KvCacheReadKernel(KernelContext& ctx) {
   const KvCache* cache = nullptr;
   KILN_RETURN_IF_ERROR(CheckCache(ctx, 0, &cache));
   const KvCache& c = *cache;
+  if (c.ragged())
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "a ragged batch's sequences have different lengths; kv_cache_read "
+                       "returns one dense [batch, tokens] tensor");
   if (ctx.num_outputs() != 2)
     return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
                        "expected 2 results (key, value), found %zu",

@@ -152,8 +152,17 @@ struct KvCache {
   void* value = nullptr;
   void* key_scale = nullptr;
   void* value_scale = nullptr;
+  /// A ragged batch (continuous batching): sequence b holds seq_lengths[b]
+  /// rows (`length` is then the longest), and a step's new tokens are
+  /// flattened as [1, N]: sequence b's are rows [q_offsets[b],
+  /// q_offsets[b + 1]). Null for a uniform batch.
+  const int64_t* seq_lengths = nullptr;
+  const int64_t* q_offsets = nullptr;
 
   bool paged() const { return block_size > 0; }
+  bool ragged() const { return seq_lengths != nullptr; }
+  /// Rows held by sequence b.
+  int64_t SeqLength(int64_t b) const { return seq_lengths ? seq_lengths[b] : length; }
   /// The stored element type (`storage`, or `dtype` when unset).
   kiln_dtype_t stored() const { return storage == KILN_DTYPE_INVALID ? dtype : storage; }
   bool quantized() const { return stored() != dtype; }
