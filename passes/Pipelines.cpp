@@ -41,6 +41,10 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
         kv.scaleType = options.kvScaleType;
         pm.nest<func::FuncOp>().addPass(createKvLayoutPass(kv));
       }
+      if (options.ragged) {
+        pm.nest<func::FuncOp>().addPass(createRaggedBatchPass());
+        pm.addPass(createCanonicalizerPass());
+      }
     }
   }
   if (options.pruneWeights)

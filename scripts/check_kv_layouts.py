@@ -18,7 +18,9 @@ prompts sharing a 13-token prefix (paged:4), with and without the prefix
 cache: equal tokens, fewer blocks at the peak, and prompt tokens reused.
 Variant "preemption" generates for three prompts in a pool too small for
 them all (--kv-blocks): sequences are preempted and recomputed, and the
-tokens must equal those of an unbounded pool.
+tokens must equal those of an unbounded pool. Variant "ragged graph"
+compiles with --ragged (kiln-ragged-batch) and must generate the tokens of
+the graph as exported.
 
 Paged caches of the model's type hold the same values, so their logits and
 presents must be bit-identical and their tokens equal. Quantized caches are
@@ -62,6 +64,9 @@ VARIANTS = {
 PREFIX = "prefix reuse"
 PREFIX_TOKENS = 12
 VARIANTS[PREFIX] = ["--kv-layout=paged:4"]
+# The ragged-batch form of the graph (check_ragged_graph).
+RAGGED = "ragged graph"
+VARIANTS[RAGGED] = ["--ragged", "--kv-layout=paged:4"]
 # Preemption and recompute in a fixed pool (check_preemption).
 PREEMPT = "preemption"
 VARIANTS[PREEMPT] = ["--kv-layout=paged:4"]
@@ -179,7 +184,35 @@ def check_preemption(folder, tools, workdir):
         model.close()
 
 
+def check_ragged_graph(folder, tools, workdir):
+    """The graph kiln-ragged-batch derives (ropes on position_ids, masks by
+    attention kind) generates the tokens of the graph as exported."""
+    model = Model(folder)
+    try:
+        base = os.path.join(workdir, "base.kiln")
+        ragged = os.path.join(workdir, "ragged.kiln")
+        compile_model(tools, model, base, [])
+        r = subprocess.run([tools["kiln-compile"], model.path, "-o", ragged, "--quiet",
+                            *VARIANTS[RAGGED]], capture_output=True, text=True)
+        if r.returncode != 0:
+            if "cannot run ragged batches" in r.stderr:
+                why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
+                return [], f"not applicable: {why}"
+            return [f"kiln-compile --ragged failed: {r.stderr.strip()}"], ""
+        rng = np.random.default_rng(SEED + 3)
+        prompts = [rng.integers(0, model.vocab, 9).tolist(), rng.integers(0, model.vocab, 4).tolist()]
+        want, _ = kiln_json(tools, base, prompts, tokens=GREEDY_TOKENS)
+        got, _ = kiln_json(tools, ragged, prompts, tokens=GREEDY_TOKENS)
+        problems = [] if got == want else [f"ragged graph tokens {got} differ from {want}"]
+        return problems, (f"greedy {GREEDY_TOKENS} tokens x {len(prompts)} prompts (lengths 9, 4) "
+                          f"equal to the exported graph's")
+    finally:
+        model.close()
+
+
 def check_variant(folder, variant, tools, workdir, results):
+    if variant == RAGGED:
+        return check_ragged_graph(folder, tools, workdir)
     if variant == PREFIX:
         return check_prefix_reuse(folder, tools, workdir)
     if variant == PREEMPT:

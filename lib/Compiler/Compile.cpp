@@ -934,11 +934,16 @@ llvm::Error ManifestBuilder::finishModelInfo(func::FuncOp func) {
   // Sequences of different lengths share a batch by left padding when the
   // graph takes an attention mask and explicit positions; otherwise the
   // runtime batches sequences of equal length together.
-  model["padding"] = hasMask && hasPositions ? "left" : "none";
+  // kiln-ragged-batch ran: one run may take many sequences' tokens
+  // flattened, with their lengths bound to the caches. Its attention no
+  // longer reads the padding mask, so padded batches are out.
+  const bool ragged = func->hasAttr("kiln.ragged");
+  model["padding"] = hasMask && hasPositions && !ragged ? "left" : "none";
+  if (ragged)
+    model["ragged"] = true;
   if (!kv.empty())
     model["kv_cache"] = std::move(kv);
   out.stats.generation = why.empty();
-  (void)func;
   return llvm::Error::success();
 }
 

@@ -155,6 +155,12 @@ static cl::opt<int64_t> kvGroup(
 static cl::opt<std::string> kvScaleType(
     "kv-scale-type", cl::desc("Scale type of a quantized KV cache: f16 or f32"),
     cl::value_desc("type"), cl::init("f16"), cl::cat(category));
+static cl::opt<bool> ragged(
+    "ragged",
+    cl::desc("Make the graph run ragged batches (the new tokens of many "
+             "sequences flattened, for continuous batching): ropes read "
+             "position_ids, attention masks per sequence"),
+    cl::init(false), cl::cat(category));
 static cl::opt<bool> report(
     "report",
     cl::desc("After the graph stage, print which ops were fused from which "
@@ -321,6 +327,9 @@ int main(int argc, char **argv) {
   pipelineOptions.fuse = fuse;
   pipelineOptions.kvCache = kvCache;
   pipelineOptions.elementwise = fuseElementwise;
+  pipelineOptions.ragged = ragged;
+  if (ragged && (!fuse || !kvCache))
+    return fail("--ragged needs the in-place KV cache (drop --fuse=false / --kv-cache=false)");
   {
     StringRef layout = kvLayout;
     if (layout == "contiguous") {

@@ -55,6 +55,10 @@ struct GraphPipelineOptions
   Option<std::string> kvScaleType{*this, "kv-scale-type",
                                   llvm::cl::desc("Scale type of a quantized KV cache"),
                                   llvm::cl::init("f16")};
+  Option<bool> ragged{*this, "ragged",
+                      llvm::cl::desc("With kv-cache: make the graph run ragged batches "
+                                     "(kiln-ragged-batch)"),
+                      llvm::cl::init(false)};
   Option<bool> pruneWeights{*this, "prune-weights",
                             llvm::cl::desc("Remove unread weight declarations"),
                             llvm::cl::init(true)};

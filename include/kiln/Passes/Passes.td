@@ -239,6 +239,31 @@ def KvLayoutPass : Pass<"kiln-kv-layout", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def RaggedBatchPass : Pass<"kiln-ragged-batch", "mlir::func::FuncOp"> {
+  let summary = "Make a cached graph run ragged batches (continuous batching)";
+  let description = [{
+    Rewrites a function whose every attention reads a `!kiln.kv_cache` so
+    that one run can take the new tokens of many sequences flattened as a
+    `[1, N]` batch, the runtime passing each sequence's offsets and lengths
+    with the caches:
+
+    * every `kiln.rope` takes its positions from the `position_ids`
+      argument (added as `tensor<?x?xi64>` when the graph derives positions
+      from other inputs, as onnxruntime-genai graphs do); ropes that read
+      cos/sin tables computed from `position_ids` stay as they are;
+    * every attention mask is dropped: a `causal` or `sliding_window`
+      attention's `attn_mask` when it is computed from `attention_mask`,
+      constants and shapes alone (padding, which a ragged batch has none
+      of), and a `none` attention whose mask is `positions >= key index`
+      (causal by position) becomes `causal`.
+
+    The function gets `kiln.ragged`. Anything else (an attention on
+    tensors, a mask of another form, an input still read afterwards other
+    than for shapes) is an error naming the op and why.
+  }];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def PruneWeightsPass : Pass<"kiln-prune-weights", "mlir::ModuleOp"> {
   let summary = "Remove weight declarations that no kiln.weight reads";
   let description = [{
