@@ -186,6 +186,35 @@ struct RaggedBatchPass
       op.setMaskAttr(MaskAttr::get(&getContext(), kind, old.getWindow(), old.getSink()));
     }
 
+    // A cache's shape reads [sequences, heads, length, dim], but the tokens
+    // of a ragged batch are one row: exporters that take the batch size
+    // from the past (torch dynamo's GPT-2 reshapes input_ids with it) must
+    // read it from input_ids instead.
+    SmallVector<ShapeOfOp> cacheShapes;
+    func.walk([&](ShapeOfOp op) {
+      if (isa<KvCacheType>(op.getInput().getType()) && !op.use_empty())
+        cacheShapes.push_back(op);
+    });
+    for (ShapeOfOp op : cacheShapes) {
+      OpBuilder b(op->getContext());
+      b.setInsertionPointAfter(op);
+      Location loc = op.getLoc();
+      auto i64 = b.getI64Type();
+      auto one = RankedTensorType::get({1}, i64);
+      auto rest = RankedTensorType::get({3}, i64);
+      auto idsShape = b.create<ShapeOfOp>(
+          loc, RankedTensorType::get({2}, i64), ids);
+      auto batch = b.create<SliceOp>(loc, one, idsShape, b.getDenseI64ArrayAttr({0}),
+                                     b.getDenseI64ArrayAttr({0}), b.getDenseI64ArrayAttr({1}),
+                                     b.getDenseI64ArrayAttr({1}));
+      auto tail = b.create<SliceOp>(loc, rest, op.getResult(), b.getDenseI64ArrayAttr({0}),
+                                    b.getDenseI64ArrayAttr({1}), b.getDenseI64ArrayAttr({4}),
+                                    b.getDenseI64ArrayAttr({1}));
+      auto shape = b.create<ConcatOp>(loc, op.getType(), ValueRange{batch, tail},
+                                      b.getI64IntegerAttr(0));
+      op.getResult().replaceAllUsesExcept(shape.getResult(), tail.getOperation());
+    }
+
     // What the masks and derived positions read is dead now.
     // (The body is one block; walking it backwards erases users first.)
     for (Operation &op : llvm::make_early_inc_range(llvm::reverse(func.getBody().front())))

@@ -20,7 +20,10 @@ Variant "preemption" generates for three prompts in a pool too small for
 them all (--kv-blocks): sequences are preempted and recomputed, and the
 tokens must equal those of an unbounded pool. Variant "ragged graph"
 compiles with --ragged (kiln-ragged-batch) and must generate the tokens of
-the graph as exported.
+the graph as exported. Variant "serving" serves random requests through the
+continuous-batching scheduler (kiln-run --serve) with arrivals between
+steps, mixed prefill/decode steps and preemption, and each request must get
+the tokens of the exported graph run on it alone.
 
 Paged caches of the model's type hold the same values, so their logits and
 presents must be bit-identical and their tokens equal. Quantized caches are
@@ -70,6 +73,11 @@ VARIANTS[RAGGED] = ["--ragged", "--kv-layout=paged:4"]
 # Preemption and recompute in a fixed pool (check_preemption).
 PREEMPT = "preemption"
 VARIANTS[PREEMPT] = ["--kv-layout=paged:4"]
+# Continuous batching through the scheduler (check_serving).
+SERVING = "serving"
+VARIANTS[SERVING] = ["--ragged", "--kv-layout=paged:4"]
+SERVE = {"requests": 6, "prompt": "3:14", "output": "4:12", "arrivals": 2, "step_tokens": 12,
+         "blocks": 12}
 
 # Quantized variants: (largest logit error / largest |logit|, largest present
 # error / largest |value| of its row). The present bound is the storage's
@@ -210,7 +218,57 @@ def check_ragged_graph(folder, tools, workdir):
         model.close()
 
 
+def check_serving(folder, tools, workdir):
+    """Requests of random lengths served by the continuous-batching scheduler
+    (kiln-run --serve: two arrive per step, steps of at most 12 tokens mix
+    prompt chunks and decode tokens, a pool of 12 blocks forces preemption)
+    each get the tokens the exported graph generates for them alone."""
+    model = Model(folder)
+    try:
+        base = os.path.join(workdir, "base.kiln")
+        ragged = os.path.join(workdir, "ragged.kiln")
+        compile_model(tools, model, base, [])
+        r = subprocess.run([tools["kiln-compile"], model.path, "-o", ragged, "--quiet",
+                            *VARIANTS[SERVING]], capture_output=True, text=True)
+        if r.returncode != 0:
+            if "cannot run ragged batches" in r.stderr:
+                why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
+                return [], f"not applicable: {why}"
+            return [f"kiln-compile {' '.join(VARIANTS[SERVING])} failed: {r.stderr.strip()}"], ""
+        c = SERVE
+        cmd = [tools["kiln-run"], ragged, "--json", "--seed", str(SEED),
+               "--serve", str(c["requests"]), "--serve-prompt-len", c["prompt"],
+               "--serve-output-len", c["output"], "--serve-arrivals", str(c["arrivals"]),
+               "--max-step-tokens", str(c["step_tokens"]), "--kv-blocks", str(c["blocks"])]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            return [f"kiln-run --serve failed: {r.stderr.strip()}"], ""
+        out = json.loads(r.stdout)
+        problems = []
+        for i, req in enumerate(out["requests"]):
+            alone, _ = kiln_json(tools, base, [req["prompt_ids"]], tokens=req["max_new_tokens"])
+            if req["generated_ids"] != alone[0]:
+                problems.append(f"request {i} (prompt of {len(req['prompt_ids'])}, "
+                                f"{req['preemptions']} preemptions): {req['generated_ids']} "
+                                f"served, {alone[0]} alone")
+        kv = out["kv"]
+        if kv["preemptions"] < 1:
+            problems.append("no request was preempted")
+        if kv["blocks_peak"] > c["blocks"]:
+            problems.append(f"the pool of {c['blocks']} blocks held {kv['blocks_peak']}")
+        if out["mixed_steps"] < 1:
+            problems.append("no step mixed prompt chunks with decode tokens")
+        return problems, (f"{c['requests']} requests ({c['arrivals']} arriving per step, steps of "
+                          f"<= {c['step_tokens']} tokens, {out['mixed_steps']} of {out['steps']} "
+                          f"mixing prefill and decode, {kv['preemptions']} preemptions in "
+                          f"{c['blocks']} blocks): each request's tokens equal to it run alone")
+    finally:
+        model.close()
+
+
 def check_variant(folder, variant, tools, workdir, results):
+    if variant == SERVING:
+        return check_serving(folder, tools, workdir)
     if variant == RAGGED:
         return check_ragged_graph(folder, tools, workdir)
     if variant == PREFIX:

@@ -44,6 +44,7 @@ Executor::Executor(const kiln_model_s* model, int threads, bool profile,
   vals_.resize(m_.values.size());
   qvals_.resize(m_.values.size());
   caches_.resize(m_.values.size());
+  ragged_lengths_.resize(m_.values.size());
   stores_.resize(m_.values.size());
   bound_.assign(m_.values.size(), nullptr);
   // Each appended cache shares the storage of the cache input it grew from
@@ -285,6 +286,31 @@ kiln_status_t Executor::append_cache(size_t out, size_t in, int64_t tokens, KvCa
   const KvCache& c = caches_[size_t(iv)];
   const int64_t need = c.length + tokens;
   KvCache grown = c;
+  if (c.ragged()) {
+    // Each sequence grows by its share of the flattened tokens; the caller
+    // (the scheduler) gave every sequence the blocks for it.
+    if (!bound_[size_t(root)] || !c.q_offsets || c.q_offsets[c.batch] != tokens)
+      return KernelError(*this, KILN_STATUS_INTERNAL,
+                         "a ragged append of %lld tokens to a cache not bound for them",
+                         (long long)tokens);
+    std::vector<int64_t>& after = ragged_lengths_[size_t(ov)];
+    after.resize(size_t(c.batch));
+    int64_t longest = 0;
+    for (int64_t b = 0; b < c.batch; ++b) {
+      after[size_t(b)] = c.seq_lengths[b] + c.q_offsets[b + 1] - c.q_offsets[b];
+      if (after[size_t(b)] > c.capacity)
+        return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,
+                           "sequence %lld of the ragged batch needs %lld rows; the bound "
+                           "cache holds %lld",
+                           (long long)b, (long long)after[size_t(b)], (long long)c.capacity);
+      longest = std::max(longest, after[size_t(b)]);
+    }
+    grown.seq_lengths = after.data();
+    grown.length = longest;
+    caches_[size_t(ov)] = grown;
+    *result = &caches_[size_t(ov)];
+    return nullptr;
+  }
   if (KvCache* b = bound_[size_t(root)]) {
     if (need > c.capacity)
       return KernelError(*this, KILN_STATUS_RESOURCE_EXHAUSTED,

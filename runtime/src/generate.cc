@@ -21,6 +21,7 @@
 
 #include "cpu/half.h"
 #include "model.h"
+#include "sampling.h"
 
 struct kiln_generation_s {
   std::vector<std::vector<int64_t>> tokens;
@@ -36,87 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-/// Uniform double in [0, 1) from 53 random bits (the same on every platform,
-/// unlike std::uniform_real_distribution).
-double Uniform(std::mt19937_64& rng) { return double(rng() >> 11) * 0x1.0p-53; }
-
-class Sampler {
- public:
-  Sampler(const kiln_generate_options_t& o) : o_(o), rng_(o.seed) {}
-
-  int64_t Sample(const float* logits, int64_t vocab) {
-    if (o_.temperature <= 0.f || o_.top_k == 1) {
-      int64_t best = 0;
-      for (int64_t i = 1; i < vocab; ++i)
-        if (logits[i] > logits[best]) best = i;
-      return best;
-    }
-    // Candidates sorted by logit, truncated to top-k.
-    cand_.resize(size_t(vocab));
-    for (int64_t i = 0; i < vocab; ++i) cand_[size_t(i)] = {logits[i], i};
-    size_t k = o_.top_k > 0 ? std::min<size_t>(size_t(o_.top_k), cand_.size()) : cand_.size();
-    auto by_logit = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    };
-    std::partial_sort(cand_.begin(), cand_.begin() + long(k), cand_.end(), by_logit);
-    cand_.resize(k);
-    // Softmax at the temperature, in double for a stable cumulative sum.
-    probs_.resize(k);
-    double maxv = cand_[0].first, sum = 0;
-    for (size_t i = 0; i < k; ++i) {
-      probs_[i] = std::exp((double(cand_[i].first) - maxv) / double(o_.temperature));
-      sum += probs_[i];
-    }
-    // Top-p: the smallest prefix whose probability reaches top_p.
-    size_t keep = k;
-    if (o_.top_p < 1.f) {
-      double acc = 0;
-      for (size_t i = 0; i < k; ++i) {
-        acc += probs_[i] / sum;
-        if (acc >= double(o_.top_p)) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    double total = 0;
-    for (size_t i = 0; i < keep; ++i) total += probs_[i];
-    double u = Uniform(rng_) * total;
-    for (size_t i = 0; i < keep; ++i) {
-      u -= probs_[i];
-      if (u < 0) return cand_[i].second;
-    }
-    return cand_[keep - 1].second;
-  }
-
- private:
-  const kiln_generate_options_t& o_;
-  std::mt19937_64 rng_;
-  std::vector<std::pair<float, int64_t>> cand_;
-  std::vector<double> probs_;
-};
-
-/// Reads row `row` of a [B, S, V] logits tensor as f32.
-void LogitsRow(const Tensor& logits, int64_t b, int64_t s, std::vector<float>& out) {
-  int64_t S = logits.shape[1], V = logits.shape[2];
-  int64_t base = (b * S + s) * V;
-  out.resize(size_t(V));
-  switch (logits.dtype) {
-    case KILN_DTYPE_F32:
-      std::memcpy(out.data(), logits.as<float>() + base, size_t(V) * sizeof(float));
-      break;
-    case KILN_DTYPE_F16:
-      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = HalfToFloat(logits.as<uint16_t>()[base + i]);
-      break;
-    case KILN_DTYPE_BF16:
-      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = BF16ToFloat(logits.as<uint16_t>()[base + i]);
-      break;
-    default:
-      for (int64_t i = 0; i < V; ++i) out[size_t(i)] = float(logits.as<double>()[base + i]);
-      break;
-  }
 }
 
 struct Group {
@@ -772,6 +692,37 @@ kiln_status_t Generator::Run(const int64_t* const* prompts, const size_t* lens, 
 }  // namespace
 }  // namespace kiln
 
+namespace kiln {
+
+kiln_status_t ReadGenerateOptions(const kiln_generate_options_t* options,
+                                  kiln_generate_options_t* out) {
+  kiln_generate_options_t& o = *out;
+  kiln_generate_options_init(&o);
+  if (options) {
+    if (options->struct_size < sizeof(size_t) || options->struct_size > sizeof(o))
+      return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                              "kiln_generate_options_t.struct_size is %zu; initialize the "
+                              "options with kiln_generate_options_init",
+                              options->struct_size);
+    std::memcpy(&o, options, options->struct_size);
+  }
+  if (o.max_new_tokens <= 0)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "max_new_tokens is %d; it must be > 0",
+                            o.max_new_tokens);
+  if (!(o.temperature >= 0.f) || !std::isfinite(o.temperature) || o.top_k < 0 ||
+      !(o.top_p > 0.f && o.top_p <= 1.f))
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "sampling options out of range: temperature %g (>= 0), top_k %d "
+                            "(>= 0), top_p %g (in (0, 1])",
+                            double(o.temperature), o.top_k, double(o.top_p));
+  if (o.eos_count && !o.eos_token_ids)
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "eos_count %zu with no eos_token_ids",
+                            o.eos_count);
+  return nullptr;
+}
+
+}  // namespace kiln
+
 extern "C" {
 
 void kiln_generate_options_init(kiln_generate_options_t* options) {
@@ -792,15 +743,7 @@ kiln_status_t kiln_session_generate(kiln_session_t session, const int64_t* const
                             "session, prompts, prompt_lengths and out_generation must not "
                             "be NULL");
   kiln_generate_options_t o;
-  kiln_generate_options_init(&o);
-  if (options) {
-    if (options->struct_size < sizeof(size_t) || options->struct_size > sizeof(o))
-      return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
-                              "kiln_generate_options_t.struct_size is %zu; initialize the "
-                              "options with kiln_generate_options_init",
-                              options->struct_size);
-    std::memcpy(&o, options, options->struct_size);
-  }
+  KILN_RETURN_IF_ERROR(kiln::ReadGenerateOptions(options, &o));
   const kiln::Manifest& m = session->model->manifest;
   if (!m.model.generation)
     return KILN_MAKE_STATUS(KILN_STATUS_FAILED_PRECONDITION,
@@ -810,18 +753,6 @@ kiln_status_t kiln_session_generate(kiln_session_t session, const int64_t* const
                                 : m.model.generation_unsupported.c_str());
   if (batch == 0)
     return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "the batch is empty");
-  if (o.max_new_tokens <= 0)
-    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "max_new_tokens is %d; it must be > 0",
-                            o.max_new_tokens);
-  if (!(o.temperature >= 0.f) || !std::isfinite(o.temperature) || o.top_k < 0 ||
-      !(o.top_p > 0.f && o.top_p <= 1.f))
-    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
-                            "sampling options out of range: temperature %g (>= 0), top_k %d "
-                            "(>= 0), top_p %g (in (0, 1])",
-                            double(o.temperature), o.top_k, double(o.top_p));
-  if (o.eos_count && !o.eos_token_ids)
-    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT, "eos_count %zu with no eos_token_ids",
-                            o.eos_count);
   const int64_t vocab = m.model.vocab_size;
   size_t longest = 0;
   for (size_t i = 0; i < batch; ++i) {

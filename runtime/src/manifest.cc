@@ -672,6 +672,10 @@ kiln_status_t ParseManifest(const char* text, size_t size, Manifest* m) {
   std::string padding;
   KILN_RETURN_IF_ERROR(GetString(*model, "padding", "model", &padding, false));
   md.left_padding = padding == "left";
+  if (const json* r = Field(*model, "ragged")) {
+    if (!r->is_boolean()) return Corrupt("model", "'ragged' is not a boolean");
+    md.ragged = r->get<bool>();
+  }
   if (const json* kv = Field(*model, "kv_cache")) {
     int64_t layers;
     KILN_RETURN_IF_ERROR(GetInt(*kv, "layers", "model.kv_cache", &layers));

@@ -117,6 +117,9 @@ struct ModelDesc {
   int64_t bos = -1, pad = -1;
   int64_t max_sequence_length = 0;
   bool left_padding = false;
+  /// kiln-compile --ragged: one run may take many sequences' new tokens
+  /// flattened as [1, N] (positions from position_ids, masks per sequence).
+  bool ragged = false;
   int num_layers = 0;
   int64_t kv_heads = 0, head_dim = 0, v_head_dim = 0;
   kiln_dtype_t kv_dtype = KILN_DTYPE_INVALID;

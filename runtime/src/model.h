@@ -156,6 +156,7 @@ class Executor final : public KernelContext {
   std::vector<Tensor> vals_;
   std::vector<QTensor> qvals_;
   std::vector<KvCache> caches_;       // per value; kv_cache values only
+  std::vector<std::vector<int64_t>> ragged_lengths_;  // per value: a ragged append's lengths
   std::vector<int> cache_root_;       // per value: the cache input it appends to
   std::vector<std::unique_ptr<CacheStore>> stores_;  // per value; at unbound cache inputs
   std::vector<std::unique_ptr<CacheStore>> old_stores_;  // outgrown during this run
@@ -196,6 +197,10 @@ namespace kiln {
 kiln_status_t SelectDevice(const kiln_model_s& model, kiln_device_kind_t requested,
                            int32_t ordinal, kiln_device_kind_t* chosen, std::string* reason,
                            std::unique_ptr<Accelerator>* accelerator);
+
+/// Copies `options` (NULL: the defaults) into `*out` and checks its values.
+kiln_status_t ReadGenerateOptions(const kiln_generate_options_t* options,
+                                  kiln_generate_options_t* out);
 
 }  // namespace kiln
 

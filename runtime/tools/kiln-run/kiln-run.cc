@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
+#include <random>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -76,6 +78,7 @@ const char* StopName(kiln_stop_reason_t r) {
     case KILN_STOP_EOS: return "eos";
     case KILN_STOP_MAX_TOKENS: return "max_tokens";
     case KILN_STOP_CALLBACK: return "callback";
+    case KILN_STOP_CANCELLED: return "cancelled";
   }
   return "unknown";
 }
@@ -189,6 +192,164 @@ int ListDevices() {
   return 0;
 }
 
+struct ServeConfig {
+  int requests = 0;
+  int prompt_min = 4, prompt_max = 32, output_min = 4, output_max = 32;
+  int per_step = 0;  // arrivals per step (0: all at the start)
+  int max_step_tokens = 256, max_running = 64;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
+}
+
+/// --serve: N synthetic requests (random prompts and output lengths from
+/// `seed`) through the continuous-batching scheduler.
+int Serve(kiln::Session& session, const kiln::Model& model, const ServeConfig& c) {
+  kiln_model_info_t mi;
+  kiln::Status s(kiln_model_info(model.get(), &mi));
+  if (!s.ok()) return Fail(s, "cannot read the model");
+  kiln_scheduler_options_t so;
+  kiln_scheduler_options_init(&so);
+  so.max_step_tokens = c.max_step_tokens;
+  so.max_running = c.max_running;
+  kiln_scheduler_t sched = nullptr;
+  s = kiln::Status(kiln_scheduler_create(session.get(), &so, &sched));
+  if (!s.ok()) return Fail(s, "cannot serve");
+  struct Req {
+    std::vector<int64_t> prompt;
+    int max_new;
+    uint64_t id = 0;
+    double submitted = 0, first = -1, done = -1;
+    size_t seen = 0;
+  };
+  std::mt19937_64 rng(c.seed);
+  auto uniform = [&](int lo, int hi) { return lo + int(rng() % uint64_t(hi - lo + 1)); };
+  std::vector<Req> reqs(size_t(c.requests));
+  for (Req& r : reqs) {
+    r.prompt.resize(size_t(uniform(c.prompt_min, c.prompt_max)));
+    for (int64_t& t : r.prompt) t = int64_t(rng() % uint64_t(mi.vocab_size));
+    r.max_new = uniform(c.output_min, c.output_max);
+  }
+  Clock::time_point t0 = Clock::now();
+  auto now = [&] { return Ms(t0, Clock::now()); };
+  size_t next = 0, steps = 0, mixed = 0, generated = 0, preempted = 0, max_running = 0;
+  std::vector<double> step_ms;
+  auto submit = [&](Req& r) -> kiln::Status {
+    kiln_generate_options_t g;
+    kiln_generate_options_init(&g);
+    g.max_new_tokens = r.max_new;
+    g.ignore_eos = 1;
+    r.submitted = now();
+    return kiln::Status(kiln_scheduler_submit(sched, r.prompt.data(), r.prompt.size(), &g, &r.id));
+  };
+  int rc = 0;
+  while (next < reqs.size() || kiln_scheduler_pending(sched) > 0) {
+    for (int k = 0; next < reqs.size() && (c.per_step == 0 || k < c.per_step); ++k) {
+      kiln::Status q = submit(reqs[next++]);
+      if (!q.ok()) {
+        rc = Fail(q, "submit failed");
+        break;
+      }
+    }
+    if (rc) break;
+    kiln_step_info_t info;
+    std::memset(&info, 0, sizeof(info));
+    info.struct_size = sizeof(info);
+    double a = now();
+    kiln::Status st(kiln_scheduler_step(sched, &info));
+    if (!st.ok()) {
+      rc = Fail(st, "step failed");
+      break;
+    }
+    step_ms.push_back(now() - a);
+    ++steps;
+    if (info.prefill_tokens > 0 && info.decode_tokens > 0) ++mixed;
+    preempted += info.preempted;
+    max_running = std::max(max_running, info.sequences);
+    for (size_t i = 0; i < next; ++i) {
+      Req& r = reqs[i];
+      if (r.done >= 0) continue;
+      const int64_t* toks;
+      size_t n;
+      int32_t finished;
+      kiln_stop_reason_t why;
+      kiln::Status pq(kiln_scheduler_poll(sched, r.id, &toks, &n, &finished, &why));
+      if (n > r.seen && r.first < 0) r.first = now();
+      generated += n - r.seen;
+      r.seen = n;
+      if (finished) r.done = now();
+    }
+  }
+  const double total = now();
+  kiln_kv_usage_t kv;
+  std::memset(&kv, 0, sizeof(kv));
+  kv.struct_size = sizeof(kv);
+  kiln::Status skv(kiln_session_kv_usage(session.get(), &kv));
+  std::vector<double> latency, ttft;
+  for (const Req& r : reqs)
+    if (r.done >= 0) {
+      latency.push_back(r.done - r.submitted);
+      ttft.push_back(r.first - r.submitted);
+    }
+  if (c.json) {
+    nlohmann::json out;
+    out["requests"] = nlohmann::json::array();
+    for (const Req& r : reqs) {
+      const int64_t* toks = nullptr;
+      size_t n = 0;
+      int32_t finished = 0;
+      kiln_stop_reason_t why = KILN_STOP_MAX_TOKENS;
+      uint32_t pre = 0;
+      kiln::Status pq(kiln_scheduler_poll(sched, r.id, &toks, &n, &finished, &why));
+      kiln::Status pp(kiln_scheduler_preemptions(sched, r.id, &pre));
+      out["requests"].push_back({{"prompt_ids", r.prompt},
+                                 {"max_new_tokens", r.max_new},
+                                 {"generated_ids", std::vector<int64_t>(toks, toks + n)},
+                                 {"stop", StopName(why)},
+                                 {"preemptions", pre},
+                                 {"latency_ms", r.done - r.submitted},
+                                 {"time_to_first_token_ms", r.first - r.submitted}});
+    }
+    out["steps"] = steps;
+    out["mixed_steps"] = steps ? mixed : 0;
+    out["total_ms"] = total;
+    out["generated_tokens"] = generated;
+    out["tokens_per_second"] = total > 0 ? double(generated) * 1000.0 / total : 0;
+    out["latency_ms"] = {{"p50", Percentile(latency, 0.5)}, {"p90", Percentile(latency, 0.9)},
+                         {"p99", Percentile(latency, 0.99)}};
+    out["time_to_first_token_ms"] = {{"p50", Percentile(ttft, 0.5)},
+                                     {"p90", Percentile(ttft, 0.9)},
+                                     {"p99", Percentile(ttft, 0.99)}};
+    out["step_ms"] = {{"p50", Percentile(step_ms, 0.5)}, {"p90", Percentile(step_ms, 0.9)}};
+    out["kv"] = {{"block_size", kv.block_size},     {"blocks_total", kv.blocks_total},
+                 {"blocks_peak", kv.blocks_peak},   {"bytes", kv.bytes},
+                 {"bytes_per_block", kv.bytes_per_block},
+                 {"reused_tokens", kv.reused_tokens}, {"preemptions", kv.preemptions}};
+    std::cout << out.dump() << "\n";
+  } else if (rc == 0) {
+    std::printf("served %d requests in %zu steps (%zu mixing prefill and decode), %.1f ms: %zu "
+                "tokens, %.1f tok/s; at most %zu sequences a step, %zu preemptions\n",
+                c.requests, steps, mixed, total, generated,
+                total > 0 ? double(generated) * 1000.0 / total : 0.0, max_running, preempted);
+    std::printf("latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms | first token p50 %.2f ms, p90 "
+                "%.2f ms | step p50 %.2f ms\n",
+                Percentile(latency, 0.5), Percentile(latency, 0.9), Percentile(latency, 0.99),
+                Percentile(ttft, 0.5), Percentile(ttft, 0.9), Percentile(step_ms, 0.5));
+    std::printf("kv paged:%lld | peak %lld of %lld blocks, %.1f KiB peak (%.1f KiB reserved) | "
+                "%llu prompt tokens reused\n",
+                (long long)kv.block_size, (long long)kv.blocks_peak, (long long)kv.blocks_total,
+                double(kv.blocks_peak) * double(kv.bytes_per_block) / 1024.0,
+                double(kv.bytes) / 1024.0, (unsigned long long)kv.reused_tokens);
+  }
+  kiln_scheduler_release(sched);
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +413,24 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefix-reuse", no_prefix_reuse,
                "Paged KV caches: compute every prompt in full (no prefix cache)");
+  ServeConfig serve;
+  std::string serve_prompt = "4:32", serve_output = "4:32";
+  app.add_option("--serve", serve.requests,
+                 "Serve N synthetic requests through the continuous-batching scheduler "
+                 "(artifacts compiled --ragged --kv-layout=paged:N) and print throughput, "
+                 "latency percentiles and KV memory")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--serve-prompt-len", serve_prompt, "Prompt lengths, MIN:MAX (--serve)");
+  app.add_option("--serve-output-len", serve_output, "Tokens to generate, MIN:MAX (--serve)");
+  app.add_option("--serve-arrivals", serve.per_step,
+                 "Requests submitted per step (0: all at the start) (--serve)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-step-tokens", serve.max_step_tokens,
+                 "Tokens one scheduler step runs at most (--serve)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-running", serve.max_running,
+                 "Requests running at once at most (--serve)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--repeat", repeat,
                  "Generate this many times on one session (the last call is printed; "
                  "later calls reuse cached prompt prefixes)")
@@ -328,8 +507,21 @@ int main(int argc, char** argv) {
     return rc;
   }
 
+  if (serve.requests > 0) {
+    auto range = [](const std::string& text, int* lo, int* hi) {
+      return std::sscanf(text.c_str(), "%d:%d", lo, hi) == 2 && *lo > 0 && *hi >= *lo;
+    };
+    if (!range(serve_prompt, &serve.prompt_min, &serve.prompt_max))
+      return Fail("--serve-prompt-len must be MIN:MAX with 0 < MIN <= MAX");
+    if (!range(serve_output, &serve.output_min, &serve.output_max))
+      return Fail("--serve-output-len must be MIN:MAX with 0 < MIN <= MAX");
+    serve.seed = seed;
+    serve.json = json_out;
+    return Serve(session, model, serve);
+  }
   if (prompt_texts.empty())
-    return Fail("give --prompt-ids (generation) or --inputs/--output-dir (one forward)");
+    return Fail("give --prompt-ids (generation), --serve N or --inputs/--output-dir (one "
+                "forward)");
   std::vector<std::vector<int64_t>> prompts(prompt_texts.size());
   for (size_t i = 0; i < prompt_texts.size(); ++i) {
     std::string error;

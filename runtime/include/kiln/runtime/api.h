@@ -603,6 +603,7 @@ typedef enum kiln_stop_reason_e {
   KILN_STOP_EOS = 1,         // generated an eos token (included in output)
   KILN_STOP_MAX_TOKENS = 2,  // reached max_new_tokens
   KILN_STOP_CALLBACK = 3,    // the callback asked to stop
+  KILN_STOP_CANCELLED = 4,   // kiln_scheduler_cancel
 } kiln_stop_reason_t;
 
 /// The result of kiln_session_generate.
@@ -695,6 +696,104 @@ typedef struct kiln_kv_usage_s {
 /// struct_size. Thread-safety: as kiln_session_t's other calls.
 KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_session_kv_usage(kiln_session_t session,
                                                                   kiln_kv_usage_t* out_usage);
+
+// ---------------------------------------------------------------------------
+// Continuous batching.
+//
+// A scheduler serves requests on a session: each kiln_scheduler_step runs
+// one forward over a ragged batch mixing the next prompt chunk of requests
+// being prefilled and one decode token of every running request, flattened
+// with no padding. Requests can be submitted and cancelled between steps.
+// It needs an artifact compiled with `--ragged` and a paged KV cache
+// (`--kv-layout=paged:N`); blocks come from the session's pool
+// (kv_cache_blocks), with prefix reuse when the session has it on. When the
+// pool runs out, the most recently admitted running request is preempted
+// (its blocks freed; it waits and is recomputed from its prompt and tokens)
+// rather than failing the step.
+
+/// Ownership: released with kiln_scheduler_release, before its session.
+/// Thread-safety: not thread-safe; calls on one scheduler (and on its
+/// session) must be serialized by the caller.
+typedef struct kiln_scheduler_s* kiln_scheduler_t;
+
+typedef struct kiln_scheduler_options_s {
+  size_t struct_size;
+  /// Tokens one step runs at most (prefill chunks and decode tokens
+  /// together); > 0. Default 256.
+  int32_t max_step_tokens;
+  /// Requests running at once at most; > 0. Default 64.
+  int32_t max_running;
+} kiln_scheduler_options_t;
+
+/// Sets `options` to the defaults. Thread-safety: thread-safe.
+KILN_API void kiln_scheduler_options_init(kiln_scheduler_options_t* options);
+
+/// Creates a scheduler on `session`. Errors: INVALID_ARGUMENT for NULL
+/// arguments or options out of range; FAILED_PRECONDITION for an artifact
+/// that was not compiled with --ragged and a paged KV cache (the message
+/// says which).
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_create(
+    kiln_session_t session, const kiln_scheduler_options_t* options,
+    kiln_scheduler_t* out_scheduler);
+
+/// Releases a scheduler and its requests' blocks. NULL is a no-op.
+KILN_API void kiln_scheduler_release(kiln_scheduler_t scheduler);
+
+/// Queues a request: `prompt` (copied) and generation options (NULL: the
+/// defaults; the callback is not called, poll instead). `*out_id` names it
+/// in later calls. Errors: INVALID_ARGUMENT (empty prompt, a token outside
+/// the vocabulary, bad options); RESOURCE_EXHAUSTED when the prompt plus
+/// max_new_tokens exceeds the session's max_sequence_length.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_submit(
+    kiln_scheduler_t scheduler, const int64_t* prompt, size_t length,
+    const kiln_generate_options_t* options, uint64_t* out_id);
+
+/// What one step did.
+typedef struct kiln_step_info_s {
+  size_t struct_size;
+  size_t sequences;       // requests in the step's batch
+  size_t prefill_tokens;  // prompt tokens computed
+  size_t decode_tokens;   // one per running request
+  size_t finished;        // requests that finished in this step
+  size_t preempted;       // requests preempted in this step
+  size_t waiting;         // requests waiting after the step
+  size_t running;         // requests running after the step
+} kiln_step_info_t;
+
+/// Runs one step (nothing when no request is pending). `out_info` may be
+/// NULL. Errors: RESOURCE_EXHAUSTED when a request alone does not fit in
+/// the KV pool (it is finished with no further tokens and the step fails);
+/// errors of the forward.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_step(kiln_scheduler_t scheduler,
+                                                                kiln_step_info_t* out_info);
+
+/// Requests submitted and not yet finished.
+KILN_API size_t kiln_scheduler_pending(kiln_scheduler_t scheduler);
+
+/// The tokens request `id` has generated so far (borrowed until the next
+/// step, submit, cancel or remove), whether it has finished and why. Errors:
+/// INVALID_ARGUMENT for NULL arguments; NOT_FOUND for an unknown id.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_poll(
+    kiln_scheduler_t scheduler, uint64_t id, const int64_t** out_tokens, size_t* out_count,
+    int32_t* out_finished, kiln_stop_reason_t* out_reason);
+
+/// How many times request `id` was preempted. Errors as kiln_scheduler_poll.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_preemptions(kiln_scheduler_t scheduler,
+                                                                       uint64_t id,
+                                                                       uint32_t* out_count);
+
+/// Finishes request `id` now (reason KILN_STOP_CANCELLED; its tokens so far
+/// stay readable) and frees its blocks. Cancelling a finished request does
+/// nothing. Errors: NOT_FOUND for an unknown id.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_cancel(kiln_scheduler_t scheduler,
+                                                                  uint64_t id);
+
+/// Forgets request `id` (cancelling it first when it has not finished): a
+/// long-running server removes each request once it has read its tokens,
+/// so that finished requests do not accumulate. Its id is not reused.
+/// Errors: NOT_FOUND for an unknown (or already removed) id.
+KILN_API KILN_MUST_USE_RESULT kiln_status_t kiln_scheduler_remove(kiln_scheduler_t scheduler,
+                                                                  uint64_t id);
 
 #ifdef __cplusplus
 }  // extern "C"
