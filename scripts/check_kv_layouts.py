@@ -23,7 +23,8 @@ compiles with --ragged (kiln-ragged-batch) and must generate the tokens of
 the graph as exported. Variant "serving" serves random requests through the
 continuous-batching scheduler (kiln-run --serve) with arrivals between
 steps, mixed prefill/decode steps and preemption, and each request must get
-the tokens of the exported graph run on it alone.
+the tokens of the exported graph run on it alone; "serving int8" does the
+same with an int8 cache, against the exported graph with that cache.
 
 Paged caches of the model's type hold the same values, so their logits and
 presents must be bit-identical and their tokens equal. Quantized caches are
@@ -76,6 +77,8 @@ VARIANTS[PREEMPT] = ["--kv-layout=paged:4"]
 # Continuous batching through the scheduler (check_serving).
 SERVING = "serving"
 VARIANTS[SERVING] = ["--ragged", "--kv-layout=paged:4"]
+# The same with int8 KV, against the int8 cache run alone.
+VARIANTS[SERVING + " int8"] = ["--ragged", "--kv-layout=paged:4", "--kv-dtype=int8"]
 SERVE = {"requests": 6, "prompt": "3:14", "output": "4:12", "arrivals": 2, "step_tokens": 12,
          "blocks": 12}
 
@@ -218,23 +221,25 @@ def check_ragged_graph(folder, tools, workdir):
         model.close()
 
 
-def check_serving(folder, tools, workdir):
+def check_serving(folder, variant, tools, workdir):
     """Requests of random lengths served by the continuous-batching scheduler
     (kiln-run --serve: two arrive per step, steps of at most 12 tokens mix
     prompt chunks and decode tokens, a pool of 12 blocks forces preemption)
-    each get the tokens the exported graph generates for them alone."""
+    each get the tokens the exported graph generates for them alone (with a
+    quantized cache: the graph as exported with the same cache)."""
     model = Model(folder)
     try:
         base = os.path.join(workdir, "base.kiln")
         ragged = os.path.join(workdir, "ragged.kiln")
-        compile_model(tools, model, base, [])
+        options = VARIANTS[variant]
+        compile_model(tools, model, base, [o for o in options if o.startswith("--kv-dtype")])
         r = subprocess.run([tools["kiln-compile"], model.path, "-o", ragged, "--quiet",
-                            *VARIANTS[SERVING]], capture_output=True, text=True)
+                            *options], capture_output=True, text=True)
         if r.returncode != 0:
             if "cannot run ragged batches" in r.stderr:
                 why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
                 return [], f"not applicable: {why}"
-            return [f"kiln-compile {' '.join(VARIANTS[SERVING])} failed: {r.stderr.strip()}"], ""
+            return [f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}"], ""
         c = SERVE
         cmd = [tools["kiln-run"], ragged, "--json", "--seed", str(SEED),
                "--serve", str(c["requests"]), "--serve-prompt-len", c["prompt"],
@@ -267,8 +272,8 @@ def check_serving(folder, tools, workdir):
 
 
 def check_variant(folder, variant, tools, workdir, results):
-    if variant == SERVING:
-        return check_serving(folder, tools, workdir)
+    if variant.startswith(SERVING):
+        return check_serving(folder, variant, tools, workdir)
     if variant == RAGGED:
         return check_ragged_graph(folder, tools, workdir)
     if variant == PREFIX:
