@@ -47,6 +47,11 @@ trap 'rm -rf "$work"' EXIT
   --kv-dtype=int4 --kv-group=8 --kv-layout=paged:3
 "$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx" -o "$work/kv8.kiln" --quiet \
   --kv-dtype=fp8 --kv-layout=paged:16
+# Continuous batching: ragged graphs with paged (int4 and f32) caches.
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/qwen2-torchscript/model.onnx" -o "$work/r4.kiln" --quiet \
+  --ragged --kv-dtype=int4 --kv-group=8 --kv-layout=paged:3
+"$KILN_COMPILE" "$ROOT/test/Import/fixtures/llama-genai-int4/model.onnx" -o "$work/r.kiln" --quiet \
+  --ragged --kv-layout=paged:4
 head -c 1000 "$work/m.kiln" > "$work/trunc.kiln"
 python3 - "$work" <<'PY'
 import sys
@@ -86,6 +91,12 @@ expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids 9,8,7,6,5,4,3,2
 expect 1 "$RUN" "$work/kv4.kiln" --prompt-ids $P,20 --prompt-ids $P,21 --max-new-tokens 6 --kv-blocks 4
 # Preemption and recompute: three sequences in a pool that holds two.
 expect 0 "$RUN" "$work/kv4.kiln" --prompt-ids 1,2,3,4,5,6 --prompt-ids 7,8,9,10,11,12 --prompt-ids 3,3,3,3,3,3 --max-new-tokens 14 --ignore-eos --kv-blocks 12
+# Serving: arrivals between steps, chunked prompts, preemption in a small
+# pool; a pool too small for one request is an error.
+expect 0 "$RUN" "$work/r4.kiln" --serve 10 --serve-arrivals 2 --max-step-tokens 9 --kv-blocks 20
+expect 0 "$RUN" "$work/r.kiln" --serve 12 --serve-arrivals 3 --max-running 4 --kv-blocks 24 --json
+expect 1 "$RUN" "$work/r.kiln" --serve 2 --serve-prompt-len 20:20 --kv-blocks 3
+expect 1 "$RUN" "$work/m.kiln" --serve 2
 expect 1 "$RUN" "$work/trunc.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/manifest.kiln" --prompt-ids 1
 expect 1 "$RUN" "$work/m.kiln" --prompt-ids 1,999
