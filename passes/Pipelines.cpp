@@ -28,6 +28,17 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
       fn.addPass(createFuseElementwisePass());
     pm.addPass(createCanonicalizerPass());
     pm.addPass(createCSEPass());
+    // On the fused projections and MLPs, so that fused weights are
+    // quantized together.
+    if (!options.quant.empty()) {
+      QuantizeWeightsPassOptions q;
+      q.scheme = options.quant;
+      q.group = options.quantGroup;
+      q.zeroPoints = options.quantZeroPoints;
+      q.exclude.assign(options.quantExclude.begin(), options.quantExclude.end());
+      pm.nest<func::FuncOp>().addPass(createQuantizeWeightsPass(q));
+      pm.addPass(createCSEPass());
+    }
     if (options.kvCache) {
       // On the fused attention: its keys and values are the presents.
       pm.nest<func::FuncOp>().addPass(createFormKvCachePass());

@@ -9,7 +9,9 @@
 
 #include "kiln/Compiler/Compile.h"
 
+#include "cpu/half.h"
 #include "cpu/kernel.h"
+#include "cpu/quantize.h"
 #include "kiln/Compiler/ArtifactWriter.h"
 #include "kiln/Compiler/MemoryPlan.h"
 #ifdef KILN_HAVE_CUDA
@@ -419,14 +421,26 @@ private:
     }
   }
 
+  /// `derived`: a parameter whose `bytes` the compiler computed (a
+  /// quantized weight), written wherever parameters go.
   llvm::Error addWeight(Operation *op, StringRef name, RankedTensorType type,
                         std::string bytes, bool constant,
-                        ExternalStorageAttr storage, int &index);
+                        ExternalStorageAttr storage, int &index,
+                        bool derived = false);
   llvm::Error visit(Operation *op);
   /// A concat of stored weights as a packed weight entry; its index, or
   /// nothing when `concat` is not one.
   std::optional<int> addPackedWeight(ConcatOp concat);
   llvm::Error visitQuantize(QuantizeOp op);
+  /// kiln-quantize-weights' output: a kiln.quantize (scales from the data)
+  /// of weights and constants, evaluated here; the ops that only feed such
+  /// quantizes are not visited (their float data is not written).
+  void findFoldedQuantizes(func::FuncOp func);
+  llvm::Error foldQuantize(QuantizeOp op);
+  /// A weight expression's values as floats (row-major) and its shape.
+  llvm::Error evalWeight(Value v, std::vector<float> &out, SmallVector<int64_t> &shape,
+                         std::string &name);
+  llvm::DenseSet<Operation *> foldedQuantizes, foldedOnly;
   llvm::Error finishModelInfo(func::FuncOp func);
 
   ModuleOp module;
@@ -477,7 +491,7 @@ private:
 llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
                                RankedTensorType type, std::string bytes,
                                bool constant, ExternalStorageAttr storage,
-                               int &index) {
+                               int &index, bool derived) {
   kiln_dtype_t dt = toRuntimeDType(type.getElementType());
   std::string why;
   FailureOr<uint64_t> size = getStorageSizeInBytes(type, &why);
@@ -489,19 +503,24 @@ llvm::Error ManifestBuilder::addWeight(Operation *op, StringRef name,
                  {"shape", shapeJson(type.getShape())},
                  {"size", int64_t(*size)},
                  {"kind", constant ? "constant" : "parameter"}};
-  bool embed = constant || options.weights == WeightMode::Embed;
-  if (!constant && !storage && options.weights != WeightMode::External)
+  bool embed = constant || options.weights == WeightMode::Embed ||
+               (derived && options.weights == WeightMode::Reference);
+  if (!constant && !derived && !storage && options.weights != WeightMode::External)
     return err("weight '" + name +
                "' has no stored data in the model; compile with "
                "--weights=external and bind a parameter file at load time");
-  if (!constant && storage && storage.getLength() != *size)
+  if (derived && bytes.size() != *size)
+    return err(llvm::formatv("weight '{0}': {1} bytes computed for {2} bytes", name,
+                             bytes.size(), *size)
+                   .str());
+  if (!constant && !derived && storage && storage.getLength() != *size)
     return err(llvm::formatv("weight '{0}' stores {1} bytes in '{2}' but its "
                              "type {3} needs {4}",
                              name, storage.getLength(), storage.getLocation(),
                              type, *size)
                    .str());
   std::unique_ptr<llvm::MemoryBuffer> fileData;
-  if (!constant && (embed || options.weights == WeightMode::External)) {
+  if (!constant && !derived && (embed || options.weights == WeightMode::External)) {
     llvm::SmallString<256> path(options.weightsDir);
     llvm::sys::path::append(path, storage.getLocation());
     auto buf = llvm::MemoryBuffer::getFileSlice(path, storage.getLength(),
@@ -585,6 +604,8 @@ std::optional<int> ManifestBuilder::addPackedWeight(ConcatOp concat) {
 }
 
 llvm::Error ManifestBuilder::visit(Operation *op) {
+  if (foldedOnly.contains(op))
+    return llvm::Error::success();
   if (auto w = dyn_cast<WeightOp>(op)) {
     auto it = weightBySymbol.find(w.getName());
     int index;
@@ -648,7 +669,7 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
     return llvm::Error::success();
   }
   if (auto q = dyn_cast<QuantizeOp>(op))
-    return visitQuantize(q);
+    return foldedQuantizes.contains(op) ? foldQuantize(q) : visitQuantize(q);
   if (auto ret = dyn_cast<func::ReturnOp>(op)) {
     for (Value v : ret.getOperands()) {
       int id = valueId(v);
@@ -746,6 +767,209 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
   noteCudaKernel(op, opName, launch);
   launches.push_back(std::move(launch));
   ++steps;
+  return llvm::Error::success();
+}
+
+/// Whether `v` is computed from weights with data and constants alone.
+static bool isWeightExpr(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return false;
+  if (isa<WeightOp>(def))
+    return true;
+  if (auto c = dyn_cast<arith::ConstantOp>(def))
+    return isa<DenseElementsAttr>(c.getValue());
+  if (auto t = dyn_cast<TransposeOp>(def))
+    return t.getPermutation().size() == 2 && t.getPermutation()[0] == 1 &&
+           isWeightExpr(t.getInput());
+  if (auto c = dyn_cast<ConcatOp>(def))
+    return llvm::all_of(c.getInputs(), isWeightExpr);
+  return false;
+}
+
+void ManifestBuilder::findFoldedQuantizes(func::FuncOp func) {
+  Block &body = func.getBody().front();
+  for (Operation &op : body)
+    if (auto q = dyn_cast<QuantizeOp>(&op))
+      if (!q.getScales() && q.getType().getShape().size() == 2 &&
+          isWeightExpr(q.getInput()))
+        foldedQuantizes.insert(&op);
+  // Users come after their operands: walk backwards.
+  for (Operation &op : llvm::reverse(body)) {
+    if (!isa<WeightOp, arith::ConstantOp, TransposeOp, ConcatOp>(op) ||
+        op.getNumResults() != 1 || op.use_empty() || !isWeightExpr(op.getResult(0)))
+      continue;
+    if (llvm::all_of(op.getUsers(), [&](Operation *u) {
+          return foldedQuantizes.contains(u) || foldedOnly.contains(u);
+        }))
+      foldedOnly.insert(&op);
+  }
+}
+
+/// Element `i` of `bytes` holding `type`'s values (f32, f16, bf16) as float.
+static bool floatsOf(StringRef bytes, Type type, std::vector<float> &out) {
+  size_t n;
+  if (type.isF32()) {
+    n = bytes.size() / 4;
+    out.resize(n);
+    std::memcpy(out.data(), bytes.data(), n * 4);
+    return true;
+  }
+  if (!type.isF16() && !type.isBF16())
+    return false;
+  n = bytes.size() / 2;
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, bytes.data() + 2 * i, 2);
+    out[i] = type.isF16() ? ::kiln::HalfToFloat(h) : ::kiln::BF16ToFloat(h);
+  }
+  return true;
+}
+
+llvm::Error ManifestBuilder::evalWeight(Value v, std::vector<float> &out,
+                                        SmallVector<int64_t> &shape, std::string &name) {
+  Operation *def = v.getDefiningOp();
+  auto type = cast<RankedTensorType>(v.getType());
+  shape.assign(type.getShape().begin(), type.getShape().end());
+  if (auto w = dyn_cast<WeightOp>(def)) {
+    auto decl = SymbolTable::lookupNearestSymbolFrom<WeightDeclOp>(def, w.getNameAttr());
+    if (!decl)
+      return err(describe(def) + ": no weight_decl @" + w.getName());
+    name = w.getName().str();
+    ExternalStorageAttr storage = decl.getStorageAttr();
+    if (!storage)
+      return err("weight '" + name +
+                 "' is bound at load time, but quantizing it (--quant) needs its values "
+                 "at compile time");
+    llvm::SmallString<256> path(options.weightsDir);
+    llvm::sys::path::append(path, storage.getLocation());
+    auto buf = llvm::MemoryBuffer::getFileSlice(path, storage.getLength(), storage.getOffset());
+    if (!buf)
+      return err("cannot read weight '" + name + "' from '" + path + "' at offset " +
+                 llvm::Twine(storage.getOffset()) + ": " + buf.getError().message());
+    if ((*buf)->getBufferSize() != storage.getLength())
+      return err("weight '" + name + "': '" + path + "' is truncated");
+    if (!floatsOf((*buf)->getBuffer(), type.getElementType(), out) ||
+        int64_t(out.size()) != type.getNumElements())
+      return err("weight '" + name + "' of type " + llvm::formatv("{0}", type).str() +
+                 " cannot be quantized (f32, f16 or bf16 with " +
+                 llvm::Twine(type.getNumElements()) + " values)");
+    return llvm::Error::success();
+  }
+  if (auto c = dyn_cast<arith::ConstantOp>(def)) {
+    auto bytes = denseBytes(cast<DenseElementsAttr>(c.getValue()), def);
+    if (!bytes)
+      return bytes.takeError();
+    name = "__constant";
+    if (!floatsOf(*bytes, type.getElementType(), out) ||
+        int64_t(out.size()) != type.getNumElements())
+      return err(describe(def) + ": a constant of type " + llvm::formatv("{0}", type).str() +
+                 " cannot be quantized");
+    return llvm::Error::success();
+  }
+  if (auto t = dyn_cast<TransposeOp>(def)) {
+    std::vector<float> in;
+    SmallVector<int64_t> inShape;
+    if (auto e = evalWeight(t.getInput(), in, inShape, name))
+      return e;
+    int64_t r = inShape[0], cols = inShape[1];
+    out.resize(in.size());
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < cols; ++j)
+        out[size_t(j * r + i)] = in[size_t(i * cols + j)];
+    return llvm::Error::success();
+  }
+  auto concat = cast<ConcatOp>(def);
+  int64_t axis = concat.getAxis() < 0 ? concat.getAxis() + type.getRank() : concat.getAxis();
+  int64_t outer = 1, total = type.getDimSize(int(axis));
+  for (int64_t d = 0; d < axis; ++d)
+    outer *= type.getDimSize(int(d));
+  int64_t inner = 1;
+  for (int64_t d = axis + 1; d < type.getRank(); ++d)
+    inner *= type.getDimSize(int(d));
+  out.assign(size_t(type.getNumElements()), 0.f);
+  int64_t at = 0;
+  for (Value in : concat.getInputs()) {
+    std::vector<float> part;
+    SmallVector<int64_t> partShape;
+    std::string partName;
+    if (auto e = evalWeight(in, part, partShape, partName))
+      return e;
+    name += (name.empty() ? "" : "+") + partName;
+    int64_t len = partShape[size_t(axis)];
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(&out[size_t((o * total + at) * inner)], &part[size_t(o * len * inner)],
+                  size_t(len * inner) * sizeof(float));
+    at += len;
+  }
+  return llvm::Error::success();
+}
+
+/// Evaluates a kiln.quantize of weights at compile time with the runtime's
+/// own arithmetic (kiln::QuantizeBlocks) and records the stored values,
+/// scales and zero points as parameters; the qtensor is assembled from them.
+llvm::Error ManifestBuilder::foldQuantize(QuantizeOp op) {
+  QTensorType type = op.getType();
+  std::vector<float> floats;
+  SmallVector<int64_t> shape;
+  std::string name;
+  if (auto e = evalWeight(op.getInput(), floats, shape, name))
+    return e;
+  ::kiln::Tensor x;
+  x.dtype = KILN_DTYPE_F32;
+  x.shape = ::kiln::Dims::FromArray(shape.data(), int(shape.size()));
+  x.data = floats.data();
+  ::kiln::Dims block;
+  block.rank = int(shape.size());
+  ArrayRef<int64_t> b = type.getQuant().getBlock();
+  for (size_t d = 0; d < shape.size(); ++d)
+    block[int(d)] = b[d] == 0 ? std::max<int64_t>(shape[d], 1) : b[d];
+  struct Part {
+    RankedTensorType type;
+    std::string suffix, bytes;
+    ::kiln::Tensor t;
+  };
+  SmallVector<Part, 3> parts;
+  auto addPart = [&](RankedTensorType t, StringRef suffix) {
+    Part p{t, suffix.str(), {}, {}};
+    p.t.dtype = toRuntimeDType(t.getElementType());
+    p.t.shape = ::kiln::Dims::FromArray(t.getShape().data(), int(t.getRank()));
+    p.bytes.assign(size_t(p.t.bytes()), '\0');
+    parts.push_back(std::move(p));
+  };
+  addPart(type.getDataType(), ".qdata");
+  addPart(type.getScalesType(), ".qscales");
+  bool zero = !type.getQuant().isSymmetric();
+  if (zero)
+    addPart(type.getZeroPointsType(), ".qzero");
+  for (Part &p : parts)
+    p.t.data = p.bytes.data();
+  kiln_status_t st = ::kiln::QuantizeBlocks(x, block, /*compute_scales=*/true, parts[0].t,
+                                            parts[1].t, zero ? &parts[2].t : nullptr);
+  if (st) {
+    std::string why = kiln_status_message(st);
+    kiln_status_free(st);
+    return err(describe(op) + ": cannot quantize weight '" + name + "': " + why);
+  }
+  ValueInfo qv;
+  qv.kind = "qtensor";
+  int *slots[3] = {&qv.qData, &qv.qScales, &qv.qZero};
+  for (auto [i, p] : llvm::enumerate(parts)) {
+    int index;
+    if (auto e = addWeight(op, name + p.suffix, p.type, std::move(p.bytes), false, {}, index,
+                           /*derived=*/true))
+      return e;
+    ValueInfo vi;
+    vi.kind = "weight";
+    vi.weight = index;
+    vi.type = p.type;
+    values.push_back(vi);
+    *slots[i] = int(values.size()) - 1;
+  }
+  ++out.stats.quantizedWeights;
+  qv.def = steps;
+  addValue(op.getResult(), qv);
   return llvm::Error::success();
 }
 
@@ -1036,6 +1260,7 @@ llvm::Expected<Compiled> ManifestBuilder::run() {
   }
   sortByOrder(inputs, inputOrder);
 
+  findFoldedQuantizes(func);
   for (Operation &op : func.getBody().front())
     if (auto e = visit(&op))
       return std::move(e);

@@ -155,6 +155,24 @@ static cl::opt<int64_t> kvGroup(
 static cl::opt<std::string> kvScaleType(
     "kv-scale-type", cl::desc("Scale type of a quantized KV cache: f16 or f32"),
     cl::value_desc("type"), cl::init("f16"), cl::cat(category));
+static cl::opt<std::string> quant(
+    "quant",
+    cl::desc("Weight quantization (kiln-quantize-weights): none, w8a16 (int8 "
+             "per output channel) or w4a16 (int4 in groups along K); weights "
+             "are packed at compile time"),
+    cl::value_desc("scheme"), cl::init("none"), cl::cat(category));
+static cl::opt<int64_t> quantGroup(
+    "quant-group", cl::desc("w4a16: weights along K per scale (default 128)"),
+    cl::init(128), cl::cat(category));
+static cl::opt<bool> quantZeroPoints(
+    "quant-zero-points",
+    cl::desc("w4a16: unsigned int4 with a zero point per group (asymmetric)"),
+    cl::init(false), cl::cat(category));
+static cl::list<std::string> quantExclude(
+    "quant-exclude",
+    cl::desc("Regular expression (repeatable): weights or ONNX nodes that stay "
+             "float, e.g. lm_head or 'layers\\.0\\.'"),
+    cl::value_desc("regex"), cl::cat(category));
 static cl::opt<bool> ragged(
     "ragged",
     cl::desc("Make the graph run ragged batches (the new tokens of many "
@@ -328,6 +346,20 @@ int main(int argc, char **argv) {
   pipelineOptions.kvCache = kvCache;
   pipelineOptions.elementwise = fuseElementwise;
   pipelineOptions.ragged = ragged;
+  if (quant != "none") {
+    if (quant != "w8a16" && quant != "w4a16")
+      return fail("--quant=" + quant + ": expected none, w8a16 or w4a16");
+    if (!fuse)
+      return fail("--quant needs the graph stage's fusion (drop --fuse=false)");
+    pipelineOptions.quant = quant;
+    pipelineOptions.quantGroup = quantGroup;
+    pipelineOptions.quantZeroPoints = quantZeroPoints;
+    for (const std::string &p : quantExclude)
+      pipelineOptions.quantExclude.push_back(p);
+  } else if (quantZeroPoints || quantExclude.getNumOccurrences() ||
+             quantGroup.getNumOccurrences()) {
+    return fail("--quant-group, --quant-zero-points and --quant-exclude need --quant");
+  }
   if (ragged && (!fuse || !kvCache))
     return fail("--ragged needs the in-place KV cache (drop --fuse=false / --kv-cache=false)");
   {

@@ -82,6 +82,8 @@ struct CompileStats {
   size_t weights = 0;
   uint64_t weightBytes = 0;
   uint64_t constantBytes = 0;
+  /// Weights quantized at compile time (kiln-quantize-weights).
+  uint64_t quantizedWeights = 0;
   int64_t arenaBytes = 0;
   int64_t unplannedArenaBytes = 0;
   int slots = 0;

@@ -59,6 +59,19 @@ struct GraphPipelineOptions
                       llvm::cl::desc("With kv-cache: make the graph run ragged batches "
                                      "(kiln-ragged-batch)"),
                       llvm::cl::init(false)};
+  Option<std::string> quant{*this, "quant",
+                            llvm::cl::desc("With fuse: quantize weights "
+                                           "(kiln-quantize-weights: w8a16, w4a16; empty: none)"),
+                            llvm::cl::init("")};
+  Option<int64_t> quantGroup{*this, "quant-group",
+                             llvm::cl::desc("w4a16: weights along K per scale"),
+                             llvm::cl::init(128)};
+  Option<bool> quantZeroPoints{*this, "quant-zero-points",
+                               llvm::cl::desc("w4a16: zero points (asymmetric)"),
+                               llvm::cl::init(false)};
+  ListOption<std::string> quantExclude{
+      *this, "quant-exclude",
+      llvm::cl::desc("Regular expressions: weights or ONNX nodes that stay float")};
   Option<bool> pruneWeights{*this, "prune-weights",
                             llvm::cl::desc("Remove unread weight declarations"),
                             llvm::cl::init(true)};

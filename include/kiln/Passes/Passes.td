@@ -239,6 +239,49 @@ def KvLayoutPass : Pass<"kiln-kv-layout", "mlir::func::FuncOp"> {
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
 
+def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
+  let summary = "Quantize the weights of projections and gated MLPs";
+  let description = [{
+    Weight-only quantization. Every float weight of a `kiln.matmul` (its
+    `b`) and of a `kiln.gated_mlp` that is computed from weights and
+    constants alone (`kiln.weight`, `arith.constant`, and `kiln.concat` /
+    `kiln.transpose` of those: sibling projections fused by the graph stage)
+    becomes a `kiln.quantize` of its output-major form `[N, K]` (a
+    `kiln.transpose` is inserted for `[K, N]` weights, and the op is marked
+    `transpose_b` / `transpose_weights`), so that every quantization block
+    runs along K:
+
+    * `scheme=w8a16`: `i8`, one scale per output channel (`block = [1, 0]`),
+      symmetric.
+    * `scheme=w4a16`: `i4` in groups of `group` along K (`block = [1, g]`,
+      default 128), symmetric; with `zero-points`, `ui4` with a `ui4` zero
+      point per group (asymmetric, min/max).
+
+    Scales have the weight's element type and are computed from its values;
+    kiln-compile evaluates these `kiln.quantize` ops when it writes the
+    artifact, which then holds the packed values and scales in the layout
+    the kernels read instead of the float weight. Weights or ONNX nodes
+    whose name matches one of the `exclude` regular expressions stay float
+    (e.g. `exclude=lm_head`). A gated MLP is quantized whole or not at all.
+    Refusals are errors: a group size that does not divide K (naming the
+    weight), an odd group, an unknown scheme.
+  }];
+  let options = [
+    Option<"scheme", "scheme", "std::string", /*default=*/"\"w8a16\"",
+           "w8a16 or w4a16">,
+    Option<"group", "group", "int64_t", /*default=*/"128",
+           "w4a16: weights along K per scale">,
+    Option<"zeroPoints", "zero-points", "bool", /*default=*/"false",
+           "w4a16: unsigned storage with a zero point per group">,
+    ListOption<"exclude", "exclude", "std::string",
+               "Regular expressions: weights or ONNX nodes that stay float">
+  ];
+  let statistics = [
+    Statistic<"numQuantized", "quantized-weights", "Number of weights quantized">
+  ];
+  let dependentDialects = ["mlir::kiln::KilnDialect"];
+}
+
 def RaggedBatchPass : Pass<"kiln-ragged-batch", "mlir::func::FuncOp"> {
   let summary = "Make a cached graph run ragged batches (continuous batching)";
   let description = [{

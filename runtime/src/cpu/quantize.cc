@@ -17,6 +17,7 @@
 #include "cpu/half.h"
 #include "cpu/kernels.h"
 #include "cpu/llm_util.h"
+#include "cpu/quantize.h"
 
 namespace kiln {
 
@@ -94,9 +95,83 @@ void StoreInt(const Tensor& t, int64_t i, int64_t inner, int64_t v) {
 
 }  // namespace
 
+kiln_status_t QuantizeBlocks(const Tensor& x, const Dims& block, bool compute_scales,
+                             const Tensor& data, const Tensor& scales_t, const Tensor* zero) {
+  const kiln_dtype_t storage = data.dtype;
+  const int rank = x.shape.rank;
+  Dims sshape;
+  sshape.rank = rank;
+  for (int d = 0; d < rank; ++d) sshape[d] = (x.shape[d] + block[d] - 1) / block[d];
+  const bool is_f8 = storage == KILN_DTYPE_F8E4M3FN || storage == KILN_DTYPE_F8E5M2;
+  int64_t qlo = 0, qhi = 0;
+  if (!is_f8 && !IntRange(storage, &qlo, &qhi))
+    return KILN_MAKE_STATUS(KILN_STATUS_UNIMPLEMENTED, "quantizing to %s is not supported",
+                            kiln_dtype_name(storage));
+  if (data.shape != x.shape || scales_t.shape != sshape || (zero && zero->shape != sshape))
+    return KILN_MAKE_STATUS(KILN_STATUS_INVALID_ARGUMENT,
+                            "quantizing %s in blocks %s needs stored values %s and scales %s",
+                            x.shape.str().c_str(), block.str().c_str(), x.shape.str().c_str(),
+                            sshape.str().c_str());
+  const bool has_zero = zero != nullptr;
+  const int64_t n = x.numel();
+  const int64_t inner = rank ? std::max<int64_t>(x.shape.back(), 1) : 1;
+  const int64_t sinner = rank ? std::max<int64_t>(sshape.back(), 1) : 1;
+  const Dims xs = StridesOf(x.shape), ss = StridesOf(sshape);
+  auto block_of = [&](int64_t i) {
+    int64_t b = 0;
+    for (int d = 0; d < rank; ++d) b += ((i / xs[d]) % x.shape[d]) / block[d] * ss[d];
+    return b;
+  };
+
+  if (compute_scales) {
+    const int64_t nb = sshape.numel();
+    std::vector<float> lo(size_t(nb), 0.f), hi(size_t(nb), 0.f);
+    for (int64_t i = 0; i < n; ++i) {
+      float v = LoadFloat(x, i);
+      int64_t b = block_of(i);
+      lo[size_t(b)] = std::min(lo[size_t(b)], v);
+      hi[size_t(b)] = std::max(hi[size_t(b)], v);
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      float scale, zp = 0;
+      if (has_zero) {
+        float range = hi[size_t(b)] - lo[size_t(b)];
+        scale = range > 0 ? range / float(qhi - qlo) : 1.f;
+        zp = std::nearbyint(float(qlo) - lo[size_t(b)] / scale);
+        zp = std::min(std::max(zp, float(qlo)), float(qhi));
+        StoreInt(*zero, b, sinner, int64_t(zp));
+      } else {
+        float amax = std::max(-lo[size_t(b)], hi[size_t(b)]);
+        float qmax = storage == KILN_DTYPE_F8E4M3FN ? 448.f
+                     : storage == KILN_DTYPE_F8E5M2 ? 57344.f
+                                                    : float(qhi);
+        scale = amax > 0 ? amax / qmax : 1.f;
+      }
+      StoreFloat(scales_t, b, scale);
+    }
+  }
+
+  // The rounding mode is the default round-to-nearest-even (nearbyint).
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t b = block_of(i);
+    float scale = LoadFloat(scales_t, b);
+    float v = LoadFloat(x, i) / scale;
+    if (is_f8) {
+      data.as<uint8_t>()[i] =
+          storage == KILN_DTYPE_F8E4M3FN ? FloatToF8E4M3FN(v) : FloatToF8E5M2(v);
+      continue;
+    }
+    float q = std::nearbyint(v);
+    if (has_zero) q += float(LoadInt(*zero, b, sinner));
+    if (std::isnan(q)) q = 0;
+    q = std::min(std::max(q, float(qlo)), float(qhi));
+    StoreInt(data, i, inner, int64_t(q));
+  }
+  return nullptr;
+}
+
 kiln_status_t QuantizeKernel(KernelContext& ctx) {
   const Tensor& x = ctx.input(0);
-  const kiln_dtype_t storage = ctx.output_dtype(0);
   const std::vector<int64_t>& block_attr = ctx.attrs().Ints("block");
   const int rank = x.shape.rank;
   if (int(block_attr.size()) != rank)
@@ -113,11 +188,6 @@ kiln_status_t QuantizeKernel(KernelContext& ctx) {
                                           : block_attr[size_t(d)];
     sshape[d] = (x.shape[d] + block[d] - 1) / block[d];
   }
-  const bool is_f8 = storage == KILN_DTYPE_F8E4M3FN || storage == KILN_DTYPE_F8E5M2;
-  int64_t qlo = 0, qhi = 0;
-  if (!is_f8 && !IntRange(storage, &qlo, &qhi))
-    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED, "quantizing to %s is not supported",
-                       kiln_dtype_name(storage));
   const bool dynamic = !ctx.has_input(1);
   const bool has_zero = dynamic ? ctx.num_outputs() > 2 : ctx.has_input(2);
 
@@ -149,59 +219,12 @@ kiln_status_t QuantizeKernel(KernelContext& ctx) {
                            zero_t.shape.str().c_str(), sshape.str().c_str());
     }
   }
-  const int64_t n = x.numel();
-  const int64_t inner = rank ? std::max<int64_t>(x.shape.back(), 1) : 1;
-  const int64_t sinner = rank ? std::max<int64_t>(sshape.back(), 1) : 1;
-  const Dims xs = StridesOf(x.shape), ss = StridesOf(sshape);
-  auto block_of = [&](int64_t i) {
-    int64_t b = 0;
-    for (int d = 0; d < rank; ++d) b += ((i / xs[d]) % x.shape[d]) / block[d] * ss[d];
-    return b;
-  };
-
-  if (dynamic) {
-    const int64_t nb = sshape.numel();
-    std::vector<float> lo(size_t(nb), 0.f), hi(size_t(nb), 0.f);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = LoadFloat(x, i);
-      int64_t b = block_of(i);
-      lo[size_t(b)] = std::min(lo[size_t(b)], v);
-      hi[size_t(b)] = std::max(hi[size_t(b)], v);
-    }
-    for (int64_t b = 0; b < nb; ++b) {
-      float scale, zp = 0;
-      if (has_zero) {
-        float range = hi[size_t(b)] - lo[size_t(b)];
-        scale = range > 0 ? range / float(qhi - qlo) : 1.f;
-        zp = std::nearbyint(float(qlo) - lo[size_t(b)] / scale);
-        zp = std::min(std::max(zp, float(qlo)), float(qhi));
-        StoreInt(zero_t, b, sinner, int64_t(zp));
-      } else {
-        float amax = std::max(-lo[size_t(b)], hi[size_t(b)]);
-        float qmax = storage == KILN_DTYPE_F8E4M3FN ? 448.f
-                     : storage == KILN_DTYPE_F8E5M2 ? 57344.f
-                                                    : float(qhi);
-        scale = amax > 0 ? amax / qmax : 1.f;
-      }
-      StoreFloat(scales_t, b, scale);
-    }
-  }
-
-  // The rounding mode is the default round-to-nearest-even (nearbyint).
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t b = block_of(i);
-    float scale = LoadFloat(scales_t, b);
-    float v = LoadFloat(x, i) / scale;
-    if (is_f8) {
-      data->as<uint8_t>()[i] =
-          storage == KILN_DTYPE_F8E4M3FN ? FloatToF8E4M3FN(v) : FloatToF8E5M2(v);
-      continue;
-    }
-    float q = std::nearbyint(v);
-    if (has_zero) q += float(LoadInt(zero_t, b, sinner));
-    if (std::isnan(q)) q = 0;
-    q = std::min(std::max(q, float(qlo)), float(qhi));
-    StoreInt(*data, i, inner, int64_t(q));
+  kiln_status_t st = QuantizeBlocks(x, block, dynamic, *data, scales_t,
+                                    has_zero ? &zero_t : nullptr);
+  if (st) {
+    std::string why = kiln_status_message(st);
+    kiln_status_free(st);
+    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED, "%s", why.c_str());
   }
   return nullptr;
 }

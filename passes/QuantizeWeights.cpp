@@ -1,0 +1,217 @@
+//===- QuantizeWeights.cpp - weight-only quantization of projections ------===//
+//
+// Rewrites the float weights of kiln.matmul and kiln.gated_mlp into
+// `!kiln.qtensor`s: each weight is made output-major ([N, K], transposed
+// with kiln.transpose where the graph stores it [K, N]) and quantized with
+// kiln.quantize along K, so that the kernels dequantize a row of K in
+// registers. The scales are computed from the weight's values; kiln-compile
+// evaluates such a kiln.quantize of weights when it writes the artifact
+// (lib/Compiler/Compile.cpp), so the artifact holds the packed values and
+// scales, not the float weight.
+//
+//   w8a16: int8, one scale per output channel (block [1, 0]), symmetric.
+//   w4a16: int4 in groups of `group` along K (block [1, group]), symmetric,
+//          or ui4 with ui4 zero points (`zero-points`).
+//
+// Weights are what kiln.weight, arith.constant, and kiln.concat /
+// kiln.transpose of those compute (sibling projections the graph stage
+// fused). Weights or ONNX nodes matching an `exclude` pattern stay float.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Regex.h"
+
+namespace mlir::kiln {
+#define GEN_PASS_DEF_QUANTIZEWEIGHTSPASS
+#include "kiln/Passes/Passes.h.inc"
+} // namespace mlir::kiln
+
+using namespace mlir;
+using namespace mlir::kiln;
+
+namespace {
+
+/// The kiln.weight symbols `v` is computed from, or failure when `v` is not
+/// computed from weights and constants alone.
+LogicalResult weightNames(Value v, SmallVectorImpl<std::string> &names) {
+  Operation *def = v.getDefiningOp();
+  if (!def)
+    return failure();
+  if (auto w = dyn_cast<WeightOp>(def)) {
+    names.push_back(w.getName().str());
+    return success();
+  }
+  if (isa<arith::ConstantOp>(def))
+    return success();
+  if (auto t = dyn_cast<TransposeOp>(def))
+    return weightNames(t.getInput(), names);
+  if (auto c = dyn_cast<ConcatOp>(def)) {
+    for (Value in : c.getInputs())
+      if (failed(weightNames(in, names)))
+        return failure();
+    return success();
+  }
+  return failure();
+}
+
+/// The ONNX node name in `loc`, or "".
+std::string nodeName(Location loc) {
+  if (auto f = dyn_cast<FusedLoc>(loc))
+    for (Location l : f.getLocations())
+      if (std::string n = nodeName(l); !n.empty())
+        return n;
+  if (auto n = dyn_cast<NameLoc>(loc))
+    return n.getName().str();
+  return "";
+}
+
+struct QuantizeWeightsPass
+    : public mlir::kiln::impl::QuantizeWeightsPassBase<QuantizeWeightsPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (scheme != "w8a16" && scheme != "w4a16") {
+      func.emitError() << "unknown weight quantization scheme '" << scheme
+                       << "' (have: w8a16, w4a16)";
+      return signalPassFailure();
+    }
+    if (scheme == "w4a16" && (group < 2 || group % 2)) {
+      func.emitError() << "w4a16 group size " << int64_t(group)
+                       << " must be an even number >= 2";
+      return signalPassFailure();
+    }
+    if (scheme == "w8a16" && zeroPoints) {
+      func.emitError() << "w8a16 is symmetric; zero-points applies to w4a16";
+      return signalPassFailure();
+    }
+    SmallVector<llvm::Regex> patterns;
+    for (const std::string &p : exclude) {
+      llvm::Regex re(p);
+      std::string why;
+      if (!re.isValid(why)) {
+        func.emitError() << "exclude pattern '" << p << "' is not a regular expression: "
+                         << why;
+        return signalPassFailure();
+      }
+      patterns.push_back(std::move(re));
+    }
+    bool failedAny = false;
+    func.walk([&](Operation *op) {
+      if (failedAny)
+        return;
+      if (auto mm = dyn_cast<MatmulOp>(op)) {
+        if (failed(quantizeMatmul(mm, patterns)))
+          failedAny = true;
+      } else if (auto mlp = dyn_cast<GatedMlpOp>(op)) {
+        if (failed(quantizeMlp(mlp, patterns)))
+          failedAny = true;
+      }
+    });
+    if (failedAny)
+      signalPassFailure();
+  }
+
+  /// Whether the op or one of its weights is excluded.
+  bool excluded(Operation *op, ArrayRef<std::string> names,
+                ArrayRef<llvm::Regex> patterns) {
+    std::string node = nodeName(op->getLoc());
+    for (const llvm::Regex &re : patterns) {
+      if (!node.empty() && re.match(node))
+        return true;
+      for (const std::string &n : names)
+        if (re.match(n))
+          return true;
+    }
+    return false;
+  }
+
+  /// `w` ([K, N], or [N, K] when `outputMajor`) as an output-major
+  /// quantized weight, or null when it is not a float weight of static
+  /// shape; failure for a refusal (already reported).
+  FailureOr<Value> quantize(Operation *user, Value w, bool outputMajor,
+                            ArrayRef<llvm::Regex> patterns) {
+    auto type = dyn_cast<RankedTensorType>(w.getType());
+    if (!type || type.getRank() != 2 || !type.hasStaticShape() ||
+        !isa<FloatType>(type.getElementType()))
+      return Value();
+    SmallVector<std::string> names;
+    if (failed(weightNames(w, names)) || excluded(user, names, patterns))
+      return Value();
+    OpBuilder b(user);
+    Location loc = w.getLoc();
+    int64_t n = outputMajor ? type.getDimSize(0) : type.getDimSize(1);
+    int64_t k = outputMajor ? type.getDimSize(1) : type.getDimSize(0);
+    Type et = type.getElementType();
+    MLIRContext *ctx = &getContext();
+    bool w4 = scheme == "w4a16";
+    if (w4 && k % group != 0) {
+      InFlightDiagnostic d = user->emitError()
+                             << llvm::formatv("w4a16 group size {0} does not divide K = {1}",
+                                              int64_t(group), k);
+      if (!names.empty())
+        d << " of weight '" << names.front() << "'";
+      d << " (pick a group that divides it, or exclude the weight)";
+      return failure();
+    }
+    Value rows = w;
+    if (!outputMajor)
+      rows = TransposeOp::create(b, loc, RankedTensorType::get({n, k}, et), w,
+                                 b.getDenseI64ArrayAttr({1, 0}));
+    Type storage = w4 ? IntegerType::get(ctx, 4, zeroPoints ? IntegerType::Unsigned
+                                                            : IntegerType::Signless)
+                      : IntegerType::get(ctx, 8);
+    SmallVector<int64_t> block = {1, w4 ? int64_t(group) : 0};
+    auto quant = QuantAttr::get(ctx, storage, et, block, et,
+                                zeroPoints ? storage : Type());
+    auto qtype = QTensorType::get(ctx, {n, k}, quant);
+    ++numQuantized;
+    return Value(QuantizeOp::create(b, loc, qtype, rows, Value(), Value()));
+  }
+
+  LogicalResult quantizeMatmul(MatmulOp mm, ArrayRef<llvm::Regex> patterns) {
+    FailureOr<Value> q = quantize(mm, mm.getB(), mm.getTransposeB(), patterns);
+    if (failed(q))
+      return failure();
+    if (!*q)
+      return success();
+    mm.getBMutable().assign(*q);
+    mm.setTransposeB(true);
+    return success();
+  }
+
+  LogicalResult quantizeMlp(GatedMlpOp mlp, ArrayRef<llvm::Regex> patterns) {
+    bool major = mlp.getTransposeWeights();
+    // Every weight is quantized or none: the op has one weight layout.
+    SmallVector<OpOperand *> weights;
+    for (OpOperand &o : mlp->getOpOperands())
+      if (o.get() != mlp.getInput())
+        weights.push_back(&o);
+    for (OpOperand *o : weights) {
+      auto t = dyn_cast<RankedTensorType>(o->get().getType());
+      SmallVector<std::string> names;
+      if (!t || !t.hasStaticShape() || failed(weightNames(o->get(), names)) ||
+          excluded(mlp, names, patterns))
+        return success();
+    }
+    SmallVector<Value> qs;
+    for (OpOperand *o : weights) {
+      FailureOr<Value> q = quantize(mlp, o->get(), major, patterns);
+      if (failed(q))
+        return failure();
+      if (!*q)
+        return success();
+      qs.push_back(*q);
+    }
+    for (auto [o, q] : llvm::zip(weights, qs))
+      o->set(q);
+    mlp.setTransposeWeights(true);
+    return success();
+  }
+};
+
+} // namespace

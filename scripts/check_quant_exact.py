@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Checks that kiln-compile --quant computes exactly what the scheme says.
+
+Writes a small ONNX model (fresh random weights, fixed seed): y = x @ W1
+(MatMul, W1 stored [K, N], so the compiler transposes it) and z = y @ W2^T
+(Gemm with transB, W2 stored output-major [N, K]). For each scheme it
+compiles the model, runs one forward through `kiln-run --inputs`, and
+compares with numpy doing the same arithmetic in float64: each weight
+quantized along K per output channel (w8a16: int8, scale max|w| / 127) or
+per group (w4a16: int4, max|w| / 7; with zero points: ui4 over
+[min(w, 0), max(w, 0)] / 15 and a rounded zero point), rounding half to
+even and saturating, then dequantized and multiplied. The outputs must
+agree to float32 accumulation error (TOLERANCE, relative to the largest
+|output|), so any mistake in packing, scales, zero points, transposition
+or the kernels' decoding shows.
+
+Prints one line per scheme and `N passed, N failed`.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SEED = 20261203
+M, K, N, P = 5, 64, 96, 40
+TOLERANCE = 1e-5
+SCHEMES = {
+    "w8a16": (["--quant=w8a16"], 8, 0, False),
+    "w4a16 g16": (["--quant=w4a16", "--quant-group=16"], 4, 16, False),
+    "w4a16 g32 zero points": (["--quant=w4a16", "--quant-group=32", "--quant-zero-points"],
+                              4, 32, True),
+}
+
+
+def write_model(path, w1, w2):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [M, P])
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["y"], name="proj"),
+             helper.make_node("Gemm", ["y", "w2"], ["z"], name="head", transB=1)]
+    graph = helper.make_graph(nodes, "quant", [x], [z],
+                              [numpy_helper.from_array(w1, "w1"),
+                               numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+
+
+def fake_quant(w_nk, bits, group, zero_points):
+    """Quantizes and dequantizes an output-major [N, K] weight in float64."""
+    w = w_nk.astype(np.float32)
+    n, k = w.shape
+    g = k if group == 0 else group
+    blocks = w.reshape(n, k // g, g)
+    if zero_points:
+        lo = np.minimum(blocks.min(axis=-1, keepdims=True), 0)
+        hi = np.maximum(blocks.max(axis=-1, keepdims=True), 0)
+        qmax = 2 ** bits - 1
+        scale = np.where(hi > lo, (hi - lo) / np.float32(qmax), np.float32(1)).astype(np.float32)
+        zp = np.clip(np.rint(np.float32(0) - lo / scale), 0, qmax)
+        q = np.clip(np.rint(blocks / scale) + zp, 0, qmax)
+        return ((q - zp) * scale.astype(np.float64)).reshape(n, k)
+    qmax = 2 ** (bits - 1) - 1
+    amax = np.abs(blocks).max(axis=-1, keepdims=True)
+    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(blocks / scale), -qmax - 1, qmax)
+    return (q * scale.astype(np.float64)).reshape(n, k)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
+    args = ap.parse_args()
+    rng = np.random.default_rng(SEED)
+    w1 = rng.standard_normal((K, N)).astype(np.float32)
+    w2 = rng.standard_normal((P, N)).astype(np.float32)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as work:
+        model = os.path.join(work, "model.onnx")
+        write_model(model, w1, w2)
+        xin = os.path.join(work, "x.pb")
+        with open(xin, "wb") as f:
+            f.write(numpy_helper.from_array(x, "x").SerializeToString())
+        for name, (options, bits, group, zp) in SCHEMES.items():
+            artifact = os.path.join(work, "q.kiln")
+            out = os.path.join(work, "out")
+            os.makedirs(out, exist_ok=True)
+            problems = []
+            r = subprocess.run([os.path.join(args.bin, "kiln-compile"), model, "-o", artifact,
+                                "--quiet", *options], capture_output=True, text=True)
+            if r.returncode == 0:
+                r = subprocess.run([os.path.join(args.bin, "kiln-run"), artifact, "--inputs",
+                                    xin, "--output-dir", out], capture_output=True, text=True)
+            if r.returncode != 0:
+                problems.append(r.stderr.strip())
+            else:
+                got = numpy_helper.to_array(onnx.load_tensor(os.path.join(out, "output_0.pb")))
+                d1 = fake_quant(w1.T, bits, group, zp)  # [N, K]
+                d2 = fake_quant(w2, bits, group, zp)
+                y = x.astype(np.float64) @ d1.T
+                want = y.astype(np.float32).astype(np.float64) @ d2.T
+                err = float(np.abs(got - want).max() / np.abs(want).max())
+                plain = x.astype(np.float64) @ w1 @ w2.T
+                qerr = float(np.abs(want - plain).max() / np.abs(plain).max())
+                if err > TOLERANCE:
+                    problems.append(f"error {err:.3g} against the numpy reference > {TOLERANCE}")
+            if problems:
+                failed += 1
+                print(f"FAIL {name}")
+                for p in problems:
+                    print(f"     {p}")
+            else:
+                passed += 1
+                print(f"PASS {name}: equal to numpy's quantize-dequantize-matmul within "
+                      f"{err:.1e} (the quantization itself moves the output by {qerr:.1e})")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
