@@ -910,6 +910,46 @@ struct FoldReshapeChain : public OpRewritePattern<ReshapeOp> {
 };
 } // namespace
 
+namespace {
+/// matmul(a, dequantize(q)) -> matmul(a, q), and through a 2-D transpose
+/// (the weight of a Gemm with transB, or of an exported nn.Linear) by
+/// flipping transpose_b: a quantized operand means the product with its
+/// dequantized values, so the kernel reads the stored values and decodes
+/// them in registers instead of a dequantized copy being made (QDQ models
+/// stay quantized).
+struct MatmulOfDequantize : public OpRewritePattern<MatmulOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MatmulOp op,
+                                PatternRewriter &rewriter) const override {
+    Value b = op.getB();
+    bool flip = false;
+    if (auto t = b.getDefiningOp<TransposeOp>()) {
+      ArrayRef<int64_t> perm = t.getPermutation();
+      if (perm.size() != 2 || perm[0] != 1 || perm[1] != 0)
+        return rewriter.notifyMatchFailure(op, "b is a transpose of more than 2-D");
+      b = t.getInput();
+      flip = true;
+    }
+    auto dq = b.getDefiningOp<DequantizeOp>();
+    if (!dq)
+      return rewriter.notifyMatchFailure(op, "b is not dequantized");
+    if (flip && cast<QTensorType>(dq.getInput().getType()).getShape().size() != 2)
+      return rewriter.notifyMatchFailure(op, "transposed b is not 2-D");
+    rewriter.modifyOpInPlace(op, [&] {
+      op.getBMutable().assign(dq.getInput());
+      if (flip)
+        op.setTransposeB(!op.getTransposeB());
+    });
+    return success();
+  }
+};
+} // namespace
+
+void MatmulOp::getCanonicalizationPatterns(RewritePatternSet &results,
+                                           MLIRContext *context) {
+  results.add<MatmulOfDequantize>(context);
+}
+
 void ReshapeOp::getCanonicalizationPatterns(RewritePatternSet &results,
                                             MLIRContext *context) {
   results.add<FoldReshapeChain>(context);

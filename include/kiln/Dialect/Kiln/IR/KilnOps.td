@@ -252,6 +252,7 @@ def Kiln_MatmulOp : Kiln_Op<"matmul", [Pure]> {
     qualified(type($b)) (`,` type($bias)^)? `->` type($result)
   }];
   let hasVerifier = 1;
+  let hasCanonicalizer = 1;
 }
 
 //===----------------------------------------------------------------------===//
