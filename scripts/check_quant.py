@@ -16,8 +16,8 @@ For each model folder (test/Import/fixtures/<name>) and each scheme
    weights make the argmax fragile).
 3. Weight bytes: the artifact's embedded weights before and after.
 
-Prints one line per model and scheme and `N passed, N failed`, or with
---table a Markdown table.
+Prints one line per model and scheme and `N passed, N failed`, and with
+--table a Markdown summary per scheme.
 """
 
 import argparse
@@ -164,10 +164,20 @@ def main():
             for f in args.models for s in schemes]
     status = run_all(runs, lambda f, s, workdir: check_scheme(f, s, tools, workdir, results))
     if args.table and results:
-        print("\n| model | scheme | logit error | greedy agreement | weight bytes | after |")
-        print("|---|---|---|---|---|---|")
-        for name, s, le, ag, b, a in results:
-            print(f"| {name} | {s} | {le:.2e} | {ag:.0%} | {b} | {a} ({b / a:.2f}x) |")
+        print("\n| scheme | models | logit error (median) | logit error (worst) | "
+              "greedy agreement (mean) | greedy agreement (worst) | weights (all models) |")
+        print("|---|---|---|---|---|---|---|")
+        for s in schemes:
+            rows = [r for r in results if r[1] == s]
+            if not rows:
+                continue
+            le = [r[2] for r in rows]
+            ag = [r[3] for r in rows]
+            before = sum(r[4] for r in rows)
+            after = sum(r[5] for r in rows)
+            print(f"| {s} | {len(rows)} | {np.median(le):.1e} | {max(le):.1e} | "
+                  f"{np.mean(ag):.0%} | {min(ag):.0%} | {before / 1024:.0f} KiB -> "
+                  f"{after / 1024:.0f} KiB ({before / after:.2f}x) |")
     return status
 
 
