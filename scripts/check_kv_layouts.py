@@ -47,7 +47,8 @@ import sys
 import numpy as np
 
 from check_runner import run_all
-from compare_ort import Model, run_kiln
+from compare_ort import Model
+from kiln_tools import agreement, compile_model, generate, paired_steps
 
 DECODE_STEPS = 3
 GREEDY_TOKENS = 32
@@ -98,43 +99,21 @@ def scheme(variant):
     return next((s for s in BOUNDS if variant.startswith(s)), None)
 
 
-def compile_model(tools, model, artifact, options):
+def kiln_json(tools, artifact, prompts, *flags, tokens=None):
+    return generate(tools, artifact, prompts, tokens or PREFIX_TOKENS, *flags)
+
+
+def compile_ragged(tools, model, artifact, options):
+    """Compiles with --ragged: (None, problems) on success, or a summary
+    when the model cannot run ragged batches (not applicable)."""
     r = subprocess.run([tools["kiln-compile"], model.path, "-o", artifact, "--quiet", *options],
                        capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}")
-
-
-def generate(tools, artifact, prompts):
-    cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
-           "--max-new-tokens", str(GREEDY_TOKENS)]
-    for p in prompts:
-        cmd += ["--prompt-ids", ",".join(map(str, p))]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"generation failed: {r.stderr.strip()}")
-    return [s["generated_ids"] for s in json.loads(r.stdout)["sequences"]]
-
-
-def agreement(got, want):
-    """Share of tokens before the first difference, averaged over sequences."""
-    shares = []
-    for g, w in zip(got, want):
-        n = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), min(len(g), len(w)))
-        shares.append(n / max(len(w), 1))
-    return float(np.mean(shares))
-
-
-def kiln_json(tools, artifact, prompts, *flags, tokens=None):
-    cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
-           "--max-new-tokens", str(tokens or PREFIX_TOKENS), *flags]
-    for p in prompts:
-        cmd += ["--prompt-ids", ",".join(map(str, p))]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"kiln-run {' '.join(flags)} failed: {r.stderr.strip()}")
-    out = json.loads(r.stdout)
-    return [s["generated_ids"] for s in out["sequences"]], out["kv"]
+    if r.returncode == 0:
+        return None, []
+    if "cannot run ragged batches" in r.stderr:
+        why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
+        return f"not applicable: {why}", []
+    return None, [f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}"]
 
 
 def check_prefix_reuse(folder, tools, workdir):
@@ -203,13 +182,9 @@ def check_ragged_graph(folder, tools, workdir):
         base = os.path.join(workdir, "base.kiln")
         ragged = os.path.join(workdir, "ragged.kiln")
         compile_model(tools, model, base, [])
-        r = subprocess.run([tools["kiln-compile"], model.path, "-o", ragged, "--quiet",
-                            *VARIANTS[RAGGED]], capture_output=True, text=True)
-        if r.returncode != 0:
-            if "cannot run ragged batches" in r.stderr:
-                why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
-                return [], f"not applicable: {why}"
-            return [f"kiln-compile --ragged failed: {r.stderr.strip()}"], ""
+        skip, problems = compile_ragged(tools, model, ragged, VARIANTS[RAGGED])
+        if skip or problems:
+            return problems, skip or ""
         rng = np.random.default_rng(SEED + 3)
         prompts = [rng.integers(0, model.vocab, 9).tolist(), rng.integers(0, model.vocab, 4).tolist()]
         want, _ = kiln_json(tools, base, prompts, tokens=GREEDY_TOKENS)
@@ -233,13 +208,9 @@ def check_serving(folder, variant, tools, workdir):
         ragged = os.path.join(workdir, "ragged.kiln")
         options = VARIANTS[variant]
         compile_model(tools, model, base, [o for o in options if o.startswith("--kv-dtype")])
-        r = subprocess.run([tools["kiln-compile"], model.path, "-o", ragged, "--quiet",
-                            *options], capture_output=True, text=True)
-        if r.returncode != 0:
-            if "cannot run ragged batches" in r.stderr:
-                why = r.stderr.split("cannot run ragged batches: ")[1].splitlines()[0]
-                return [], f"not applicable: {why}"
-            return [f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}"], ""
+        skip, problems = compile_ragged(tools, model, ragged, options)
+        if skip or problems:
+            return problems, skip or ""
         c = SERVE
         cmd = [tools["kiln-run"], ragged, "--json", "--seed", str(SEED),
                "--serve", str(c["requests"]), "--serve-prompt-len", c["prompt"],
@@ -288,19 +259,10 @@ def check_variant(folder, variant, tools, workdir, results):
         compile_model(tools, model, other, VARIANTS[variant])
         quant = scheme(variant)
         rng = np.random.default_rng(SEED)
-        batch = 2
-        ids = rng.integers(0, model.vocab, (batch, 5), dtype=np.int64)
-        past = model.empty_past(batch)
-        total = 0
         problems = []
         logit_err = present_err = 0.0
-        for step in range(1 + DECODE_STEPS):
-            s = ids.shape[1]
-            positions = np.tile(np.arange(total, total + s, dtype=np.int64), (batch, 1))
-            mask = np.ones((batch, total + s), np.int64)
-            feeds = model.feeds(ids, mask, positions, past)
-            want = run_kiln(tools["kiln-run"], base, model, feeds, workdir, f"{step}b")
-            got = run_kiln(tools["kiln-run"], other, model, feeds, workdir, f"{step}v")
+        for step, got, want in paired_steps(tools, model, base, other, workdir, rng, 5,
+                                            DECODE_STEPS):
             for name, g, w in zip(model.outputs, got, want):
                 if g.shape != w.shape or g.dtype != w.dtype:
                     problems.append(f"step {step} {name}: {g.dtype}{list(g.shape)} vs "
@@ -332,15 +294,11 @@ def check_variant(folder, variant, tools, workdir, results):
                     if err > BOUNDS[quant][1]:
                         problems.append(f"step {step} {name}: error {err:.3g} of the row's "
                                         f"largest value > {BOUNDS[quant][1]:.3g}")
-            past = model.next_past(want)
-            logits = want[model.outputs.index("logits")]
-            ids = np.argmax(logits[:, -1], axis=-1).astype(np.int64)[:, None]
-            total += s
 
         prompts = [rng.integers(0, model.vocab, 7).tolist(),
                    rng.integers(0, model.vocab, 3).tolist()]
-        want = generate(tools, base, prompts)
-        got = generate(tools, other, prompts)
+        want, _ = generate(tools, base, prompts, GREEDY_TOKENS)
+        got, _ = generate(tools, other, prompts, GREEDY_TOKENS)
         agree = agreement(got, want)
         if not quant and got != want:
             problems.append(f"greedy tokens differ: {got} vs {want}")

@@ -22,12 +22,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from check_runner import run_all
+from kiln_tools import forward
 
 SEED = 20261203
 M, K, N = 4, 64, 48
@@ -88,64 +90,43 @@ def models(rng):
     return out
 
 
+def check(name, nodes, inits, opset, xin, bin_dir, workdir):
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    path = os.path.join(workdir, "model.onnx")
+    onnx.save(model, path)
+    got = forward(bin_dir, path, os.path.join(workdir, "m.kiln"), [("x", xin)], workdir)[0]
+    m = subprocess.run([os.path.join(bin_dir, "kiln-compile"), path, "--emit=manifest", "-o",
+                        "-", "--quiet"], capture_output=True, text=True)
+    ops = [l["op"] for l in json.loads(m.stdout)["launches"]]
+    problems = []
+    if "dequantize" in ops:
+        problems.append(f"the artifact dequantizes the weight: launches {ops}")
+    # Graph optimizations off: onnxruntime would otherwise fuse
+    # DequantizeLinear -> MatMul into kernels that quantize the activations
+    # too (0.5% off the exact product here).
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    want = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(
+        None, {"x": xin})[0]
+    err = float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+    if err > TOLERANCE:
+        problems.append(f"error {err:.3g} against onnxruntime > {TOLERANCE}")
+    return problems, (f"no dequantized copy ({', '.join(ops)}); equal to onnxruntime "
+                      f"within {err:.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as work:
-        for name, (nodes, inits, opset) in models(rng).items():
-            xin = rng.standard_normal((M, K)).astype(np.float32)
-            graph = helper.make_graph(
-                nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
-                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, N])], inits)
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-            path = os.path.join(work, "model.onnx")
-            onnx.save(model, path)
-            artifact = os.path.join(work, "m.kiln")
-            out = os.path.join(work, "out")
-            os.makedirs(out, exist_ok=True)
-            xpb = os.path.join(work, "x.pb")
-            with open(xpb, "wb") as f:
-                f.write(numpy_helper.from_array(xin, "x").SerializeToString())
-            problems = []
-            kc = os.path.join(args.bin, "kiln-compile")
-            r = subprocess.run([kc, path, "-o", artifact, "--quiet"], capture_output=True,
-                               text=True)
-            if r.returncode == 0:
-                m = subprocess.run([kc, path, "--emit=manifest", "-o", "-", "--quiet"],
-                                   capture_output=True, text=True)
-                ops = [l["op"] for l in json.loads(m.stdout)["launches"]]
-                if "dequantize" in ops:
-                    problems.append(f"the artifact dequantizes the weight: launches {ops}")
-                r = subprocess.run([os.path.join(args.bin, "kiln-run"), artifact, "--inputs", xpb,
-                                    "--output-dir", out], capture_output=True, text=True)
-            if r.returncode != 0:
-                problems.append(r.stderr.strip())
-            else:
-                got = numpy_helper.to_array(onnx.load_tensor(os.path.join(out, "output_0.pb")))
-                # Graph optimizations off: onnxruntime would otherwise fuse
-                # DequantizeLinear -> MatMul into kernels that quantize the
-                # activations too (0.5% off the exact product here).
-                so = ort.SessionOptions()
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-                sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-                want = sess.run(None, {"x": xin})[0]
-                err = float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
-                if err > TOLERANCE:
-                    problems.append(f"error {err:.3g} against onnxruntime > {TOLERANCE}")
-            if problems:
-                failed += 1
-                print(f"FAIL {name}")
-                for p in problems:
-                    print(f"     {p}")
-            else:
-                passed += 1
-                print(f"PASS {name}: no dequantized copy ({', '.join(ops)}); equal to "
-                      f"onnxruntime within {err:.1e}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    runs = [(name, (name, *spec, rng.standard_normal((M, K)).astype(np.float32)))
+            for name, spec in models(rng).items()]
+    return run_all(runs, lambda name, nodes, inits, opset, xin, workdir:
+                   check(name, nodes, inits, opset, xin, args.bin, workdir))
 
 
 if __name__ == "__main__":

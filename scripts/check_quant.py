@@ -29,7 +29,8 @@ import sys
 import numpy as np
 
 from check_runner import run_all
-from compare_ort import Model, run_kiln
+from compare_ort import Model
+from kiln_tools import agreement, compile_model, generate, paired_steps
 
 PROMPT = 6
 DECODE_STEPS = 3
@@ -54,14 +55,6 @@ SCHEMES = {
 BOUNDS = {"w8a16": 2e-2, "w4a16": 5e-1}
 
 
-def compile_model(tools, model, artifact, options):
-    r = subprocess.run([tools["kiln-compile"], model.path, "-o", artifact, *options],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"kiln-compile {' '.join(options)} failed: {r.stderr.strip()}")
-    return r.stderr
-
-
 def weight_bytes(tools, model, options):
     """Bytes of the parameters the artifact stores (packed weights are built
     from their parts at load and not counted twice)."""
@@ -71,25 +64,6 @@ def weight_bytes(tools, model, options):
         raise RuntimeError(f"kiln-compile --emit=manifest failed: {r.stderr.strip()}")
     return sum(w["size"] for w in json.loads(r.stdout)["weights"]
                if w["kind"] == "parameter" and w["location"] != "packed")
-
-
-def generate(tools, artifact, prompts):
-    cmd = [tools["kiln-run"], artifact, "--json", "--ignore-eos",
-           "--max-new-tokens", str(GREEDY_TOKENS)]
-    for p in prompts:
-        cmd += ["--prompt-ids", ",".join(map(str, p))]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"generation failed: {r.stderr.strip()}")
-    return [s["generated_ids"] for s in json.loads(r.stdout)["sequences"]]
-
-
-def agreement(got, want):
-    shares = []
-    for g, w in zip(got, want):
-        n = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), min(len(g), len(w)))
-        shares.append(n / max(len(w), 1))
-    return float(np.mean(shares))
 
 
 def check_scheme(folder, scheme, tools, workdir, results):
@@ -106,19 +80,10 @@ def check_scheme(folder, scheme, tools, workdir, results):
         compile_model(tools, model, quant, SCHEMES[scheme])
         bound = BOUNDS[scheme.split()[0]]
         rng = np.random.default_rng(SEED)
-        batch = 2
-        ids = rng.integers(0, model.vocab, (batch, PROMPT), dtype=np.int64)
-        past = model.empty_past(batch)
-        total = 0
         problems = []
         logit_err = 0.0
-        for step in range(1 + DECODE_STEPS):
-            s = ids.shape[1]
-            positions = np.tile(np.arange(total, total + s, dtype=np.int64), (batch, 1))
-            mask = np.ones((batch, total + s), np.int64)
-            feeds = model.feeds(ids, mask, positions, past)
-            want = run_kiln(tools["kiln-run"], base, model, feeds, workdir, f"{step}b")
-            got = run_kiln(tools["kiln-run"], quant, model, feeds, workdir, f"{step}q")
+        for step, got, want in paired_steps(tools, model, base, quant, workdir, rng, PROMPT,
+                                            DECODE_STEPS):
             i = model.outputs.index("logits")
             g, w = got[i], want[i]
             if g.shape != w.shape:
@@ -129,12 +94,10 @@ def check_scheme(folder, scheme, tools, workdir, results):
             if not np.isfinite(err) or err > bound:
                 problems.append(f"step {step} logits: error {err:.3g} of the largest logit "
                                 f"> {bound}")
-            past = model.next_past(want)
-            ids = np.argmax(w[:, -1], axis=-1).astype(np.int64)[:, None]
-            total += s
         prompts = [rng.integers(0, model.vocab, 7).tolist(),
                    rng.integers(0, model.vocab, 3).tolist()]
-        agree = agreement(generate(tools, quant, prompts), generate(tools, base, prompts))
+        agree = agreement(generate(tools, quant, prompts, GREEDY_TOKENS)[0],
+                          generate(tools, base, prompts, GREEDY_TOKENS)[0])
         if after >= before:
             problems.append(f"weights {after} bytes quantized, {before} float")
         results.append((os.path.basename(os.path.normpath(folder)), scheme, logit_err, agree,

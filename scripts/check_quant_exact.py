@@ -19,13 +19,14 @@ Prints one line per scheme and `N passed, N failed`.
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from check_runner import run_all
+from kiln_tools import forward
 
 SEED = 20261203
 M, K, N, P = 5, 64, 96, 40
@@ -71,6 +72,24 @@ def fake_quant(w_nk, bits, group, zero_points):
     return (q * scale.astype(np.float64)).reshape(n, k)
 
 
+def check(options, bits, group, zp, x, w1, w2, bin_dir, workdir):
+    model = os.path.join(workdir, "model.onnx")
+    write_model(model, w1, w2)
+    got = forward(bin_dir, model, os.path.join(workdir, "q.kiln"), [("x", x)], workdir,
+                  options)[0]
+    d1 = fake_quant(w1.T, bits, group, zp)  # [N, K]
+    d2 = fake_quant(w2, bits, group, zp)
+    y = x.astype(np.float64) @ d1.T
+    want = y.astype(np.float32).astype(np.float64) @ d2.T
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    plain = x.astype(np.float64) @ w1 @ w2.T
+    qerr = float(np.abs(want - plain).max() / np.abs(plain).max())
+    problems = [] if err <= TOLERANCE else [
+        f"error {err:.3g} against the numpy reference > {TOLERANCE}"]
+    return problems, (f"equal to numpy's quantize-dequantize-matmul within {err:.1e} (the "
+                      f"quantization itself moves the output by {qerr:.1e})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True, help="folder holding kiln-compile and kiln-run")
@@ -79,47 +98,9 @@ def main():
     w1 = rng.standard_normal((K, N)).astype(np.float32)
     w2 = rng.standard_normal((P, N)).astype(np.float32)
     x = rng.standard_normal((M, K)).astype(np.float32)
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as work:
-        model = os.path.join(work, "model.onnx")
-        write_model(model, w1, w2)
-        xin = os.path.join(work, "x.pb")
-        with open(xin, "wb") as f:
-            f.write(numpy_helper.from_array(x, "x").SerializeToString())
-        for name, (options, bits, group, zp) in SCHEMES.items():
-            artifact = os.path.join(work, "q.kiln")
-            out = os.path.join(work, "out")
-            os.makedirs(out, exist_ok=True)
-            problems = []
-            r = subprocess.run([os.path.join(args.bin, "kiln-compile"), model, "-o", artifact,
-                                "--quiet", *options], capture_output=True, text=True)
-            if r.returncode == 0:
-                r = subprocess.run([os.path.join(args.bin, "kiln-run"), artifact, "--inputs",
-                                    xin, "--output-dir", out], capture_output=True, text=True)
-            if r.returncode != 0:
-                problems.append(r.stderr.strip())
-            else:
-                got = numpy_helper.to_array(onnx.load_tensor(os.path.join(out, "output_0.pb")))
-                d1 = fake_quant(w1.T, bits, group, zp)  # [N, K]
-                d2 = fake_quant(w2, bits, group, zp)
-                y = x.astype(np.float64) @ d1.T
-                want = y.astype(np.float32).astype(np.float64) @ d2.T
-                err = float(np.abs(got - want).max() / np.abs(want).max())
-                plain = x.astype(np.float64) @ w1 @ w2.T
-                qerr = float(np.abs(want - plain).max() / np.abs(plain).max())
-                if err > TOLERANCE:
-                    problems.append(f"error {err:.3g} against the numpy reference > {TOLERANCE}")
-            if problems:
-                failed += 1
-                print(f"FAIL {name}")
-                for p in problems:
-                    print(f"     {p}")
-            else:
-                passed += 1
-                print(f"PASS {name}: equal to numpy's quantize-dequantize-matmul within "
-                      f"{err:.1e} (the quantization itself moves the output by {qerr:.1e})")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    runs = [(name, spec) for name, spec in SCHEMES.items()]
+    return run_all(runs, lambda options, bits, group, zp, workdir:
+                   check(options, bits, group, zp, x, w1, w2, args.bin, workdir))
 
 
 if __name__ == "__main__":

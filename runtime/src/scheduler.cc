@@ -119,6 +119,15 @@ struct kiln_scheduler_s {
     }
     return true;
   }
+  /// Finishes `r`, which alone needs more blocks than the pool has.
+  kiln_status_t TooLarge(Request& r, int64_t tokens) {
+    Finish(r, KILN_STOP_MAX_TOKENS);
+    return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
+                            "request %llu needs %lld tokens of KV cache; the pool of %d "
+                            "blocks cannot hold them",
+                            (unsigned long long)r.id, (long long)tokens,
+                            session->kv_pool.allocator().total());
+  }
   kiln_status_t Step(kiln_step_info_t* info);
 };
 
@@ -150,12 +159,7 @@ kiln_status_t kiln_scheduler_s::Step(kiln_step_info_t* info) {
       Request& last = *running.back();
       if (&last == &r && batch.empty()) {
         running.pop_back();
-        Finish(r, KILN_STOP_MAX_TOKENS);
-        return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
-                                "request %llu needs %lld tokens of KV cache; the pool of %d "
-                                "blocks cannot hold them",
-                                (unsigned long long)r.id, (long long)(r.computed + q),
-                                session->kv_pool.allocator().total());
+        return TooLarge(r, r.computed + q);
       }
       Preempt(last);
       ++preempted;
@@ -173,12 +177,7 @@ kiln_status_t kiln_scheduler_s::Step(kiln_step_info_t* info) {
       Free(r);
       if (running.empty() && batch.empty()) {
         waiting.pop_front();
-        Finish(r, KILN_STOP_MAX_TOKENS);
-        return KILN_MAKE_STATUS(KILN_STATUS_RESOURCE_EXHAUSTED,
-                                "request %llu needs %lld tokens of KV cache; the pool of %d "
-                                "blocks cannot hold them",
-                                (unsigned long long)r.id, (long long)(r.computed + q),
-                                session->kv_pool.allocator().total());
+        return TooLarge(r, r.computed + q);
       }
       break;  // it waits for room
     }
