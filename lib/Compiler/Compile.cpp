@@ -968,6 +968,11 @@ llvm::Error ManifestBuilder::foldQuantize(QuantizeOp op) {
     *slots[i] = int(values.size()) - 1;
   }
   ++out.stats.quantizedWeights;
+  auto inType = cast<RankedTensorType>(op.getInput().getType());
+  out.stats.quantizedFromBytes +=
+      uint64_t(inType.getNumElements()) * (inType.getElementTypeBitWidth() / 8);
+  for (const Part &p : parts)
+    out.stats.quantizedBytes += p.t.bytes();
   qv.def = steps;
   addValue(op.getResult(), qv);
   return llvm::Error::success();

@@ -544,12 +544,18 @@ int main(int argc, char **argv) {
         errs() << formatv("  kiln.{0} x{1}: {2}\n", m.op, m.launches, m.reason);
     }
   }
+  std::string quantized;
+  if (stats.quantizedWeights)
+    quantized = formatv("; {0} weights quantized ({1}): {2} -> {3}", stats.quantizedWeights,
+                        quant, humanBytes(stats.quantizedFromBytes),
+                        humanBytes(stats.quantizedBytes))
+                    .str();
   progress.stage("write",
-                 formatv("{0} ({1}): {2} weights, {3} {4}; constants {5}; "
-                         "generation {6}",
+                 formatv("{0} ({1}): {2} weights, {3} {4}; constants {5}{6}; "
+                         "generation {7}",
                          outputPath, humanBytes(stats.artifactBytes),
                          stats.weights, humanBytes(stats.weightBytes), where,
-                         humanBytes(stats.constantBytes),
+                         humanBytes(stats.constantBytes), quantized,
                          stats.generation ? "supported" : "not supported")
                      .str(),
                  stats.writeMs);

@@ -84,6 +84,8 @@ struct CompileStats {
   uint64_t constantBytes = 0;
   /// Weights quantized at compile time (kiln-quantize-weights).
   uint64_t quantizedWeights = 0;
+  /// Their bytes as the float weights they came from, and as stored.
+  uint64_t quantizedFromBytes = 0, quantizedBytes = 0;
   int64_t arenaBytes = 0;
   int64_t unplannedArenaBytes = 0;
   int slots = 0;
