@@ -18,7 +18,10 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     OpPassManager &fn = pm.nest<func::FuncOp>();
     fn.addPass(createFuseActivationsPass());
     fn.addPass(createFuseNormsPass());
-    fn.addPass(createFuseGatedMlpPass());
+    // Schemes that quantize activations quantize the one between a gated
+    // MLP's projections too, which kiln.gated_mlp would hide.
+    if (options.fuseMlp && options.quant != "fp8")
+      fn.addPass(createFuseGatedMlpPass());
     fn.addPass(createFuseRopePass());
     fn.addPass(createFuseAttentionPass());
     fn.addPass(createFuseProjectionsPass());
@@ -35,6 +38,8 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
       q.scheme = options.quant;
       q.group = options.quantGroup;
       q.zeroPoints = options.quantZeroPoints;
+      q.weightScales = options.quantWeightScales;
+      q.activations = options.quantActivations;
       q.exclude.assign(options.quantExclude.begin(), options.quantExclude.end());
       pm.nest<func::FuncOp>().addPass(createQuantizeWeightsPass(q));
       pm.addPass(createCSEPass());

@@ -12,6 +12,15 @@
 //   w8a16: int8, one scale per output channel (block [1, 0]), symmetric.
 //   w4a16: int4 in groups of `group` along K (block [1, group]), symmetric,
 //          or ui4 with ui4 zero points (`zero-points`).
+//   fp8:   f8E4M3FN weights with f32 scales per output channel (block
+//          [1, 0]) or per tensor (`weight-scales=tensor`), and f8E4M3FN
+//          activations: each quantized matmul's input goes through a
+//          kiln.quantize with scales computed at run time per token (block
+//          [1, ..., 1, 0]) or per tensor (`activations=tensor`).
+//          kiln-compile --calib replaces them with static per-tensor scales
+//          from a calibration run (applyActivationScales). Gated MLPs are
+//          refused: the activation between their projections is quantized
+//          too, so the graph pipeline leaves them unfused for this scheme.
 //
 // Weights are what kiln.weight, arith.constant, and kiln.concat /
 // kiln.transpose of those compute (sibling projections the graph stage
@@ -75,9 +84,22 @@ struct QuantizeWeightsPass
 
   void runOnOperation() override {
     func::FuncOp func = getOperation();
-    if (scheme != "w8a16" && scheme != "w4a16") {
-      func.emitError() << "unknown weight quantization scheme '" << scheme
-                       << "' (have: w8a16, w4a16)";
+    if (scheme != "w8a16" && scheme != "w4a16" && scheme != "fp8") {
+      func.emitError() << "unknown quantization scheme '" << scheme
+                       << "' (have: w8a16, w4a16, fp8)";
+      return signalPassFailure();
+    }
+    if (weightScales != "channel" && weightScales != "tensor") {
+      func.emitError() << "weight-scales='" << weightScales << "': expected channel or tensor";
+      return signalPassFailure();
+    }
+    if (activations != "token" && activations != "tensor") {
+      func.emitError() << "activations='" << activations << "': expected token or tensor";
+      return signalPassFailure();
+    }
+    if (scheme != "fp8" && (weightScales != "channel" || activations != "token")) {
+      func.emitError() << "weight-scales and activations apply to fp8 (scheme is "
+                       << scheme << ")";
       return signalPassFailure();
     }
     if (scheme == "w4a16" && (group < 2 || group % 2)) {
@@ -85,8 +107,8 @@ struct QuantizeWeightsPass
                        << " must be an even number >= 2";
       return signalPassFailure();
     }
-    if (scheme == "w8a16" && zeroPoints) {
-      func.emitError() << "w8a16 is symmetric; zero-points applies to w4a16";
+    if (scheme != "w4a16" && zeroPoints) {
+      func.emitError() << scheme << " is symmetric; zero-points applies to w4a16";
       return signalPassFailure();
     }
     SmallVector<llvm::Regex> patterns;
@@ -162,15 +184,35 @@ struct QuantizeWeightsPass
     if (!outputMajor)
       rows = TransposeOp::create(b, loc, RankedTensorType::get({n, k}, et), w,
                                  b.getDenseI64ArrayAttr({1, 0}));
-    Type storage = w4 ? IntegerType::get(ctx, 4, zeroPoints ? IntegerType::Unsigned
-                                                            : IntegerType::Signless)
-                      : IntegerType::get(ctx, 8);
+    bool fp8 = scheme == "fp8";
+    Type storage = w4    ? IntegerType::get(ctx, 4, zeroPoints ? IntegerType::Unsigned
+                                                               : IntegerType::Signless)
+                   : fp8 ? Type(Float8E4M3FNType::get(ctx))
+                         : Type(IntegerType::get(ctx, 8));
     SmallVector<int64_t> block = {1, w4 ? int64_t(group) : 0};
-    auto quant = QuantAttr::get(ctx, storage, et, block, et,
+    if (fp8 && weightScales == "tensor")
+      block = {0, 0};
+    // fp8 scales are f32 (the E4M3 range is narrow; f16 scales would add
+    // their own rounding to every value).
+    auto quant = QuantAttr::get(ctx, storage, et, block, fp8 ? Type(b.getF32Type()) : et,
                                 zeroPoints ? storage : Type());
     auto qtype = QTensorType::get(ctx, {n, k}, quant);
     ++numQuantized;
     return Value(QuantizeOp::create(b, loc, qtype, rows, Value(), Value()));
+  }
+
+  /// The fp8 activation `a` (a float tensor) quantized with dynamic scales.
+  Value quantizeActivation(Operation *user, Value a) {
+    auto type = cast<RankedTensorType>(a.getType());
+    MLIRContext *ctx = &getContext();
+    OpBuilder b(user);
+    SmallVector<int64_t> block(type.getRank(), activations == "tensor" ? 0 : 1);
+    block.back() = 0;
+    auto quant = QuantAttr::get(ctx, Float8E4M3FNType::get(ctx), type.getElementType(), block,
+                                b.getF32Type(), Type());
+    auto qtype = QTensorType::get(ctx, type.getShape(), quant);
+    ++numActivations;
+    return QuantizeOp::create(b, a.getLoc(), qtype, a, Value(), Value());
   }
 
   LogicalResult quantizeMatmul(MatmulOp mm, ArrayRef<llvm::Regex> patterns) {
@@ -181,10 +223,25 @@ struct QuantizeWeightsPass
       return success();
     mm.getBMutable().assign(*q);
     mm.setTransposeB(true);
+    if (scheme == "fp8") {
+      auto a = dyn_cast<RankedTensorType>(mm.getA().getType());
+      if (!a || !isa<FloatType>(a.getElementType()))
+        return mm.emitError("fp8 quantizes the activation of this matmul, but it is already a "
+                            "quantized tensor");
+      mm.getAMutable().assign(quantizeActivation(mm, mm.getA()));
+    }
     return success();
   }
 
   LogicalResult quantizeMlp(GatedMlpOp mlp, ArrayRef<llvm::Regex> patterns) {
+    if (scheme == "fp8") {
+      SmallVector<std::string> names;
+      if (excluded(mlp, names, patterns))
+        return success();
+      return mlp.emitError("fp8 quantizes the activation between a gated MLP's projections, "
+                           "which kiln.gated_mlp keeps inside; run kiln-quantize-weights before "
+                           "kiln-fuse-gated-mlp (kiln-graph-pipeline does) or exclude the node");
+    }
     bool major = mlp.getTransposeWeights();
     // Every weight is quantized or none: the op has one weight layout.
     SmallVector<OpOperand *> weights;

@@ -766,6 +766,7 @@ llvm::Error ManifestBuilder::visit(Operation *op) {
   }
   noteCudaKernel(op, opName, launch);
   launches.push_back(std::move(launch));
+  out.stats.launchOps.push_back(op);
   ++steps;
   return llvm::Error::success();
 }
@@ -1046,6 +1047,7 @@ llvm::Error ManifestBuilder::visitQuantize(QuantizeOp op) {
     launch["loc"] = node;
   noteCudaKernel(nullptr, "quantize", launch);
   launches.push_back(std::move(launch));
+  out.stats.launchOps.push_back(op);
   ++steps;
   qv.def = steps;
   addValue(op.getResult(), qv);

@@ -464,6 +464,7 @@ kiln_status_t Executor::Run(const Tensor* inputs, size_t count) {
         launch_ = nullptr;
         return e;
       }
+    if (observer_) observer_(size_t(&l - m_.launches.data()), *this);
   }
   launch_ = nullptr;
   KILN_RETURN_IF_ERROR(CollectOutputs());

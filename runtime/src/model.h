@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +87,16 @@ class Executor final : public KernelContext {
 
   const Manifest& manifest() const { return m_; }
   bool profiling() const { return profile_; }
+
+  /// Called after every successful launch (its index in the manifest's
+  /// launches) while its operands and results are live: input(i) reads
+  /// operands, value(id) any tensor value. For tools that watch
+  /// intermediate values (kiln-compile's calibration and error report);
+  /// not part of the C API. Empty: none.
+  using Observer = std::function<void(size_t launch, const Executor& executor)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+  /// Tensor value `id` (a manifest value index) as the last launch left it.
+  const Tensor& value(int id) const { return vals_[size_t(id)]; }
   /// Per-op totals, slowest first (valid until the next call).
   const std::vector<kiln_op_profile_t>& Profile();
   ThreadPool& pool() override { return pool_; }
@@ -164,6 +175,7 @@ class Executor final : public KernelContext {
   std::vector<Tensor> outputs_;       // per graph output, after a run
   std::vector<AlignedBuffer> present_;  // per graph output: a compacted present
   const LaunchDesc* launch_ = nullptr;
+  Observer observer_;
   bool has_run_ = false;
   bool profile_ = false;
   std::vector<uint64_t> launch_ns_;  // per launch, accumulated

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kiln/Compiler/Calibrate.h"
 #include "kiln/Compiler/Compile.h"
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
 #include "kiln/Import/OnnxImporter.h"
@@ -157,9 +158,10 @@ static cl::opt<std::string> kvScaleType(
     cl::value_desc("type"), cl::init("f16"), cl::cat(category));
 static cl::opt<std::string> quant(
     "quant",
-    cl::desc("Weight quantization (kiln-quantize-weights): none, w8a16 (int8 "
-             "per output channel) or w4a16 (int4 in groups along K); weights "
-             "are packed at compile time"),
+    cl::desc("Quantization (kiln-quantize-weights): none, w8a16 (int8 weights "
+             "per output channel), w4a16 (int4 weights in groups along K) or "
+             "fp8 (E4M3 weights and activations); weights are packed at "
+             "compile time"),
     cl::value_desc("scheme"), cl::init("none"), cl::cat(category));
 static cl::opt<int64_t> quantGroup(
     "quant-group", cl::desc("w4a16: weights along K per scale (default 128)"),
@@ -168,6 +170,41 @@ static cl::opt<bool> quantZeroPoints(
     "quant-zero-points",
     cl::desc("w4a16: unsigned int4 with a zero point per group (asymmetric)"),
     cl::init(false), cl::cat(category));
+static cl::opt<std::string> quantWeightScales(
+    "quant-weight-scales",
+    cl::desc("fp8: one weight scale per output channel or per tensor"),
+    cl::value_desc("channel|tensor"), cl::init("channel"), cl::cat(category));
+static cl::opt<std::string> quantActivations(
+    "quant-activations",
+    cl::desc("fp8 without --calib: activation scales computed at run time "
+             "per token or per tensor"),
+    cl::value_desc("token|tensor"), cl::init("token"), cl::cat(category));
+static cl::opt<std::string> calib(
+    "calib",
+    cl::desc("Calibration prompts: a file of token ids (one prompt per line), "
+             "or 'random' for generated ones. fp8 then uses static per-tensor "
+             "activation scales from a run over them; --report measures on "
+             "them"),
+    cl::value_desc("file|random"), cl::cat(category));
+static cl::opt<int64_t> calibPrompts(
+    "calib-prompts", cl::desc("Generated calibration prompts (default 8)"),
+    cl::init(8), cl::cat(category));
+static cl::opt<int64_t> calibLen(
+    "calib-len", cl::desc("Tokens per generated calibration prompt (default 32)"),
+    cl::init(32), cl::cat(category));
+static cl::opt<uint64_t> calibSeed(
+    "calib-seed", cl::desc("Seed of the generated calibration prompts"),
+    cl::init(0), cl::cat(category));
+static cl::opt<int64_t> calibTokens(
+    "calib-tokens",
+    cl::desc("Greedy tokens generated after each calibration prompt, so that "
+             "decode steps are calibrated too (default 16)"),
+    cl::init(16), cl::cat(category));
+static cl::opt<int64_t> reportTokens(
+    "report-tokens",
+    cl::desc("--report with --quant: greedy tokens per prompt compared with "
+             "the unquantized model (default 32)"),
+    cl::init(32), cl::cat(category));
 static cl::list<std::string> quantExclude(
     "quant-exclude",
     cl::desc("Regular expression (repeatable): weights or ONNX nodes that stay "
@@ -183,7 +220,10 @@ static cl::opt<bool> report(
     "report",
     cl::desc("After the graph stage, print which ops were fused from which "
              "ONNX nodes, what stayed unfused and why, and the op counts "
-             "before and after (on stderr)"),
+             "before and after; with --quant, after writing, the weight "
+             "bytes before and after and the error the quantization costs "
+             "(per layer, logits, greedy agreement) against the unquantized "
+             "model on the calibration prompts (on stderr)"),
     cl::cat(category));
 static cl::opt<bool> pruneWeights("prune-weights",
                                   cl::desc("Drop unread weights in the graph "
@@ -337,6 +377,38 @@ int main(int argc, char **argv) {
   if (stop == "import")
     return writeIr();
 
+  mlir::kiln::CompileOptions options;
+  options.target = target;
+  if (!cudaArchs.empty())
+    options.cudaArchs.assign(cudaArchs.begin(), cudaArchs.end());
+  options.cudaPtxArch = cudaPtx == "none" ? "" : cudaPtx.getValue();
+  options.cudaMaxSpillBytes = cudaMaxSpill;
+#ifdef KILN_HAVE_CUDA
+  options.kernelCacheDir = kernelCache.empty() ? mlir::kiln::cuda::defaultCacheDir()
+                           : kernelCache == "none" ? std::string()
+                                                   : kernelCache.getValue();
+#endif
+  if (!quiet)
+    options.kernelProgress = [](size_t done, size_t total, StringRef entry) {
+      errs() << formatv("[kiln-compile] cuda     image {0}/{1}: {2}\n", done, total, entry);
+    };
+  options.weights = weights;
+  options.sourcePath = sys::path::filename(inputPath).str();
+  if (!weightsDir.empty()) {
+    options.weightsDir = weightsDir;
+  } else {
+    SmallString<256> dir(inputPath);
+    sys::path::remove_filename(dir);
+    options.weightsDir = dir.empty() ? "." : dir.str().str();
+  }
+  options.eosTokenIds.assign(eosIds.begin(), eosIds.end());
+  if (bosId >= 0)
+    options.bosTokenId = bosId;
+  if (maxSeqLen < 0)
+    return fail("--max-seq-len must be positive");
+  if (maxSeqLen > 0)
+    options.maxSequenceLength = maxSeqLen;
+
   mlir::PassManager pm(&context);
   if (mlir::failed(mlir::applyPassManagerCLOptions(pm)))
     return fail("invalid pass-manager options");
@@ -347,8 +419,8 @@ int main(int argc, char **argv) {
   pipelineOptions.elementwise = fuseElementwise;
   pipelineOptions.ragged = ragged;
   if (quant != "none") {
-    if (quant != "w8a16" && quant != "w4a16")
-      return fail("--quant=" + quant + ": expected none, w8a16 or w4a16");
+    if (quant != "w8a16" && quant != "w4a16" && quant != "fp8")
+      return fail("--quant=" + quant + ": expected none, w8a16, w4a16 or fp8");
     if (!fuse)
       return fail("--quant needs the graph stage's fusion (drop --fuse=false)");
     pipelineOptions.quant = quant;
@@ -356,10 +428,35 @@ int main(int argc, char **argv) {
     pipelineOptions.quantZeroPoints = quantZeroPoints;
     for (const std::string &p : quantExclude)
       pipelineOptions.quantExclude.push_back(p);
+    if (quant != "fp8" && (quantWeightScales.getNumOccurrences() ||
+                           quantActivations.getNumOccurrences()))
+      return fail("--quant-weight-scales and --quant-activations apply to --quant=fp8");
+    if (quantWeightScales != "channel" && quantWeightScales != "tensor")
+      return fail("--quant-weight-scales=" + quantWeightScales + ": expected channel or tensor");
+    if (quantActivations != "token" && quantActivations != "tensor")
+      return fail("--quant-activations=" + quantActivations + ": expected token or tensor");
+    if (quant == "fp8" && !calib.empty() && quantActivations.getNumOccurrences())
+      return fail("--quant-activations chooses dynamic scales; --calib makes them static "
+                  "(give one of them)");
+    pipelineOptions.quantWeightScales = quantWeightScales.getValue();
+    pipelineOptions.quantActivations = quantActivations.getValue();
   } else if (quantZeroPoints || quantExclude.getNumOccurrences() ||
-             quantGroup.getNumOccurrences()) {
-    return fail("--quant-group, --quant-zero-points and --quant-exclude need --quant");
+             quantGroup.getNumOccurrences() || quantWeightScales.getNumOccurrences() ||
+             quantActivations.getNumOccurrences()) {
+    return fail("--quant-group, --quant-zero-points, --quant-weight-scales, "
+                "--quant-activations and --quant-exclude need --quant");
+  } else if (!calib.empty()) {
+    return fail("--calib calibrates a quantization: give --quant too");
   }
+  if (calibPrompts < 1 || calibLen < 1 || calibTokens < 1 || reportTokens < 1)
+    return fail("--calib-prompts, --calib-len, --calib-tokens and --report-tokens must be >= 1");
+  mlir::kiln::CalibrationOptions calibOptions;
+  if (calib != "random")
+    calibOptions.file = calib;
+  calibOptions.count = calibPrompts;
+  calibOptions.length = calibLen;
+  calibOptions.seed = calibSeed;
+  calibOptions.newTokens = calibTokens;
   if (ragged && (!fuse || !kvCache))
     return fail("--ragged needs the in-place KV cache (drop --fuse=false / --kv-cache=false)");
   {
@@ -404,6 +501,29 @@ int main(int argc, char **argv) {
   std::map<std::string, int64_t> opsBefore;
   if (report)
     opsBefore = mlir::kiln::countOpKinds(*module);
+  // --report --quant measures against the same graph without quantization.
+  mlir::OwningOpRef<mlir::ModuleOp> reference;
+  bool quantReport = report && quant != "none" && !wantIr && emit == Emit::Artifact;
+  if (quantReport) {
+    reference = module->clone();
+    mlir::PassManager refPm(&context);
+    mlir::kiln::GraphPipelineOptions refOptions;
+    refOptions.pruneWeights = pipelineOptions.pruneWeights.getValue();
+    refOptions.fuse = pipelineOptions.fuse.getValue();
+    refOptions.kvCache = pipelineOptions.kvCache.getValue();
+    refOptions.elementwise = pipelineOptions.elementwise.getValue();
+    refOptions.ragged = pipelineOptions.ragged.getValue();
+    refOptions.kvLayout = pipelineOptions.kvLayout.getValue();
+    refOptions.kvBlockSize = pipelineOptions.kvBlockSize.getValue();
+    refOptions.kvDtype = pipelineOptions.kvDtype.getValue();
+    refOptions.kvGroup = pipelineOptions.kvGroup.getValue();
+    refOptions.kvScaleType = pipelineOptions.kvScaleType.getValue();
+    // The same fusions as the quantized graph, so that layers pair up.
+    refOptions.fuseMlp = quant != "fp8";
+    mlir::kiln::buildGraphPipeline(refPm, refOptions);
+    if (mlir::failed(refPm.run(*reference)))
+      return fail("the graph pipeline failed on '" + inputPath + "' (unquantized reference)");
+  }
   if (mlir::failed(pm.run(*module)))
     return fail("the graph pipeline failed on '" + inputPath + "'");
   if (pipelineOptions.kvLayout != "contiguous" || !pipelineOptions.kvDtype.empty()) {
@@ -436,41 +556,27 @@ int main(int argc, char **argv) {
                                   "fusion ({1}), prune",
                                   countOps(*module), fusedSummary(*module))
                               .str());
+  if (quant == "fp8" && !calib.empty()) {
+    if (!quiet)
+      calibOptions.progress = [](size_t done, size_t total) {
+        errs() << formatv("[kiln-compile] calib    prompt {0}/{1}\n", done, total);
+      };
+    auto calibration = mlir::kiln::calibrate(*module, options, calibOptions);
+    if (!calibration)
+      return fail("--calib: " + toString(calibration.takeError()));
+    size_t sites = calibration->absMax.size();
+    size_t applied = mlir::kiln::applyActivationScales(*module, *calibration);
+    progress.stage("calib",
+                   formatv("{0} prompts ({1}), {2} tokens: {3} of {4} activation scales "
+                           "static (per tensor){5}",
+                           calibration->prompts, calibration->source, calibration->tokens,
+                           applied, sites,
+                           applied < sites ? "; the others never ran and stay dynamic" : "")
+                       .str());
+  }
   if (wantIr)
     return writeIr();
   Clock::time_point graphDone = Clock::now();
-
-  mlir::kiln::CompileOptions options;
-  options.target = target;
-  if (!cudaArchs.empty())
-    options.cudaArchs.assign(cudaArchs.begin(), cudaArchs.end());
-  options.cudaPtxArch = cudaPtx == "none" ? "" : cudaPtx.getValue();
-  options.cudaMaxSpillBytes = cudaMaxSpill;
-#ifdef KILN_HAVE_CUDA
-  options.kernelCacheDir = kernelCache.empty() ? mlir::kiln::cuda::defaultCacheDir()
-                           : kernelCache == "none" ? std::string()
-                                                   : kernelCache.getValue();
-#endif
-  if (!quiet)
-    options.kernelProgress = [](size_t done, size_t total, StringRef entry) {
-      errs() << formatv("[kiln-compile] cuda     image {0}/{1}: {2}\n", done, total, entry);
-    };
-  options.weights = weights;
-  options.sourcePath = sys::path::filename(inputPath).str();
-  if (!weightsDir.empty()) {
-    options.weightsDir = weightsDir;
-  } else {
-    SmallString<256> dir(inputPath);
-    sys::path::remove_filename(dir);
-    options.weightsDir = dir.empty() ? "." : dir.str().str();
-  }
-  options.eosTokenIds.assign(eosIds.begin(), eosIds.end());
-  if (bosId >= 0)
-    options.bosTokenId = bosId;
-  if (maxSeqLen < 0)
-    return fail("--max-seq-len must be positive");
-  if (maxSeqLen > 0)
-    options.maxSequenceLength = maxSeqLen;
 
   if (emit == Emit::Manifest) {
     auto manifest = mlir::kiln::buildManifestJson(*module, options);
@@ -559,5 +665,26 @@ int main(int argc, char **argv) {
                          stats.generation ? "supported" : "not supported")
                      .str(),
                  stats.writeMs);
+  if (quantReport) {
+    if (!quiet)
+      calibOptions.progress = [](size_t done, size_t total) {
+        errs() << formatv("[kiln-compile] report   prompt {0}/{1}\n", done, total);
+      };
+    auto r = mlir::kiln::measureQuantization(*reference, *module, options, calibOptions,
+                                             reportTokens);
+    if (!r)
+      return fail("--report: " + toString(r.takeError()));
+    progress.stage("report", formatv("{0} prompts, {1} positions", r->prompts, r->positions)
+                                 .str());
+    errs() << formatv("Quantized weights ({0}): {1}, {2} -> {3} ({4:f2}x smaller); the "
+                      "artifact's weights and constants: {5}\n",
+                      quant, stats.quantizedWeights, humanBytes(stats.quantizedFromBytes),
+                      humanBytes(stats.quantizedBytes),
+                      stats.quantizedBytes ? double(stats.quantizedFromBytes) /
+                                                 double(stats.quantizedBytes)
+                                           : 0.0,
+                      humanBytes(stats.weightBytes + stats.constantBytes));
+    mlir::kiln::printQuantReport(*r, quant, errs());
+  }
   return 0;
 }

@@ -78,6 +78,9 @@ struct CudaKernelStats {
 /// What compileModule produced, for the tool's report.
 struct CompileStats {
   size_t launches = 0;
+  /// The op each launch runs, in launch order (the module's ops, valid while
+  /// it lives): for tools that watch a launch's values at run time.
+  std::vector<Operation *> launchOps;
   size_t values = 0;
   size_t weights = 0;
   uint64_t weightBytes = 0;

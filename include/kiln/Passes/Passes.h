@@ -59,9 +59,15 @@ struct GraphPipelineOptions
                       llvm::cl::desc("With kv-cache: make the graph run ragged batches "
                                      "(kiln-ragged-batch)"),
                       llvm::cl::init(false)};
+  Option<bool> fuseMlp{*this, "fuse-mlp",
+                       llvm::cl::desc("With fuse: fuse gated MLPs (never with quant=fp8, "
+                                      "which quantizes the activation between their "
+                                      "projections)"),
+                       llvm::cl::init(true)};
   Option<std::string> quant{*this, "quant",
                             llvm::cl::desc("With fuse: quantize weights "
-                                           "(kiln-quantize-weights: w8a16, w4a16; empty: none)"),
+                                           "(kiln-quantize-weights: w8a16, w4a16, fp8; empty: "
+                                           "none)"),
                             llvm::cl::init("")};
   Option<int64_t> quantGroup{*this, "quant-group",
                              llvm::cl::desc("w4a16: weights along K per scale"),
@@ -69,6 +75,14 @@ struct GraphPipelineOptions
   Option<bool> quantZeroPoints{*this, "quant-zero-points",
                                llvm::cl::desc("w4a16: zero points (asymmetric)"),
                                llvm::cl::init(false)};
+  Option<std::string> quantWeightScales{
+      *this, "quant-weight-scales",
+      llvm::cl::desc("fp8: weight scales per output channel or per tensor"),
+      llvm::cl::init("channel")};
+  Option<std::string> quantActivations{
+      *this, "quant-activations",
+      llvm::cl::desc("fp8: dynamic activation scales per token or per tensor"),
+      llvm::cl::init("token")};
   ListOption<std::string> quantExclude{
       *this, "quant-exclude",
       llvm::cl::desc("Regular expressions: weights or ONNX nodes that stay float")};

@@ -257,7 +257,18 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
       default 128), symmetric; with `zero-points`, `ui4` with a `ui4` zero
       point per group (asymmetric, min/max).
 
-    Scales have the weight's element type and are computed from its values;
+    * `scheme=fp8`: `f8E4M3FN` weights with `f32` scales per output channel
+      (`block = [1, 0]`) or per tensor (`weight-scales=tensor`), and
+      `f8E4M3FN` activations: every quantized matmul's input `a` becomes a
+      `kiln.quantize` whose scales are computed at run time per token
+      (`block = [1, ..., 1, 0]`) or per tensor (`activations=tensor`).
+      `kiln-compile --calib` turns them into static per-tensor scales from a
+      calibration run. A `kiln.gated_mlp` is refused (the activation between
+      its projections would stay unquantized inside it): the graph pipeline
+      runs this scheme with gated MLPs unfused.
+
+    w8a16/w4a16 scales have the weight's element type; all scales are
+    computed from the weight's values;
     kiln-compile evaluates these `kiln.quantize` ops when it writes the
     artifact, which then holds the packed values and scales in the layout
     the kernels read instead of the float weight. Weights or ONNX nodes
@@ -273,11 +284,17 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
            "w4a16: weights along K per scale">,
     Option<"zeroPoints", "zero-points", "bool", /*default=*/"false",
            "w4a16: unsigned storage with a zero point per group">,
+    Option<"weightScales", "weight-scales", "std::string", /*default=*/"\"channel\"",
+           "fp8: weight scales per output channel or per tensor">,
+    Option<"activations", "activations", "std::string", /*default=*/"\"token\"",
+           "fp8: dynamic activation scales per token or per tensor">,
     ListOption<"exclude", "exclude", "std::string",
                "Regular expressions: weights or ONNX nodes that stay float">
   ];
   let statistics = [
-    Statistic<"numQuantized", "quantized-weights", "Number of weights quantized">
+    Statistic<"numQuantized", "quantized-weights", "Number of weights quantized">,
+    Statistic<"numActivations", "quantized-activations",
+              "Number of matmul inputs quantized (fp8)">
   ];
   let dependentDialects = ["mlir::kiln::KilnDialect"];
 }
