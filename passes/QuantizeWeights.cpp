@@ -236,6 +236,9 @@ struct QuantizeWeightsPass
   LogicalResult quantizeMlp(GatedMlpOp mlp, ArrayRef<llvm::Regex> patterns) {
     if (scheme == "fp8") {
       SmallVector<std::string> names;
+      for (Value w : mlp->getOperands())
+        if (w != mlp.getInput())
+          (void)weightNames(w, names);
       if (excluded(mlp, names, patterns))
         return success();
       return mlp.emitError("fp8 quantizes the activation between a gated MLP's projections, "

@@ -9,7 +9,10 @@ compares with numpy doing the same arithmetic in float64: each weight
 quantized along K per output channel (w8a16: int8, scale max|w| / 127) or
 per group (w4a16: int4, max|w| / 7; with zero points: ui4 over
 [min(w, 0), max(w, 0)] / 15 and a rounded zero point), rounding half to
-even and saturating, then dequantized and multiplied. The outputs must
+even and saturating, then dequantized and multiplied; fp8 also quantizes
+each matmul's input (E4M3, scale max|x| / 448 per row or per tensor, as
+ml_dtypes rounds) and weights per output channel or per tensor. The
+outputs must
 agree to float32 accumulation error (TOLERANCE, relative to the largest
 |output|), so any mistake in packing, scales, zero points, transposition
 or the kernels' decoding shows.
@@ -21,6 +24,7 @@ import argparse
 import os
 import sys
 
+import ml_dtypes
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -36,7 +40,21 @@ SCHEMES = {
     "w4a16 g16": (["--quant=w4a16", "--quant-group=16"], 4, 16, False),
     "w4a16 g32 zero points": (["--quant=w4a16", "--quant-group=32", "--quant-zero-points"],
                               4, 32, True),
+    "fp8": (["--quant=fp8"], "f8 rows", 0, False),
+    "fp8 per-tensor": (["--quant=fp8", "--quant-weight-scales=tensor",
+                        "--quant-activations=tensor"], "f8 tensor", 0, False),
 }
+E4M3_MAX = 448.0
+
+
+def fake_quant_f8(a, per_row):
+    """E4M3 quantize-dequantize of a 2-D array in float64: one scale per row
+    or one for the whole array, max|a| / 448 in float32."""
+    a = a.astype(np.float32)
+    amax = np.abs(a).max(axis=-1, keepdims=True) if per_row else np.abs(a).max()
+    scale = np.where(amax > 0, amax / np.float32(E4M3_MAX), np.float32(1)).astype(np.float32)
+    q = np.clip(a / scale, -E4M3_MAX, E4M3_MAX).astype(ml_dtypes.float8_e4m3fn)
+    return q.astype(np.float64) * scale.astype(np.float64)
 
 
 def write_model(path, w1, w2):
@@ -77,10 +95,17 @@ def check(options, bits, group, zp, x, w1, w2, bin_dir, workdir):
     write_model(model, w1, w2)
     got = forward(bin_dir, model, os.path.join(workdir, "q.kiln"), [("x", x)], workdir,
                   options)[0]
-    d1 = fake_quant(w1.T, bits, group, zp)  # [N, K]
-    d2 = fake_quant(w2, bits, group, zp)
-    y = x.astype(np.float64) @ d1.T
-    want = y.astype(np.float32).astype(np.float64) @ d2.T
+    if isinstance(bits, str):  # fp8: weights and both matmul inputs
+        per_row = bits == "f8 rows"
+        d1 = fake_quant_f8(w1.T, per_row)
+        d2 = fake_quant_f8(w2, per_row)
+        y = fake_quant_f8(x, per_row) @ d1.T
+        want = fake_quant_f8(y.astype(np.float32), per_row) @ d2.T
+    else:
+        d1 = fake_quant(w1.T, bits, group, zp)  # [N, K]
+        d2 = fake_quant(w2, bits, group, zp)
+        y = x.astype(np.float64) @ d1.T
+        want = y.astype(np.float32).astype(np.float64) @ d2.T
     err = float(np.abs(got - want).max() / np.abs(want).max())
     plain = x.astype(np.float64) @ w1 @ w2.T
     qerr = float(np.abs(want - plain).max() / np.abs(plain).max())

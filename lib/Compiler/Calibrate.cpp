@@ -191,8 +191,8 @@ public:
     if (kiln_status_t st = kiln_model_info(l->model, &info))
       return err(takeMessage(st));
     if (!info.generation)
-      return err(what + " runs the model by generation, which it does not support: " +
-                 info.generation_unsupported);
+      return err("the " + what + " run drives the model by generation, which it does not "
+                 "support: " + info.generation_unsupported);
     l->vocab = info.vocab_size;
     kiln_session_options_t so;
     kiln_session_options_init(&so);
@@ -320,8 +320,12 @@ mlir::kiln::calibrationPrompts(const CalibrationOptions &options, int64_t vocab)
     if (line.empty())
       continue;
     std::vector<int64_t> ids;
+    std::string text = line.str();
+    std::replace_if(
+        text.begin(), text.end(), [](char c) { return c == ',' || c == '\t' || c == '\r'; },
+        ' ');
     llvm::SmallVector<llvm::StringRef> fields;
-    line.split(fields, llvm::StringRef(" ,\t\r"), -1, /*KeepEmpty=*/false);
+    llvm::StringRef(text).split(fields, ' ', -1, /*KeepEmpty=*/false);
     for (llvm::StringRef f : fields) {
       int64_t v;
       if (f.getAsInteger(10, v) || v < 0)

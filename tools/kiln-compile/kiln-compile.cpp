@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 
 using namespace llvm;
 
@@ -602,6 +603,25 @@ int main(int argc, char **argv) {
       options.paramsPath = paramsPath;
     }
   }
+  // The report runs first, so that a model it cannot run leaves no
+  // artifact behind; it is printed after the write stage.
+  std::optional<mlir::kiln::QuantReport> quantError;
+  if (quantReport) {
+    if (!quiet)
+      calibOptions.progress = [](size_t done, size_t total) {
+        errs() << formatv("[kiln-compile] report   prompt {0}/{1}\n", done, total);
+      };
+    auto r = mlir::kiln::measureQuantization(*reference, *module, options, calibOptions,
+                                             reportTokens);
+    if (!r)
+      return fail("--report: " + toString(r.takeError()));
+    progress.stage("report", formatv("{0} prompts, {1} positions against the unquantized "
+                                     "model",
+                                     r->prompts, r->positions)
+                                 .str());
+    quantError = std::move(*r);
+    graphDone = Clock::now();
+  }
   mlir::kiln::CompileStats stats;
   if (auto e = mlir::kiln::compileModule(*module, options, outputPath, &stats))
     return fail(toString(std::move(e)));
@@ -666,16 +686,6 @@ int main(int argc, char **argv) {
                      .str(),
                  stats.writeMs);
   if (quantReport) {
-    if (!quiet)
-      calibOptions.progress = [](size_t done, size_t total) {
-        errs() << formatv("[kiln-compile] report   prompt {0}/{1}\n", done, total);
-      };
-    auto r = mlir::kiln::measureQuantization(*reference, *module, options, calibOptions,
-                                             reportTokens);
-    if (!r)
-      return fail("--report: " + toString(r.takeError()));
-    progress.stage("report", formatv("{0} prompts, {1} positions", r->prompts, r->positions)
-                                 .str());
     errs() << formatv("Quantized weights ({0}): {1}, {2} -> {3} ({4:f2}x smaller); the "
                       "artifact's weights and constants: {5}\n",
                       quant, stats.quantizedWeights, humanBytes(stats.quantizedFromBytes),
@@ -684,7 +694,7 @@ int main(int argc, char **argv) {
                                                  double(stats.quantizedBytes)
                                            : 0.0,
                       humanBytes(stats.weightBytes + stats.constantBytes));
-    mlir::kiln::printQuantReport(*r, quant, errs());
+    mlir::kiln::printQuantReport(*quantError, quant, errs());
   }
   return 0;
 }
