@@ -20,7 +20,7 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
     fn.addPass(createFuseNormsPass());
     // Schemes that quantize activations quantize the one between a gated
     // MLP's projections too, which kiln.gated_mlp would hide.
-    if (options.fuseMlp && options.quant != "fp8")
+    if (options.fuseMlp && options.quant != "fp8" && options.quant != "w4a4")
       fn.addPass(createFuseGatedMlpPass());
     fn.addPass(createFuseRopePass());
     fn.addPass(createFuseAttentionPass());
@@ -40,6 +40,8 @@ void mlir::kiln::buildGraphPipeline(OpPassManager &pm,
       q.zeroPoints = options.quantZeroPoints;
       q.weightScales = options.quantWeightScales;
       q.activations = options.quantActivations;
+      if (options.quant == "w4a4")
+        q.rotation = options.quantRotation;
       q.exclude.assign(options.quantExclude.begin(), options.quantExclude.end());
       pm.nest<func::FuncOp>().addPass(createQuantizeWeightsPass(q));
       pm.addPass(createCSEPass());

@@ -21,6 +21,14 @@
 //          from a calibration run (applyActivationScales). Gated MLPs are
 //          refused: the activation between their projections is quantized
 //          too, so the graph pipeline leaves them unfused for this scheme.
+//   w4a4:  i4 weights per output channel and i4 activations with dynamic
+//          per-token scales. With `rotation=hadamard` (the default), K is
+//          rotated on both sides first: the output-major weight by a
+//          kiln.hadamard that kiln-compile folds into the packed values, the
+//          activation by an online kiln.hadamard, blocks of the largest
+//          power of two dividing K; since the rotation is orthonormal and
+//          its own inverse the product is unchanged while outliers spread
+//          over the block. Gated MLPs are refused as for fp8.
 //
 // Weights are what kiln.weight, arith.constant, and kiln.concat /
 // kiln.transpose of those compute (sibling projections the graph stage
@@ -84,9 +92,17 @@ struct QuantizeWeightsPass
 
   void runOnOperation() override {
     func::FuncOp func = getOperation();
-    if (scheme != "w8a16" && scheme != "w4a16" && scheme != "fp8") {
+    if (scheme != "w8a16" && scheme != "w4a16" && scheme != "fp8" && scheme != "w4a4") {
       func.emitError() << "unknown quantization scheme '" << scheme
-                       << "' (have: w8a16, w4a16, fp8)";
+                       << "' (have: w8a16, w4a16, fp8, w4a4)";
+      return signalPassFailure();
+    }
+    if (!rotation.empty() && rotation != "hadamard" && rotation != "none") {
+      func.emitError() << "rotation='" << rotation << "': expected hadamard or none";
+      return signalPassFailure();
+    }
+    if (scheme != "w4a4" && !rotation.empty()) {
+      func.emitError() << "rotation applies to w4a4 (scheme is " << scheme << ")";
       return signalPassFailure();
     }
     if (weightScales != "channel" && weightScales != "tensor") {
@@ -138,6 +154,12 @@ struct QuantizeWeightsPass
       signalPassFailure();
   }
 
+  /// Schemes that quantize the matmuls' inputs too.
+  bool quantizesActivations() { return scheme == "fp8" || scheme == "w4a4"; }
+  bool rotates() { return scheme == "w4a4" && rotation != "none"; }
+  /// The Hadamard block along K: the largest power of two dividing it.
+  static int64_t hadamardBlock(int64_t k) { return k & -k; }
+
   /// Whether the op or one of its weights is excluded.
   bool excluded(Operation *op, ArrayRef<std::string> names,
                 ArrayRef<llvm::Regex> patterns) {
@@ -184,11 +206,17 @@ struct QuantizeWeightsPass
     if (!outputMajor)
       rows = TransposeOp::create(b, loc, RankedTensorType::get({n, k}, et), w,
                                  b.getDenseI64ArrayAttr({1, 0}));
+    if (rotates())
+      rows = HadamardOp::create(b, loc, rows.getType(), rows, hadamardBlock(k));
     bool fp8 = scheme == "fp8";
-    Type storage = w4    ? IntegerType::get(ctx, 4, zeroPoints ? IntegerType::Unsigned
-                                                               : IntegerType::Signless)
-                   : fp8 ? Type(Float8E4M3FNType::get(ctx))
-                         : Type(IntegerType::get(ctx, 8));
+    bool w4a4 = scheme == "w4a4";
+    if (w4a4 && k % 2 != 0)
+      return user->emitError() << "w4a4 packs two int4 values per byte along K, which is "
+                               << k << " (odd)";
+    Type storage = w4 || w4a4 ? IntegerType::get(ctx, 4, zeroPoints ? IntegerType::Unsigned
+                                                                    : IntegerType::Signless)
+                   : fp8      ? Type(Float8E4M3FNType::get(ctx))
+                              : Type(IntegerType::get(ctx, 8));
     SmallVector<int64_t> block = {1, w4 ? int64_t(group) : 0};
     if (fp8 && weightScales == "tensor")
       block = {0, 0};
@@ -201,15 +229,20 @@ struct QuantizeWeightsPass
     return Value(QuantizeOp::create(b, loc, qtype, rows, Value(), Value()));
   }
 
-  /// The fp8 activation `a` (a float tensor) quantized with dynamic scales.
+  /// The activation `a` (a float tensor) quantized with dynamic scales
+  /// (fp8: E4M3, w4a4: i4 per token after the online rotation).
   Value quantizeActivation(Operation *user, Value a) {
     auto type = cast<RankedTensorType>(a.getType());
     MLIRContext *ctx = &getContext();
     OpBuilder b(user);
+    if (rotates())
+      a = HadamardOp::create(b, a.getLoc(), type, a, hadamardBlock(type.getShape().back()));
     SmallVector<int64_t> block(type.getRank(), activations == "tensor" ? 0 : 1);
     block.back() = 0;
-    auto quant = QuantAttr::get(ctx, Float8E4M3FNType::get(ctx), type.getElementType(), block,
-                                b.getF32Type(), Type());
+    Type storage = scheme == "w4a4" ? Type(IntegerType::get(ctx, 4))
+                                    : Type(Float8E4M3FNType::get(ctx));
+    Type scaleType = scheme == "w4a4" ? type.getElementType() : Type(b.getF32Type());
+    auto quant = QuantAttr::get(ctx, storage, type.getElementType(), block, scaleType, Type());
     auto qtype = QTensorType::get(ctx, type.getShape(), quant);
     ++numActivations;
     return QuantizeOp::create(b, a.getLoc(), qtype, a, Value(), Value());
@@ -223,27 +256,29 @@ struct QuantizeWeightsPass
       return success();
     mm.getBMutable().assign(*q);
     mm.setTransposeB(true);
-    if (scheme == "fp8") {
+    if (quantizesActivations()) {
       auto a = dyn_cast<RankedTensorType>(mm.getA().getType());
       if (!a || !isa<FloatType>(a.getElementType()))
-        return mm.emitError("fp8 quantizes the activation of this matmul, but it is already a "
-                            "quantized tensor");
+        return mm.emitError() << scheme << " quantizes the activation of this matmul, but it "
+                                           "is already a quantized tensor";
       mm.getAMutable().assign(quantizeActivation(mm, mm.getA()));
     }
     return success();
   }
 
   LogicalResult quantizeMlp(GatedMlpOp mlp, ArrayRef<llvm::Regex> patterns) {
-    if (scheme == "fp8") {
+    if (quantizesActivations()) {
       SmallVector<std::string> names;
       for (Value w : mlp->getOperands())
         if (w != mlp.getInput())
           (void)weightNames(w, names);
       if (excluded(mlp, names, patterns))
         return success();
-      return mlp.emitError("fp8 quantizes the activation between a gated MLP's projections, "
-                           "which kiln.gated_mlp keeps inside; run kiln-quantize-weights before "
-                           "kiln-fuse-gated-mlp (kiln-graph-pipeline does) or exclude the node");
+      return mlp.emitError() << scheme
+                             << " quantizes the activation between a gated MLP's projections, "
+                                "which kiln.gated_mlp keeps inside; run kiln-quantize-weights "
+                                "before kiln-fuse-gated-mlp (kiln-graph-pipeline does) or "
+                                "exclude the node";
     }
     bool major = mlp.getTransposeWeights();
     // Every weight is quantized or none: the op has one weight layout.

@@ -48,6 +48,8 @@ SCHEMES = {
     "fp8": ["--quant=fp8"],
     "fp8 calib": ["--quant=fp8", "--calib=random"],
     "fp8 per-tensor calib": ["--quant=fp8", "--quant-weight-scales=tensor", "--calib=random"],
+    "w4a4": ["--quant=w4a4"],
+    "w4a4 no rotation": ["--quant=w4a4", "--quant-rotation=none"],
 }
 
 # Largest logit error over the largest |logit| each scheme may show on the
@@ -56,8 +58,9 @@ SCHEMES = {
 # weight's int4 rounding error (up to 1/14 of its group's largest magnitude)
 # reaches the logits through few, wide sums; fp8 1.6e-1 with per-tensor
 # weight scales, 1.0e-1 per channel: E4M3 keeps 3 mantissa bits, a relative
-# error up to 1/16 on every weight and every activation).
-BOUNDS = {"w8a16": 2e-2, "w4a16": 5e-1, "fp8": 2.5e-1}
+# error up to 1/16 on every weight and every activation; w4a4 5.4e-1: int4
+# activations with one scale per token, 15 levels for a whole row).
+BOUNDS = {"w8a16": 2e-2, "w4a16": 5e-1, "fp8": 2.5e-1, "w4a4": 7.5e-1}
 
 
 def weight_bytes(tools, model, options):

@@ -11,7 +11,10 @@ per group (w4a16: int4, max|w| / 7; with zero points: ui4 over
 [min(w, 0), max(w, 0)] / 15 and a rounded zero point), rounding half to
 even and saturating, then dequantized and multiplied; fp8 also quantizes
 each matmul's input (E4M3, scale max|x| / 448 per row or per tensor, as
-ml_dtypes rounds) and weights per output channel or per tensor. The
+ml_dtypes rounds) and weights per output channel or per tensor; w4a4
+quantizes both to int4 (weights per output channel, inputs per row) after
+rotating K on both sides with the same float32 Walsh-Hadamard butterflies
+as the runtime, or without rotation. The
 outputs must
 agree to float32 accumulation error (TOLERANCE, relative to the largest
 |output|), so any mistake in packing, scales, zero points, transposition
@@ -43,7 +46,35 @@ SCHEMES = {
     "fp8": (["--quant=fp8"], "f8 rows", 0, False),
     "fp8 per-tensor": (["--quant=fp8", "--quant-weight-scales=tensor",
                         "--quant-activations=tensor"], "f8 tensor", 0, False),
+    "w4a4 hadamard": (["--quant=w4a4"], "w4a4", 0, True),
+    "w4a4 no rotation": (["--quant=w4a4", "--quant-rotation=none"], "w4a4", 0, False),
 }
+
+
+def hadamard(a):
+    """kiln.hadamard in float32 along the last axis, blocks of the largest
+    power of two dividing it, with the runtime's butterfly order."""
+    a = np.array(a, dtype=np.float32)
+    n = a.shape[-1] & -a.shape[-1]
+    v = a.reshape(-1, n).copy()
+    h = 1
+    while h < n:
+        v = v.reshape(-1, n // (2 * h), 2, h)
+        x, y = v[:, :, 0, :].copy(), v[:, :, 1, :].copy()
+        v[:, :, 0, :], v[:, :, 1, :] = x + y, x - y
+        v = v.reshape(-1, n)
+        h *= 2
+    v = v * (np.float32(1) / np.sqrt(np.float32(n)))
+    return v.reshape(a.shape)
+
+
+def fake_quant_i4_rows(a):
+    """Symmetric int4 per row (scale max|a| / 7), dequantized in float64."""
+    a = a.astype(np.float32)
+    amax = np.abs(a).max(axis=-1, keepdims=True)
+    scale = np.where(amax > 0, amax / np.float32(7), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(a / scale), -8, 7)
+    return q * scale.astype(np.float64)
 E4M3_MAX = 448.0
 
 
@@ -95,7 +126,13 @@ def check(options, bits, group, zp, x, w1, w2, bin_dir, workdir):
     write_model(model, w1, w2)
     got = forward(bin_dir, model, os.path.join(workdir, "q.kiln"), [("x", x)], workdir,
                   options)[0]
-    if isinstance(bits, str):  # fp8: weights and both matmul inputs
+    if bits == "w4a4":  # int4 weights per channel and inputs per token, rotated or not
+        rot = hadamard if zp else (lambda a: np.asarray(a, np.float32))
+        d1 = fake_quant_i4_rows(rot(w1.T))
+        d2 = fake_quant_i4_rows(rot(w2))
+        y = fake_quant_i4_rows(rot(x)) @ d1.T
+        want = fake_quant_i4_rows(rot(y.astype(np.float32))) @ d2.T
+    elif isinstance(bits, str):  # fp8: weights and both matmul inputs
         per_row = bits == "f8 rows"
         d1 = fake_quant_f8(w1.T, per_row)
         d2 = fake_quant_f8(w2, per_row)

@@ -132,7 +132,7 @@ bool fromWeights(Value v) {
     return true;
   if (auto q = dyn_cast<QuantizeOp>(def))
     return fromWeights(q.getInput());
-  if (isa<TransposeOp, ConcatOp, MakeQTensorOp, DequantizeOp>(def))
+  if (isa<TransposeOp, ConcatOp, HadamardOp, MakeQTensorOp, DequantizeOp>(def))
     return llvm::all_of(def->getOperands(), fromWeights);
   return false;
 }
@@ -501,8 +501,11 @@ llvm::Expected<QuantReport> mlir::kiln::measureQuantization(ModuleOp reference,
     if (isa<GatedMlpOp>(op))
       e.scheme = "gated MLP " + e.scheme;
     Value a = isa<MatmulOp>(op) ? cast<MatmulOp>(op).getA() : Value();
-    if (a && isa<QTensorType>(a.getType()))
+    if (a && isa<QTensorType>(a.getType())) {
       e.scheme += " x " + describeQuant(a.getType());
+      if (auto q = a.getDefiningOp<QuantizeOp>(); q && q.getInput().getDefiningOp<HadamardOp>())
+        e.scheme += ", Hadamard";
+    }
     report.layers.push_back(e);
   }
   diff.assign(keepRef.size(), 0);

@@ -9,6 +9,7 @@
 
 #include "kiln/Compiler/Compile.h"
 
+#include "cpu/hadamard.h"
 #include "cpu/half.h"
 #include "cpu/kernel.h"
 #include "cpu/quantize.h"
@@ -785,6 +786,8 @@ static bool isWeightExpr(Value v) {
            isWeightExpr(t.getInput());
   if (auto c = dyn_cast<ConcatOp>(def))
     return llvm::all_of(c.getInputs(), isWeightExpr);
+  if (auto h = dyn_cast<HadamardOp>(def))
+    return isWeightExpr(h.getInput());
   return false;
 }
 
@@ -797,7 +800,7 @@ void ManifestBuilder::findFoldedQuantizes(func::FuncOp func) {
         foldedQuantizes.insert(&op);
   // Users come after their operands: walk backwards.
   for (Operation &op : llvm::reverse(body)) {
-    if (!isa<WeightOp, arith::ConstantOp, TransposeOp, ConcatOp>(op) ||
+    if (!isa<WeightOp, arith::ConstantOp, TransposeOp, ConcatOp, HadamardOp>(op) ||
         op.getNumResults() != 1 || op.use_empty() || !isWeightExpr(op.getResult(0)))
       continue;
     if (llvm::all_of(op.getUsers(), [&](Operation *u) {
@@ -879,6 +882,15 @@ llvm::Error ManifestBuilder::evalWeight(Value v, std::vector<float> &out,
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < cols; ++j)
         out[size_t(j * r + i)] = in[size_t(i * cols + j)];
+    return llvm::Error::success();
+  }
+  if (auto h = dyn_cast<HadamardOp>(def)) {
+    // The runtime's own transform (kiln::FastHadamard), block by block.
+    if (auto e = evalWeight(h.getInput(), out, shape, name))
+      return e;
+    int64_t block = h.getBlock();
+    for (size_t at = 0; at + size_t(block) <= out.size(); at += size_t(block))
+      ::kiln::FastHadamard(&out[at], block);
     return llvm::Error::success();
   }
   auto concat = cast<ConcatOp>(def);

@@ -514,6 +514,73 @@ TEST(LlmMatmul, QuantizedActivations) {
               TolFor(KILN_DTYPE_F32), "quantized a");
 }
 
+// kiln.hadamard against the explicit normalized Sylvester matrix (built
+// by its recursion H_2n = [[H, H], [H, -H]] in f64), block by block along
+// the last dimension; on f16/bf16 the kernel computes in f32 and rounds once.
+TEST(LlmHadamard, MatchesTheSylvesterMatrix) {
+  for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16}) {
+    for (int64_t block : {1, 2, 32}) {
+      SCOPED_TRACE(std::string(kiln_dtype_name(dt)) + " block " + std::to_string(block));
+      const int64_t rows = 15, cols = 96;
+      std::vector<float> unused;
+      HostTensor x = Random(dt, {3, 5, cols}, 1200 + uint32_t(block), &unused);
+      std::vector<double> xv = Values(x);
+      std::vector<double> h(size_t(block * block), 1.0);
+      for (int64_t n = 1; n < block; n *= 2)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double v = h[size_t(i * block + j)];
+            h[size_t(i * block + j + n)] = v;
+            h[size_t((i + n) * block + j)] = v;
+            h[size_t((i + n) * block + j + n)] = -v;
+          }
+      std::vector<double> want(xv.size(), 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t b0 = 0; b0 < cols; b0 += block)
+          for (int64_t i = 0; i < block; ++i) {
+            double acc = 0;
+            for (int64_t j = 0; j < block; ++j)
+              acc += h[size_t(i * block + j)] * xv[size_t(r * cols + b0 + j)];
+            want[size_t(r * cols + b0 + i)] = acc / std::sqrt(double(block));
+          }
+      KernelHarness k("hadamard", 3);
+      k.In(x).Attr("block", block);
+      k.Out(dt, {3, 5, cols});
+      ASSERT_EQ(k.RunMessage(), "");
+      ExpectClose(k.Result(), want, TolFor(dt), "hadamard");
+    }
+  }
+}
+
+// Orthonormal and symmetric: applying it twice gives the input back.
+TEST(LlmHadamard, IsItsOwnInverse) {
+  std::vector<float> unused;
+  HostTensor x = Random(KILN_DTYPE_F32, {7, 256}, 1300, &unused);
+  KernelHarness once("hadamard");
+  once.In(x).Attr("block", 256);
+  once.Out(KILN_DTYPE_F32, {7, 256});
+  ASSERT_EQ(once.RunMessage(), "");
+  KernelHarness twice("hadamard");
+  twice.In(once.Result()).Attr("block", 256);
+  twice.Out(KILN_DTYPE_F32, {7, 256});
+  ASSERT_EQ(twice.RunMessage(), "");
+  ExpectClose(twice.Result(), Values(x), Tol{1e-5, 1e-5}, "hadamard twice");
+}
+
+TEST(LlmHadamard, RefusesABlockThatIsNotAPowerOfTwoDividingTheRow) {
+  for (int64_t block : {24, 64}) {
+    KernelHarness k("hadamard");
+    std::vector<float> unused;
+    k.In(Random(KILN_DTYPE_F32, {2, 48}, 1400, &unused)).Attr("block", block);
+    k.Out(KILN_DTYPE_F32, {2, 48});
+    std::string m = k.RunMessage();
+    EXPECT_NE(m.find("block " + std::to_string(block) + " is not a power of two dividing"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("[2, 48]"), std::string::npos) << m;
+  }
+}
+
 TEST(LlmMatmul, ShapeErrorsNameTheShapes) {
   std::vector<float> v;
   {

@@ -1,9 +1,12 @@
 // RUN: kiln-opt %s --kiln-quantize-weights=scheme=fp8 --split-input-file --verify-diagnostics
+// RUN: not kiln-opt %s --kiln-quantize-weights=scheme=w4a4 --split-input-file 2>&1 | FileCheck %s --check-prefix=W4A4
 // RUN: kiln-opt %s '--kiln-quantize-weights=scheme=fp8 exclude=^(down|w)$' --split-input-file | FileCheck %s
 
-// fp8 quantizes the activation between a gated MLP's projections, which
+// fp8 (and w4a4) quantize the activation between a gated MLP's projections, which
 // kiln.gated_mlp keeps inside: refused unless it is excluded (the
 // graph pipeline leaves gated MLPs unfused for fp8).
+// W4A4: error: w4a4 quantizes the activation between a gated MLP's projections
+// W4A4: error: w4a4 quantizes the activation of this matmul, but it is already a quantized tensor
 // CHECK: kiln.gated_mlp silu %arg0, gate(%{{.*}}) up(%{{.*}}) down(%{{.*}}) : (tensor<?x32xf32>, tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x32xf32>)
 module {
   kiln.weight_decl @gate : tensor<32x64xf32>

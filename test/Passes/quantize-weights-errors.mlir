@@ -8,7 +8,7 @@
 // RUN: not kiln-opt %s '--kiln-quantize-weights=scheme=w8a16 activations=tensor' 2>&1 | FileCheck %s --check-prefix=ACTW8
 // RUN: not kiln-opt %s '--kiln-quantize-weights=scheme=fp8 zero-points=1' 2>&1 | FileCheck %s --check-prefix=ZPF8
 
-// SCHEME: error: unknown quantization scheme 'w2a16' (have: w8a16, w4a16, fp8)
+// SCHEME: error: unknown quantization scheme 'w2a16' (have: w8a16, w4a16, fp8, w4a4)
 // ODD: error: w4a16 group size 7 must be an even number >= 2
 // ZP8: error: w8a16 is symmetric; zero-points applies to w4a16
 // REGEX: error: exclude pattern '(' is not a regular expression

@@ -161,8 +161,9 @@ static cl::opt<std::string> quant(
     "quant",
     cl::desc("Quantization (kiln-quantize-weights): none, w8a16 (int8 weights "
              "per output channel), w4a16 (int4 weights in groups along K) or "
-             "fp8 (E4M3 weights and activations); weights are packed at "
-             "compile time"),
+             "fp8 (E4M3 weights and activations) or w4a4 (int4 weights and "
+             "activations, Hadamard-rotated); weights are packed at compile "
+             "time"),
     cl::value_desc("scheme"), cl::init("none"), cl::cat(category));
 static cl::opt<int64_t> quantGroup(
     "quant-group", cl::desc("w4a16: weights along K per scale (default 128)"),
@@ -180,6 +181,12 @@ static cl::opt<std::string> quantActivations(
     cl::desc("fp8 without --calib: activation scales computed at run time "
              "per token or per tensor"),
     cl::value_desc("token|tensor"), cl::init("token"), cl::cat(category));
+static cl::opt<std::string> quantRotation(
+    "quant-rotation",
+    cl::desc("w4a4: rotate K on both sides of each matmul by a Hadamard "
+             "transform (folded into the weights, online for the inputs), or "
+             "not"),
+    cl::value_desc("hadamard|none"), cl::init("hadamard"), cl::cat(category));
 static cl::opt<std::string> calib(
     "calib",
     cl::desc("Calibration prompts: a file of token ids (one prompt per line), "
@@ -420,8 +427,13 @@ int main(int argc, char **argv) {
   pipelineOptions.elementwise = fuseElementwise;
   pipelineOptions.ragged = ragged;
   if (quant != "none") {
-    if (quant != "w8a16" && quant != "w4a16" && quant != "fp8")
-      return fail("--quant=" + quant + ": expected none, w8a16, w4a16 or fp8");
+    if (quant != "w8a16" && quant != "w4a16" && quant != "fp8" && quant != "w4a4")
+      return fail("--quant=" + quant + ": expected none, w8a16, w4a16, fp8 or w4a4");
+    if (quant != "w4a4" && quantRotation.getNumOccurrences())
+      return fail("--quant-rotation applies to --quant=w4a4");
+    if (quantRotation != "hadamard" && quantRotation != "none")
+      return fail("--quant-rotation=" + quantRotation + ": expected hadamard or none");
+    pipelineOptions.quantRotation = quantRotation.getValue();
     if (!fuse)
       return fail("--quant needs the graph stage's fusion (drop --fuse=false)");
     pipelineOptions.quant = quant;
@@ -443,9 +455,9 @@ int main(int argc, char **argv) {
     pipelineOptions.quantActivations = quantActivations.getValue();
   } else if (quantZeroPoints || quantExclude.getNumOccurrences() ||
              quantGroup.getNumOccurrences() || quantWeightScales.getNumOccurrences() ||
-             quantActivations.getNumOccurrences()) {
+             quantActivations.getNumOccurrences() || quantRotation.getNumOccurrences()) {
     return fail("--quant-group, --quant-zero-points, --quant-weight-scales, "
-                "--quant-activations and --quant-exclude need --quant");
+                "--quant-activations, --quant-rotation and --quant-exclude need --quant");
   } else if (!calib.empty()) {
     return fail("--calib calibrates a quantization: give --quant too");
   }
@@ -520,7 +532,7 @@ int main(int argc, char **argv) {
     refOptions.kvGroup = pipelineOptions.kvGroup.getValue();
     refOptions.kvScaleType = pipelineOptions.kvScaleType.getValue();
     // The same fusions as the quantized graph, so that layers pair up.
-    refOptions.fuseMlp = quant != "fp8";
+    refOptions.fuseMlp = quant != "fp8" && quant != "w4a4";
     mlir::kiln::buildGraphPipeline(refPm, refOptions);
     if (mlir::failed(refPm.run(*reference)))
       return fail("the graph pipeline failed on '" + inputPath + "' (unquantized reference)");

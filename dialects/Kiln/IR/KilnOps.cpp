@@ -228,6 +228,22 @@ LogicalResult DequantizeOp::verify() {
                     getInput().getType().getExpressedTensorType());
 }
 
+LogicalResult HadamardOp::verify() {
+  int64_t block = getBlock();
+  if (block < 1 || (block & (block - 1)) != 0)
+    return emitOpError() << "block " << block << " is not a power of two";
+  auto type = cast<RankedTensorType>(getInput().getType());
+  if (type.getRank() < 1)
+    return emitOpError("needs a tensor of rank >= 1");
+  int64_t last = type.getShape().back();
+  if (ShapedType::isDynamic(last))
+    return emitOpError("the last dimension must be static");
+  if (last % block != 0)
+    return emitOpError() << "block " << block << " does not divide the last dimension ("
+                         << last << ")";
+  return success();
+}
+
 LogicalResult QTensorDataOp::verify() {
   return verifyPart(*this, "result", getType(), getInput().getType().getDataType());
 }

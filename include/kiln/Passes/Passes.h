@@ -66,7 +66,7 @@ struct GraphPipelineOptions
                        llvm::cl::init(true)};
   Option<std::string> quant{*this, "quant",
                             llvm::cl::desc("With fuse: quantize weights "
-                                           "(kiln-quantize-weights: w8a16, w4a16, fp8; empty: "
+                                           "(kiln-quantize-weights: w8a16, w4a16, fp8, w4a4; empty: "
                                            "none)"),
                             llvm::cl::init("")};
   Option<int64_t> quantGroup{*this, "quant-group",
@@ -83,6 +83,10 @@ struct GraphPipelineOptions
       *this, "quant-activations",
       llvm::cl::desc("fp8: dynamic activation scales per token or per tensor"),
       llvm::cl::init("token")};
+  Option<std::string> quantRotation{
+      *this, "quant-rotation",
+      llvm::cl::desc("w4a4: rotate K on both sides of each matmul (hadamard) or not (none)"),
+      llvm::cl::init("hadamard")};
   ListOption<std::string> quantExclude{
       *this, "quant-exclude",
       llvm::cl::desc("Regular expressions: weights or ONNX nodes that stay float")};

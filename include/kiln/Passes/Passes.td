@@ -266,6 +266,15 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
       calibration run. A `kiln.gated_mlp` is refused (the activation between
       its projections would stay unquantized inside it): the graph pipeline
       runs this scheme with gated MLPs unfused.
+    * `scheme=w4a4`: `i4` weights per output channel and `i4` activations
+      with dynamic per-token scales (`block = [1, ..., 1, 0]`). With
+      `rotation=hadamard` (the default) both sides of every quantized matmul
+      are rotated along K first by `kiln.hadamard` (blocks of the largest
+      power of two dividing K): the weight's rotation is folded into the
+      packed values by kiln-compile, the activation's runs online. The
+      rotation is orthonormal and its own inverse, so the product is
+      unchanged; it spreads outlier channels over the block before int4
+      rounding. Gated MLPs are refused as for fp8. K must be even.
 
     w8a16/w4a16 scales have the weight's element type; all scales are
     computed from the weight's values;
@@ -279,7 +288,7 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
   }];
   let options = [
     Option<"scheme", "scheme", "std::string", /*default=*/"\"w8a16\"",
-           "w8a16 or w4a16">,
+           "w8a16, w4a16, fp8 or w4a4">,
     Option<"group", "group", "int64_t", /*default=*/"128",
            "w4a16: weights along K per scale">,
     Option<"zeroPoints", "zero-points", "bool", /*default=*/"false",
@@ -288,6 +297,9 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
            "fp8: weight scales per output channel or per tensor">,
     Option<"activations", "activations", "std::string", /*default=*/"\"token\"",
            "fp8: dynamic activation scales per token or per tensor">,
+    Option<"rotation", "rotation", "std::string", /*default=*/"\"\"",
+           "w4a4: rotate K on both sides of each matmul (hadamard, the default) or "
+           "not (none)">,
     ListOption<"exclude", "exclude", "std::string",
                "Regular expressions: weights or ONNX nodes that stay float">
   ];

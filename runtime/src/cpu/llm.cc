@@ -651,6 +651,7 @@ void AppendLlmKernels(std::vector<KernelEntry>& out) {
   out.push_back({"embedding", EmbeddingKernel});
   out.push_back({"gated_mlp", GatedMlpKernel});
   out.push_back({"glu", GluKernel});
+  out.push_back({"hadamard", HadamardKernel});
   out.push_back({"layer_norm", LayerNormKernel});
   out.push_back({"matmul", MatmulKernel});
   out.push_back({"qtensor_data", QTensorDataKernel});

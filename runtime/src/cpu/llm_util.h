@@ -50,6 +50,7 @@ kiln_status_t MatmulKernel(KernelContext& ctx);
 kiln_status_t GatedMlpKernel(KernelContext& ctx);
 kiln_status_t AttentionKernel(KernelContext& ctx);
 kiln_status_t QuantizeKernel(KernelContext& ctx);  // quantize.cc
+kiln_status_t HadamardKernel(KernelContext& ctx);  // quantize.cc
 
 // ---------------------------------------------------------------------------
 // ISA dispatch.

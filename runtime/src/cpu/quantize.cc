@@ -14,7 +14,9 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/hadamard.h"
 #include "cpu/half.h"
+#include "cpu/kernel_util.h"
 #include "cpu/kernels.h"
 #include "cpu/llm_util.h"
 #include "cpu/quantize.h"
@@ -226,6 +228,39 @@ kiln_status_t QuantizeKernel(KernelContext& ctx) {
     kiln_status_free(st);
     return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED, "%s", why.c_str());
   }
+  return nullptr;
+}
+
+kiln_status_t HadamardKernel(KernelContext& ctx) {
+  KILN_RETURN_IF_ERROR(CheckOperands(ctx, 1));
+  const Tensor& x = ctx.input(0);
+  if (!DispatchFloat(x.dtype, [](auto) {}))
+    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED, "no hadamard kernel for element type %s",
+                       DTypeName(x.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
+  const int64_t block = ctx.attrs().Int("block", 0);
+  const int64_t last = x.shape.rank ? x.shape[x.shape.rank - 1] : 0;
+  if (x.shape.rank < 1 || !IsPowerOfTwo(block) || last % block != 0)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "block %lld is not a power of two dividing the last dimension of %s",
+                       static_cast<long long>(block), x.shape.str().c_str());
+  Tensor* out = nullptr;
+  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &out));
+  const int64_t blocks = x.numel() / block;
+  DispatchFloat(x.dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* in = x.as<S>();
+    S* y = out->as<S>();
+    ctx.pool().parallel_for(blocks, std::max<int64_t>(1, 4096 / block), [&](int64_t b0, int64_t b1) {
+      std::vector<float> v(static_cast<size_t>(block));
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t i = 0; i < block; ++i) v[size_t(i)] = float(Elem<S>::Load(in[b * block + i]));
+        FastHadamard(v.data(), block);
+        for (int64_t i = 0; i < block; ++i)
+          y[b * block + i] = Elem<S>::Store(typename Elem<S>::Compute(v[size_t(i)]));
+      }
+    });
+  });
   return nullptr;
 }
 

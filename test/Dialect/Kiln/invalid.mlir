@@ -1295,3 +1295,27 @@ func.func @f(%x: f32) {
   // expected-error @+1 {{expects parent op 'kiln.elementwise'}}
   kiln.yield %x : f32
 }
+
+// -----
+
+func.func @f(%x: tensor<4x48xf32>) -> tensor<4x48xf32> {
+  // expected-error @+1 {{block 24 is not a power of two}}
+  %0 = kiln.hadamard %x {block = 24 : i64} : tensor<4x48xf32>
+  return %0 : tensor<4x48xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4x48xf32>) -> tensor<4x48xf32> {
+  // expected-error @+1 {{block 32 does not divide the last dimension (48)}}
+  %0 = kiln.hadamard %x {block = 32 : i64} : tensor<4x48xf32>
+  return %0 : tensor<4x48xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4x?xf32>) -> tensor<4x?xf32> {
+  // expected-error @+1 {{the last dimension must be static}}
+  %0 = kiln.hadamard %x {block = 16 : i64} : tensor<4x?xf32>
+  return %0 : tensor<4x?xf32>
+}

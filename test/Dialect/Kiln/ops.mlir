@@ -58,6 +58,13 @@ func.func @quantize(%x: tensor<?x256xbf16>, %s: tensor<1x1xf32>, %xf: tensor<4x6
   return
 }
 
+// CHECK-LABEL: func.func @hadamard
+func.func @hadamard(%x: tensor<?x?x96xbf16>) -> tensor<?x?x96xbf16> {
+  // CHECK: kiln.hadamard %{{.+}} {block = 32 : i64} : tensor<?x?x96xbf16>
+  %0 = kiln.hadamard %x {block = 32 : i64} : tensor<?x?x96xbf16>
+  return %0 : tensor<?x?x96xbf16>
+}
+
 // CHECK-LABEL: func.func @lookup
 func.func @lookup(%table: tensor<64x32xbf16>, %ids: tensor<?x?xi64>, %x: tensor<50x32xf32>, %i: tensor<2x3xi32>,
                   %m: tensor<?x?xi1>, %mi: tensor<?x4x2xi64>, %x3: tensor<2x5x7xf32>, %i3: tensor<2x3x1xi32>)

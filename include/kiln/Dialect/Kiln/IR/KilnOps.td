@@ -145,6 +145,28 @@ def Kiln_DequantizeOp : Kiln_Op<"dequantize", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Kiln_HadamardOp : Kiln_Op<"hadamard", [Pure, SameOperandsAndResultType]> {
+  let summary = "an orthonormal Hadamard rotation along the last dimension";
+  let description = [{
+    Multiplies each consecutive `block` elements of the last dimension by
+    the normalized Sylvester Hadamard matrix `H / sqrt(block)` (`block` a
+    power of two dividing the dimension): a block-diagonal rotation, its
+    own inverse. Computed in f32 with the fast Walsh-Hadamard transform.
+    Rotating both a matmul's input and its output-major weight along K
+    leaves the product unchanged while spreading outliers across the block,
+    which is what 4-bit activation quantization (`w4a4`) needs; the weight's
+    rotation is folded at compile time, the input's runs online.
+
+    ```mlir
+    %r = kiln.hadamard %x {block = 64 : i64} : tensor<?x?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, I64Attr:$block);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
 def Kiln_QTensorDataOp : Kiln_Op<"qtensor_data", [Pure]> {
   let summary = "the stored values of a quantized tensor";
   let description = [{
