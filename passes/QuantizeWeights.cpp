@@ -29,6 +29,11 @@
 //          power of two dividing K; since the rotation is orthonormal and
 //          its own inverse the product is unchanged while outliers spread
 //          over the block. Gated MLPs are refused as for fp8.
+//          `rotation=<file.safetensors>` takes square orthogonal matrices
+//          (SpinQuant's learned rotations) instead: a matmul whose K a
+//          matrix's size divides is rotated by kiln.rotate with the largest
+//          such matrix on the block diagonal; other K fall back to the
+//          Hadamard rotation.
 //
 // Weights are what kiln.weight, arith.constant, and kiln.concat /
 // kiln.transpose of those compute (sibling projections the graph stage
@@ -39,8 +44,16 @@
 #include "kiln/Passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "llvm/Support/Endian.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Regex.h"
+
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <map>
 
 namespace mlir::kiln {
 #define GEN_PASS_DEF_QUANTIZEWEIGHTSPASS
@@ -86,6 +99,98 @@ std::string nodeName(Location loc) {
   return "";
 }
 
+/// Square rotation matrices by size, read from a safetensors file.
+struct Rotations {
+  std::map<int64_t, std::pair<std::string, std::vector<float>>> bySize;
+};
+
+/// Reads every tensor of `path` (safetensors: an 8-byte little-endian
+/// header size, a JSON header, the data) as an orthogonal [n, n] matrix.
+/// Errors name the file and the tensor.
+FailureOr<Rotations> readRotations(StringRef path, Operation *at) {
+  auto fail = [&](const Twine &why) {
+    at->emitError() << "rotation file '" << path << "': " << why;
+    return failure();
+  };
+  auto buf = llvm::MemoryBuffer::getFile(path);
+  if (!buf)
+    return fail(buf.getError().message());
+  StringRef bytes = (*buf)->getBuffer();
+  if (bytes.size() < 8)
+    return fail("too short for a safetensors header");
+  uint64_t headerSize = llvm::support::endian::read64le(bytes.data());
+  if (headerSize > bytes.size() - 8)
+    return fail(llvm::formatv("the header claims {0} bytes, the file has {1}", headerSize,
+                              bytes.size() - 8));
+  auto header = llvm::json::parse(bytes.substr(8, headerSize));
+  if (!header)
+    return fail("the header is not JSON: " + llvm::toString(header.takeError()));
+  const llvm::json::Object *tensors = header->getAsObject();
+  if (!tensors)
+    return fail("the header is not a JSON object");
+  StringRef data = bytes.drop_front(8 + headerSize);
+  Rotations r;
+  for (const auto &[key, value] : *tensors) {
+    StringRef name = key;
+    if (name == "__metadata__")
+      continue;
+    const llvm::json::Object *t = value.getAsObject();
+    const llvm::json::Array *shape = t ? t->getArray("shape") : nullptr;
+    const llvm::json::Array *offsets = t ? t->getArray("data_offsets") : nullptr;
+    std::optional<StringRef> dtype = t ? t->getString("dtype") : std::nullopt;
+    if (!shape || !offsets || !dtype || offsets->size() != 2)
+      return fail("tensor '" + name + "' lacks dtype, shape or data_offsets");
+    if (*dtype != "F32" && *dtype != "F64")
+      return fail("tensor '" + name + "' is " + *dtype + "; rotations must be F32 or F64");
+    std::optional<int64_t> n0 = shape->size() == 2 ? (*shape)[0].getAsInteger() : std::nullopt;
+    std::optional<int64_t> n1 = shape->size() == 2 ? (*shape)[1].getAsInteger() : std::nullopt;
+    if (!n0 || !n1 || *n0 != *n1 || *n0 < 1)
+      return fail("tensor '" + name + "' is not a square matrix");
+    int64_t n = *n0;
+    size_t width = *dtype == "F32" ? 4 : 8;
+    std::optional<int64_t> b = (*offsets)[0].getAsInteger(), e = (*offsets)[1].getAsInteger();
+    if (!b || !e || *b < 0 || *e < *b || uint64_t(*e) > data.size() ||
+        uint64_t(*e - *b) != uint64_t(n * n) * width)
+      return fail("tensor '" + name + "' has data_offsets outside the file or of the wrong size");
+    std::vector<float> m(size_t(n * n));
+    const char *p = data.data() + *b;
+    for (int64_t i = 0; i < n * n; ++i) {
+      if (width == 4) {
+        uint32_t u = llvm::support::endian::read32le(p + 4 * i);
+        float f;
+        std::memcpy(&f, &u, 4);
+        m[size_t(i)] = f;
+      } else {
+        uint64_t u = llvm::support::endian::read64le(p + 8 * i);
+        double d;
+        std::memcpy(&d, &u, 8);
+        m[size_t(i)] = float(d);
+      }
+    }
+    // Orthogonal: R R^T = I, else the product would change.
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double dot = 0;
+        for (int64_t k = 0; k < n; ++k)
+          dot += double(m[size_t(i * n + k)]) * double(m[size_t(j * n + k)]);
+        worst = std::max(worst, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+      }
+    if (!(worst <= 1e-4))
+      return fail(llvm::formatv("tensor '{0}' is not orthogonal: R R^T differs from the "
+                                "identity by {1:e2}",
+                                name, worst));
+    if (r.bySize.count(n))
+      return fail(llvm::formatv("tensors '{0}' and '{1}' are both {2}x{2}; give one rotation "
+                                "per size",
+                                r.bySize[n].first, name, n));
+    r.bySize[n] = {name.str(), std::move(m)};
+  }
+  if (r.bySize.empty())
+    return fail("no tensors");
+  return r;
+}
+
 struct QuantizeWeightsPass
     : public mlir::kiln::impl::QuantizeWeightsPassBase<QuantizeWeightsPass> {
   using Base::Base;
@@ -97,9 +202,19 @@ struct QuantizeWeightsPass
                        << "' (have: w8a16, w4a16, fp8, w4a4)";
       return signalPassFailure();
     }
+    rotations.reset();
     if (!rotation.empty() && rotation != "hadamard" && rotation != "none") {
-      func.emitError() << "rotation='" << rotation << "': expected hadamard or none";
-      return signalPassFailure();
+      if (!StringRef(rotation).ends_with(".safetensors")) {
+        func.emitError() << "rotation='" << rotation
+                         << "': expected hadamard, none or a .safetensors file of rotations";
+        return signalPassFailure();
+      }
+      if (scheme == "w4a4") {
+        FailureOr<Rotations> r = readRotations(rotation, func);
+        if (failed(r))
+          return signalPassFailure();
+        rotations = std::move(*r);
+      }
     }
     if (scheme != "w4a4" && !rotation.empty()) {
       func.emitError() << "rotation applies to w4a4 (scheme is " << scheme << ")";
@@ -157,6 +272,25 @@ struct QuantizeWeightsPass
   /// Schemes that quantize the matmuls' inputs too.
   bool quantizesActivations() { return scheme == "fp8" || scheme == "w4a4"; }
   bool rotates() { return scheme == "w4a4" && rotation != "none"; }
+  std::optional<Rotations> rotations;
+
+  /// `x` ([..., K], a weight's rows or an activation) rotated along K: by
+  /// the largest file rotation whose size divides K, else by Hadamard blocks.
+  Value rotate(OpBuilder &b, Location loc, Value x) {
+    auto type = cast<RankedTensorType>(x.getType());
+    int64_t k = type.getShape().back();
+    if (rotations)
+      for (auto it = rotations->bySize.rbegin(); it != rotations->bySize.rend(); ++it) {
+        int64_t n = it->first;
+        if (k % n)
+          continue;
+        auto rtype = RankedTensorType::get({n, n}, b.getF32Type());
+        Value r = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(rtype, ArrayRef<float>(it->second.second)));
+        return RotateOp::create(b, loc, type, x, r);
+      }
+    return HadamardOp::create(b, loc, type, x, hadamardBlock(k));
+  }
   /// The Hadamard block along K: the largest power of two dividing it.
   static int64_t hadamardBlock(int64_t k) { return k & -k; }
 
@@ -207,7 +341,7 @@ struct QuantizeWeightsPass
       rows = TransposeOp::create(b, loc, RankedTensorType::get({n, k}, et), w,
                                  b.getDenseI64ArrayAttr({1, 0}));
     if (rotates())
-      rows = HadamardOp::create(b, loc, rows.getType(), rows, hadamardBlock(k));
+      rows = rotate(b, loc, rows);
     bool fp8 = scheme == "fp8";
     bool w4a4 = scheme == "w4a4";
     if (w4a4 && k % 2 != 0)
@@ -236,7 +370,7 @@ struct QuantizeWeightsPass
     MLIRContext *ctx = &getContext();
     OpBuilder b(user);
     if (rotates())
-      a = HadamardOp::create(b, a.getLoc(), type, a, hadamardBlock(type.getShape().back()));
+      a = rotate(b, a.getLoc(), a);
     SmallVector<int64_t> block(type.getRank(), activations == "tensor" ? 0 : 1);
     block.back() = 0;
     Type storage = scheme == "w4a4" ? Type(IntegerType::get(ctx, 4))

@@ -35,6 +35,12 @@ from onnx import TensorProto, helper, numpy_helper
 from check_runner import run_all
 from kiln_tools import forward
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
+                                "Tools", "Inputs"))
+from write_rotation import orthogonal, write_safetensors  # noqa: E402
+
+ROTATION = orthogonal(64, np.random.default_rng(7)).astype(np.float32)
+
 SEED = 20261203
 M, K, N, P = 5, 64, 96, 40
 TOLERANCE = 1e-5
@@ -48,6 +54,10 @@ SCHEMES = {
                         "--quant-activations=tensor"], "f8 tensor", 0, False),
     "w4a4 hadamard": (["--quant=w4a4"], "w4a4", 0, True),
     "w4a4 no rotation": (["--quant=w4a4", "--quant-rotation=none"], "w4a4", 0, False),
+    # A learned-style rotation for K = 64 from a file; K = 96 falls back to
+    # Hadamard blocks of 32 (ROTATION_FILE, written by main()).
+    "w4a4 rotation file": (["--quant=w4a4", "--quant-rotation=ROTATION_FILE"], "w4a4", 0,
+                           "file"),
 }
 
 
@@ -66,6 +76,17 @@ def hadamard(a):
         h *= 2
     v = v * (np.float32(1) / np.sqrt(np.float32(n)))
     return v.reshape(a.shape)
+
+
+def rotate_file(a, r):
+    """kiln.rotate: blocks of the last axis times r (f64 sums, rounded to
+    float32 once) where r's size divides it, else kiln.hadamard."""
+    n = r.shape[0]
+    if a.shape[-1] % n:
+        return hadamard(a)
+    a = np.asarray(a, np.float32)
+    v = a.reshape(-1, n).astype(np.float64) @ r.astype(np.float32).astype(np.float64)
+    return v.astype(np.float32).reshape(a.shape)
 
 
 def fake_quant_i4_rows(a):
@@ -124,10 +145,17 @@ def fake_quant(w_nk, bits, group, zero_points):
 def check(options, bits, group, zp, x, w1, w2, bin_dir, workdir):
     model = os.path.join(workdir, "model.onnx")
     write_model(model, w1, w2)
+    if zp == "file":
+        path = os.path.join(workdir, "rotation.safetensors")
+        write_safetensors(path, {"R1": ROTATION})
+        options = [o.replace("ROTATION_FILE", path) for o in options]
     got = forward(bin_dir, model, os.path.join(workdir, "q.kiln"), [("x", x)], workdir,
                   options)[0]
     if bits == "w4a4":  # int4 weights per channel and inputs per token, rotated or not
-        rot = hadamard if zp else (lambda a: np.asarray(a, np.float32))
+        if zp == "file":
+            rot = lambda a: rotate_file(a, ROTATION)  # noqa: E731
+        else:
+            rot = hadamard if zp else (lambda a: np.asarray(a, np.float32))
         d1 = fake_quant_i4_rows(rot(w1.T))
         d2 = fake_quant_i4_rows(rot(w2))
         y = fake_quant_i4_rows(rot(x)) @ d1.T

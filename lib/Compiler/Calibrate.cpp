@@ -132,7 +132,7 @@ bool fromWeights(Value v) {
     return true;
   if (auto q = dyn_cast<QuantizeOp>(def))
     return fromWeights(q.getInput());
-  if (isa<TransposeOp, ConcatOp, HadamardOp, MakeQTensorOp, DequantizeOp>(def))
+  if (isa<TransposeOp, ConcatOp, HadamardOp, RotateOp, MakeQTensorOp, DequantizeOp>(def))
     return llvm::all_of(def->getOperands(), fromWeights);
   return false;
 }
@@ -503,8 +503,14 @@ llvm::Expected<QuantReport> mlir::kiln::measureQuantization(ModuleOp reference,
     Value a = isa<MatmulOp>(op) ? cast<MatmulOp>(op).getA() : Value();
     if (a && isa<QTensorType>(a.getType())) {
       e.scheme += " x " + describeQuant(a.getType());
-      if (auto q = a.getDefiningOp<QuantizeOp>(); q && q.getInput().getDefiningOp<HadamardOp>())
-        e.scheme += ", Hadamard";
+      if (auto q = a.getDefiningOp<QuantizeOp>()) {
+        if (q.getInput().getDefiningOp<HadamardOp>())
+          e.scheme += ", Hadamard";
+        else if (auto r = q.getInput().getDefiningOp<RotateOp>())
+          e.scheme += llvm::formatv(", rotated ({0}x{0})",
+                                    cast<RankedTensorType>(r.getRotation().getType()).getDimSize(0))
+                          .str();
+      }
     }
     report.layers.push_back(e);
   }

@@ -788,6 +788,8 @@ static bool isWeightExpr(Value v) {
     return llvm::all_of(c.getInputs(), isWeightExpr);
   if (auto h = dyn_cast<HadamardOp>(def))
     return isWeightExpr(h.getInput());
+  if (auto r = dyn_cast<RotateOp>(def))
+    return isWeightExpr(r.getInput()) && isWeightExpr(r.getRotation());
   return false;
 }
 
@@ -800,7 +802,7 @@ void ManifestBuilder::findFoldedQuantizes(func::FuncOp func) {
         foldedQuantizes.insert(&op);
   // Users come after their operands: walk backwards.
   for (Operation &op : llvm::reverse(body)) {
-    if (!isa<WeightOp, arith::ConstantOp, TransposeOp, ConcatOp, HadamardOp>(op) ||
+    if (!isa<WeightOp, arith::ConstantOp, TransposeOp, ConcatOp, HadamardOp, RotateOp>(op) ||
         op.getNumResults() != 1 || op.use_empty() || !isWeightExpr(op.getResult(0)))
       continue;
     if (llvm::all_of(op.getUsers(), [&](Operation *u) {
@@ -891,6 +893,21 @@ llvm::Error ManifestBuilder::evalWeight(Value v, std::vector<float> &out,
     int64_t block = h.getBlock();
     for (size_t at = 0; at + size_t(block) <= out.size(); at += size_t(block))
       ::kiln::FastHadamard(&out[at], block);
+    return llvm::Error::success();
+  }
+  if (auto rot = dyn_cast<RotateOp>(def)) {
+    // The runtime's own block rotation (kiln::RotateBlock).
+    std::vector<float> in, r;
+    SmallVector<int64_t> rShape;
+    std::string rName;
+    if (auto e = evalWeight(rot.getInput(), in, shape, name))
+      return e;
+    if (auto e = evalWeight(rot.getRotation(), r, rShape, rName))
+      return e;
+    int64_t n = rShape[0];
+    out.resize(in.size());
+    for (size_t at = 0; at + size_t(n) <= in.size(); at += size_t(n))
+      ::kiln::RotateBlock(&in[at], r.data(), n, &out[at]);
     return llvm::Error::success();
   }
   auto concat = cast<ConcatOp>(def);

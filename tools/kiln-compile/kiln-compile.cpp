@@ -183,10 +183,11 @@ static cl::opt<std::string> quantActivations(
     cl::value_desc("token|tensor"), cl::init("token"), cl::cat(category));
 static cl::opt<std::string> quantRotation(
     "quant-rotation",
-    cl::desc("w4a4: rotate K on both sides of each matmul by a Hadamard "
-             "transform (folded into the weights, online for the inputs), or "
+    cl::desc("w4a4: rotate K on both sides of each matmul (folded into the "
+             "weights, online for the inputs) by a Hadamard transform, by the "
+             "orthogonal matrices of a .safetensors file (SpinQuant's), or "
              "not"),
-    cl::value_desc("hadamard|none"), cl::init("hadamard"), cl::cat(category));
+    cl::value_desc("hadamard|none|file"), cl::init("hadamard"), cl::cat(category));
 static cl::opt<std::string> calib(
     "calib",
     cl::desc("Calibration prompts: a file of token ids (one prompt per line), "
@@ -431,8 +432,10 @@ int main(int argc, char **argv) {
       return fail("--quant=" + quant + ": expected none, w8a16, w4a16, fp8 or w4a4");
     if (quant != "w4a4" && quantRotation.getNumOccurrences())
       return fail("--quant-rotation applies to --quant=w4a4");
-    if (quantRotation != "hadamard" && quantRotation != "none")
-      return fail("--quant-rotation=" + quantRotation + ": expected hadamard or none");
+    if (quantRotation != "hadamard" && quantRotation != "none" &&
+        !StringRef(quantRotation).ends_with(".safetensors"))
+      return fail("--quant-rotation=" + quantRotation +
+                  ": expected hadamard, none or a .safetensors file of rotations");
     pipelineOptions.quantRotation = quantRotation.getValue();
     if (!fuse)
       return fail("--quant needs the graph stage's fusion (drop --fuse=false)");

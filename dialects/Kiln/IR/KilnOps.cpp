@@ -244,6 +244,22 @@ LogicalResult HadamardOp::verify() {
   return success();
 }
 
+LogicalResult RotateOp::verify() {
+  auto type = cast<RankedTensorType>(getInput().getType());
+  if (getType() != type)
+    return emitOpError() << "result type " << getType() << " differs from the input's " << type;
+  auto r = cast<RankedTensorType>(getRotation().getType());
+  if (r.getRank() != 2 || !r.hasStaticShape() || r.getDimSize(0) != r.getDimSize(1))
+    return emitOpError() << "rotation must be a static square matrix, found " << r;
+  if (type.getRank() < 1 || ShapedType::isDynamic(type.getShape().back()))
+    return emitOpError("the input's last dimension must be static");
+  int64_t n = r.getDimSize(0), last = type.getShape().back();
+  if (n < 1 || last % n != 0)
+    return emitOpError() << "rotation size " << n << " does not divide the last dimension ("
+                         << last << ")";
+  return success();
+}
+
 LogicalResult QTensorDataOp::verify() {
   return verifyPart(*this, "result", getType(), getInput().getType().getDataType());
 }

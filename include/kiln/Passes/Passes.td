@@ -274,7 +274,12 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
       packed values by kiln-compile, the activation's runs online. The
       rotation is orthonormal and its own inverse, so the product is
       unchanged; it spreads outlier channels over the block before int4
-      rounding. Gated MLPs are refused as for fp8. K must be even.
+      rounding. `rotation=<file.safetensors>` uses square orthogonal matrices
+      from the file instead (learned rotations, as SpinQuant produces them;
+      one per size, checked `R R^T = I`): a matmul whose K the size of a
+      matrix divides is rotated by `kiln.rotate` with the largest such
+      matrix on the block diagonal, other K by Hadamard blocks. Gated MLPs
+      are refused as for fp8. K must be even.
 
     w8a16/w4a16 scales have the weight's element type; all scales are
     computed from the weight's values;
@@ -298,8 +303,8 @@ def QuantizeWeightsPass : Pass<"kiln-quantize-weights", "mlir::func::FuncOp"> {
     Option<"activations", "activations", "std::string", /*default=*/"\"token\"",
            "fp8: dynamic activation scales per token or per tensor">,
     Option<"rotation", "rotation", "std::string", /*default=*/"\"\"",
-           "w4a4: rotate K on both sides of each matmul (hadamard, the default) or "
-           "not (none)">,
+           "w4a4: rotate K on both sides of each matmul: hadamard (the default), "
+           "none, or a .safetensors file of orthogonal matrices (SpinQuant)">,
     ListOption<"exclude", "exclude", "std::string",
                "Regular expressions: weights or ONNX nodes that stay float">
   ];

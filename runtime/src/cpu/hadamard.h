@@ -1,4 +1,5 @@
-// The normalized fast Walsh-Hadamard transform (kiln.hadamard's arithmetic),
+// The normalized fast Walsh-Hadamard transform (kiln.hadamard's arithmetic)
+// and block rotations by a matrix (kiln.rotate's),
 // shared by the CPU kernel and by kiln-compile, which rotates weights at
 // compile time (kiln-quantize-weights scheme=w4a4) with exactly the
 // runtime's operation order.
@@ -23,6 +24,16 @@ inline void FastHadamard(float* v, int64_t n) {
       }
   const float scale = 1.0f / std::sqrt(float(n));
   for (int64_t i = 0; i < n; ++i) v[i] *= scale;
+}
+
+/// y[i] = sum_j x[j] * r[j * n + i] (kiln.rotate's arithmetic for one block
+/// of n): f64 sums, rounded to f32 once.
+inline void RotateBlock(const float* x, const float* r, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += double(x[j]) * double(r[j * n + i]);
+    y[i] = float(acc);
+  }
 }
 
 /// Whether `n` is a power of two (>= 1).

@@ -658,6 +658,7 @@ void AppendLlmKernels(std::vector<KernelEntry>& out) {
   out.push_back({"quantize", QuantizeKernel});
   out.push_back({"rms_norm", RmsNormKernel});
   out.push_back({"rope", RopeKernel});
+  out.push_back({"rotate", RotateKernel});
 }
 
 }  // namespace kiln

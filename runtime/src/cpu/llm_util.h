@@ -51,6 +51,7 @@ kiln_status_t GatedMlpKernel(KernelContext& ctx);
 kiln_status_t AttentionKernel(KernelContext& ctx);
 kiln_status_t QuantizeKernel(KernelContext& ctx);  // quantize.cc
 kiln_status_t HadamardKernel(KernelContext& ctx);  // quantize.cc
+kiln_status_t RotateKernel(KernelContext& ctx);    // quantize.cc
 
 // ---------------------------------------------------------------------------
 // ISA dispatch.

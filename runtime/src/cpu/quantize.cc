@@ -264,4 +264,44 @@ kiln_status_t HadamardKernel(KernelContext& ctx) {
   return nullptr;
 }
 
+kiln_status_t RotateKernel(KernelContext& ctx) {
+  KILN_RETURN_IF_ERROR(CheckOperands(ctx, 2));
+  const Tensor& x = ctx.input(0);
+  const Tensor& r = ctx.input(1);
+  if (!DispatchFloat(x.dtype, [](auto) {}) || !DispatchFloat(r.dtype, [](auto) {}))
+    return KernelError(ctx, KILN_STATUS_UNIMPLEMENTED, "no rotate kernel for %s by %s",
+                       DTypeName(x.dtype), DTypeName(r.dtype));
+  KILN_RETURN_IF_ERROR(CheckSameType(ctx, x.dtype));
+  const int64_t n = r.shape.rank == 2 ? r.shape[0] : 0;
+  const int64_t last = x.shape.rank ? x.shape[x.shape.rank - 1] : 0;
+  if (n < 1 || r.shape[1] != n || x.shape.rank < 1 || last % n != 0)
+    return KernelError(ctx, KILN_STATUS_INVALID_ARGUMENT,
+                       "rotation %s is not a square matrix whose size divides the last "
+                       "dimension of %s",
+                       r.shape.str().c_str(), x.shape.str().c_str());
+  std::vector<float> rf(size_t(n * n));
+  DispatchFloat(r.dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    for (int64_t i = 0; i < n * n; ++i) rf[size_t(i)] = float(Elem<S>::Load(r.as<S>()[i]));
+  });
+  Tensor* out = nullptr;
+  KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &out));
+  const int64_t blocks = x.numel() / n;
+  DispatchFloat(x.dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* in = x.as<S>();
+    S* y = out->as<S>();
+    ctx.pool().parallel_for(blocks, std::max<int64_t>(1, 65536 / (n * n)), [&](int64_t b0, int64_t b1) {
+      std::vector<float> v(static_cast<size_t>(n)), w(static_cast<size_t>(n));
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(Elem<S>::Load(in[b * n + i]));
+        RotateBlock(v.data(), rf.data(), n, w.data());
+        for (int64_t i = 0; i < n; ++i)
+          y[b * n + i] = Elem<S>::Store(typename Elem<S>::Compute(w[size_t(i)]));
+      }
+    });
+  });
+  return nullptr;
+}
+
 }  // namespace kiln

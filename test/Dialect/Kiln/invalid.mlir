@@ -1319,3 +1319,27 @@ func.func @f(%x: tensor<4x?xf32>) -> tensor<4x?xf32> {
   %0 = kiln.hadamard %x {block = 16 : i64} : tensor<4x?xf32>
   return %0 : tensor<4x?xf32>
 }
+
+// -----
+
+func.func @f(%x: tensor<4x48xf32>, %r: tensor<32x32xf32>) -> tensor<4x48xf32> {
+  // expected-error @+1 {{rotation size 32 does not divide the last dimension (48)}}
+  %0 = kiln.rotate %x, %r : tensor<4x48xf32>, tensor<32x32xf32> -> tensor<4x48xf32>
+  return %0 : tensor<4x48xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4x48xf32>, %r: tensor<16x8xf32>) -> tensor<4x48xf32> {
+  // expected-error @+1 {{rotation must be a static square matrix, found 'tensor<16x8xf32>'}}
+  %0 = kiln.rotate %x, %r : tensor<4x48xf32>, tensor<16x8xf32> -> tensor<4x48xf32>
+  return %0 : tensor<4x48xf32>
+}
+
+// -----
+
+func.func @f(%x: tensor<4x48xf32>, %r: tensor<16x16xf32>) -> tensor<4x48xf16> {
+  // expected-error @+1 {{result type 'tensor<4x48xf16>' differs from the input's 'tensor<4x48xf32>'}}
+  %0 = kiln.rotate %x, %r : tensor<4x48xf32>, tensor<16x16xf32> -> tensor<4x48xf16>
+  return %0 : tensor<4x48xf16>
+}

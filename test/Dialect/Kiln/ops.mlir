@@ -65,6 +65,13 @@ func.func @hadamard(%x: tensor<?x?x96xbf16>) -> tensor<?x?x96xbf16> {
   return %0 : tensor<?x?x96xbf16>
 }
 
+// CHECK-LABEL: func.func @rotate
+func.func @rotate(%x: tensor<?x96xbf16>, %r: tensor<32x32xf32>) -> tensor<?x96xbf16> {
+  // CHECK: kiln.rotate %{{.+}}, %{{.+}} : tensor<?x96xbf16>, tensor<32x32xf32> -> tensor<?x96xbf16>
+  %0 = kiln.rotate %x, %r : tensor<?x96xbf16>, tensor<32x32xf32> -> tensor<?x96xbf16>
+  return %0 : tensor<?x96xbf16>
+}
+
 // CHECK-LABEL: func.func @lookup
 func.func @lookup(%table: tensor<64x32xbf16>, %ids: tensor<?x?xi64>, %x: tensor<50x32xf32>, %i: tensor<2x3xi32>,
                   %m: tensor<?x?xi1>, %mi: tensor<?x4x2xi64>, %x3: tensor<2x5x7xf32>, %i3: tensor<2x3x1xi32>)

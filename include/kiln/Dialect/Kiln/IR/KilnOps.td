@@ -167,6 +167,29 @@ def Kiln_HadamardOp : Kiln_Op<"hadamard", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
+def Kiln_RotateOp : Kiln_Op<"rotate", [Pure]> {
+  let summary = "multiplies blocks of the last dimension by a square matrix";
+  let description = [{
+    `result[..., b*n + i] = sum_j input[..., b*n + j] * rotation[j, i]` for
+    every block `b` of `n` elements, `rotation` an `[n, n]` matrix and `n`
+    dividing the last dimension: `input` times the block-diagonal matrix
+    with `rotation` on its diagonal. Computed with f64 sums, rounded once.
+    With an orthogonal `rotation` (`R R^T = I`, e.g. a learned SpinQuant
+    rotation), rotating a matmul's input and its output-major weight leaves
+    the product unchanged: `(x R)(W R)^T = x W^T`.
+
+    ```mlir
+    %r = kiln.rotate %x, %R : tensor<?x?x4096xbf16>, tensor<4096x4096xf32> -> tensor<?x?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Kiln_FloatTensor:$input, Kiln_FloatTensor:$rotation);
+  let results = (outs Kiln_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $rotation attr-dict `:` type($input) `,` type($rotation) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def Kiln_QTensorDataOp : Kiln_Op<"qtensor_data", [Pure]> {
   let summary = "the stored values of a quantized tensor";
   let description = [{
