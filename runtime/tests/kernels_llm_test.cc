@@ -567,6 +567,47 @@ TEST(LlmHadamard, IsItsOwnInverse) {
   ExpectClose(twice.Result(), Values(x), Tol{1e-5, 1e-5}, "hadamard twice");
 }
 
+// kiln.rotate against a naive f64 product with the block-diagonal matrix,
+// a random (not orthogonal: the kernel does not care) f32 or f16 matrix.
+TEST(LlmRotate, MatchesTheBlockDiagonalProduct) {
+  for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16}) {
+    for (kiln_dtype_t rt : {KILN_DTYPE_F32, KILN_DTYPE_F16}) {
+      SCOPED_TRACE(std::string(kiln_dtype_name(dt)) + " by " + kiln_dtype_name(rt));
+      const int64_t rows = 6, cols = 72, n = 24;
+      std::vector<float> unused;
+      HostTensor x = Random(dt, {2, 3, cols}, 1500, &unused);
+      HostTensor r = Random(rt, {n, n}, 1501, &unused);
+      std::vector<double> xv = Values(x), rv = Values(r), want(xv.size(), 0.0);
+      for (int64_t row = 0; row < rows; ++row)
+        for (int64_t b0 = 0; b0 < cols; b0 += n)
+          for (int64_t i = 0; i < n; ++i) {
+            double acc = 0;
+            for (int64_t j = 0; j < n; ++j)
+              acc += xv[size_t(row * cols + b0 + j)] * rv[size_t(j * n + i)];
+            want[size_t(row * cols + b0 + i)] = acc;
+          }
+      KernelHarness k("rotate", 3);
+      k.In(x).In(r);
+      k.Out(dt, {2, 3, cols});
+      ASSERT_EQ(k.RunMessage(), "");
+      ExpectClose(k.Result(), want, TolFor(dt), "rotate");
+    }
+  }
+}
+
+TEST(LlmRotate, RefusesAMatrixThatDoesNotTileTheRow) {
+  std::vector<float> unused;
+  KernelHarness k("rotate");
+  k.In(Random(KILN_DTYPE_F32, {2, 48}, 1502, &unused))
+      .In(Random(KILN_DTYPE_F32, {32, 32}, 1503, &unused));
+  k.Out(KILN_DTYPE_F32, {2, 48});
+  std::string m = k.RunMessage();
+  EXPECT_NE(m.find("rotation [32, 32] is not a square matrix whose size divides the last "
+                   "dimension of [2, 48]"),
+            std::string::npos)
+      << m;
+}
+
 TEST(LlmHadamard, RefusesABlockThatIsNotAPowerOfTwoDividingTheRow) {
   for (int64_t block : {24, 64}) {
     KernelHarness k("hadamard");
