@@ -42,6 +42,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Passes/Passes.h"
+#include "kiln/Support/Location.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "llvm/Support/Endian.h"
@@ -88,16 +89,6 @@ LogicalResult weightNames(Value v, SmallVectorImpl<std::string> &names) {
   return failure();
 }
 
-/// The ONNX node name in `loc`, or "".
-std::string nodeName(Location loc) {
-  if (auto f = dyn_cast<FusedLoc>(loc))
-    for (Location l : f.getLocations())
-      if (std::string n = nodeName(l); !n.empty())
-        return n;
-  if (auto n = dyn_cast<NameLoc>(loc))
-    return n.getName().str();
-  return "";
-}
 
 /// Square rotation matrices by size, read from a safetensors file.
 struct Rotations {
@@ -297,7 +288,7 @@ struct QuantizeWeightsPass
   /// Whether the op or one of its weights is excluded.
   bool excluded(Operation *op, ArrayRef<std::string> names,
                 ArrayRef<llvm::Regex> patterns) {
-    std::string node = nodeName(op->getLoc());
+    std::string node = onnxNodeName(op->getLoc());
     for (const llvm::Regex &re : patterns) {
       if (!node.empty() && re.match(node))
         return true;

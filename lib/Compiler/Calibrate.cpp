@@ -14,6 +14,7 @@
 #include "cpu/half.h"
 #include "model.h"
 #include "kiln/Dialect/Kiln/IR/KilnOps.h"
+#include "kiln/Support/Location.h"
 #include "kiln/runtime/api.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -69,25 +70,6 @@ void appendFloats(const ::kiln::Tensor &t, std::vector<float> &out) {
     out[size_t(i)] = floatAt(t, i);
 }
 
-/// The ONNX node name in `loc`, or "".
-std::string nodeName(Location loc) {
-  if (auto f = dyn_cast<FusedLoc>(loc))
-    for (Location l : f.getLocations())
-      if (std::string n = nodeName(l); !n.empty())
-        return n;
-  if (auto n = dyn_cast<NameLoc>(loc))
-    return n.getName().str();
-  return "";
-}
-
-/// Every ONNX node name in `loc`.
-void nodeNames(Location loc, SmallVectorImpl<std::string> &out) {
-  if (auto f = dyn_cast<FusedLoc>(loc))
-    for (Location l : f.getLocations())
-      nodeNames(l, out);
-  if (auto n = dyn_cast<NameLoc>(loc))
-    out.push_back(n.getName().str());
-}
 
 /// The kiln.weight symbols `v` is computed from, in operand order.
 void weightNames(Value v, SmallVectorImpl<std::string> &out) {
@@ -106,7 +88,7 @@ void weightNames(Value v, SmallVectorImpl<std::string> &out) {
 /// "(+N)" counts the sibling projections fused into it.
 std::string layerName(Operation *op, Value weight) {
   SmallVector<std::string> names;
-  nodeNames(op->getLoc(), names);
+  onnxNodeNames(op->getLoc(), names);
   SmallVector<std::string> projections;
   for (const std::string &n : names) {
     llvm::StringRef r(n);

@@ -231,6 +231,28 @@ kiln_status_t QuantizeKernel(KernelContext& ctx) {
   return nullptr;
 }
 
+/// Reads each block of `n` consecutive values of `x` (any float dtype) as
+/// f32, calls `transform(v, scratch)`, which returns where the block's
+/// result is (v or scratch), and stores it into `out` (x's dtype and shape).
+template <class F>
+void TransformBlocks(KernelContext& ctx, const Tensor& x, Tensor* out, int64_t n, int64_t grain,
+                     F&& transform) {
+  DispatchFloat(x.dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* in = x.as<S>();
+    S* y = out->as<S>();
+    ctx.pool().parallel_for(x.numel() / n, std::max<int64_t>(1, grain), [&](int64_t b0, int64_t b1) {
+      std::vector<float> v(static_cast<size_t>(n)), w(static_cast<size_t>(n));
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(Elem<S>::Load(in[b * n + i]));
+        const float* r = transform(v.data(), w.data());
+        for (int64_t i = 0; i < n; ++i)
+          y[b * n + i] = Elem<S>::Store(typename Elem<S>::Compute(r[i]));
+      }
+    });
+  });
+}
+
 kiln_status_t HadamardKernel(KernelContext& ctx) {
   KILN_RETURN_IF_ERROR(CheckOperands(ctx, 1));
   const Tensor& x = ctx.input(0);
@@ -246,21 +268,8 @@ kiln_status_t HadamardKernel(KernelContext& ctx) {
                        static_cast<long long>(block), x.shape.str().c_str());
   Tensor* out = nullptr;
   KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &out));
-  const int64_t blocks = x.numel() / block;
-  DispatchFloat(x.dtype, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    const S* in = x.as<S>();
-    S* y = out->as<S>();
-    ctx.pool().parallel_for(blocks, std::max<int64_t>(1, 4096 / block), [&](int64_t b0, int64_t b1) {
-      std::vector<float> v(static_cast<size_t>(block));
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t i = 0; i < block; ++i) v[size_t(i)] = float(Elem<S>::Load(in[b * block + i]));
-        FastHadamard(v.data(), block);
-        for (int64_t i = 0; i < block; ++i)
-          y[b * block + i] = Elem<S>::Store(typename Elem<S>::Compute(v[size_t(i)]));
-      }
-    });
-  });
+  TransformBlocks(ctx, x, out, block, 4096 / block,
+                  [&](float* v, float*) { FastHadamard(v, block); return v; });
   return nullptr;
 }
 
@@ -286,20 +295,9 @@ kiln_status_t RotateKernel(KernelContext& ctx) {
   });
   Tensor* out = nullptr;
   KILN_RETURN_IF_ERROR(ctx.allocate_output(0, x.shape, &out));
-  const int64_t blocks = x.numel() / n;
-  DispatchFloat(x.dtype, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    const S* in = x.as<S>();
-    S* y = out->as<S>();
-    ctx.pool().parallel_for(blocks, std::max<int64_t>(1, 65536 / (n * n)), [&](int64_t b0, int64_t b1) {
-      std::vector<float> v(static_cast<size_t>(n)), w(static_cast<size_t>(n));
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t i = 0; i < n; ++i) v[size_t(i)] = float(Elem<S>::Load(in[b * n + i]));
-        RotateBlock(v.data(), rf.data(), n, w.data());
-        for (int64_t i = 0; i < n; ++i)
-          y[b * n + i] = Elem<S>::Store(typename Elem<S>::Compute(w[size_t(i)]));
-      }
-    });
+  TransformBlocks(ctx, x, out, n, 65536 / (n * n), [&](float* v, float* w) {
+    RotateBlock(v, rf.data(), n, w);
+    return w;
   });
   return nullptr;
 }
