@@ -160,10 +160,9 @@ static cl::opt<std::string> kvScaleType(
 static cl::opt<std::string> quant(
     "quant",
     cl::desc("Quantization (kiln-quantize-weights): none, w8a16 (int8 weights "
-             "per output channel), w4a16 (int4 weights in groups along K) or "
+             "per output channel), w4a16 (int4 weights in groups along K), "
              "fp8 (E4M3 weights and activations) or w4a4 (int4 weights and "
-             "activations, Hadamard-rotated); weights are packed at compile "
-             "time"),
+             "activations, rotated); weights are packed at compile time"),
     cl::value_desc("scheme"), cl::init("none"), cl::cat(category));
 static cl::opt<int64_t> quantGroup(
     "quant-group", cl::desc("w4a16: weights along K per scale (default 128)"),
@@ -229,7 +228,7 @@ static cl::opt<bool> report(
     "report",
     cl::desc("After the graph stage, print which ops were fused from which "
              "ONNX nodes, what stayed unfused and why, and the op counts "
-             "before and after; with --quant, after writing, the weight "
+             "before and after; with --quant, with the write stage, the weight "
              "bytes before and after and the error the quantization costs "
              "(per layer, logits, greedy agreement) against the unquantized "
              "model on the calibration prompts (on stderr)"),
