@@ -119,19 +119,6 @@ bool fromWeights(Value v) {
   return false;
 }
 
-/// The first kiln.weight `v` is computed from, or "".
-std::string weightName(Value v) {
-  Operation *def = v.getDefiningOp();
-  if (!def)
-    return "";
-  if (auto w = dyn_cast<WeightOp>(def))
-    return w.getName().str();
-  for (Value in : def->getOperands())
-    if (std::string n = weightName(in); !n.empty())
-      return n;
-  return "";
-}
-
 std::string describeQuant(Type t) {
   auto q = dyn_cast<QTensorType>(t);
   if (!q)
@@ -477,8 +464,6 @@ llvm::Expected<QuantReport> mlir::kiln::measureQuantization(ModuleOp reference,
     Operation *op = (*quant)->launchOps[q];
     LayerError e;
     e.name = layerName(op, weightOf(op));
-    if (e.name.empty())
-      e.name = weightName(weightOf(op));
     e.scheme = describeQuant(weightOf(op).getType());
     if (isa<GatedMlpOp>(op))
       e.scheme = "gated MLP " + e.scheme;

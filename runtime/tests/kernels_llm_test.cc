@@ -571,9 +571,11 @@ TEST(LlmHadamard, IsItsOwnInverse) {
 // a random (not orthogonal: the kernel does not care) f32 or f16 matrix.
 TEST(LlmRotate, MatchesTheBlockDiagonalProduct) {
   for (kiln_dtype_t dt : {KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16}) {
-    for (kiln_dtype_t rt : {KILN_DTYPE_F32, KILN_DTYPE_F16}) {
-      SCOPED_TRACE(std::string(kiln_dtype_name(dt)) + " by " + kiln_dtype_name(rt));
-      const int64_t rows = 6, cols = 72, n = 24;
+    for (auto [rt, n] : {std::pair{KILN_DTYPE_F32, int64_t(24)}, std::pair{KILN_DTYPE_F16, int64_t(24)},
+                         std::pair{KILN_DTYPE_F32, int64_t(72)}, std::pair{KILN_DTYPE_F32, int64_t(1)}}) {
+      SCOPED_TRACE(std::string(kiln_dtype_name(dt)) + " by " + kiln_dtype_name(rt) + " " +
+                   std::to_string(n) + "x" + std::to_string(n));
+      const int64_t rows = 6, cols = 72;
       std::vector<float> unused;
       HostTensor x = Random(dt, {2, 3, cols}, 1500, &unused);
       HostTensor r = Random(rt, {n, n}, 1501, &unused);
